@@ -1,0 +1,55 @@
+# batch_ops — PGXS build.
+#
+#   make                  build (warnings are errors)
+#   make install          install into the PostgreSQL found by pg_config
+#   make installcheck     pg_regress + isolation specs against a running server
+#                         that has shared_preload_libraries = 'batch_ops'
+#   make prove            pgTAP suites (test/pgtap) with pg_prove
+#   make bench            benchmarks (test/bench), ratios against SQL baselines
+#
+# scripts/test.sh does all of it on a throwaway cluster; see README.md.
+
+EXTENSION  = batch_ops
+EXTVERSION = 0.1.0
+
+MODULE_big = batch_ops
+OBJS = \
+	src/batch_ops.o \
+	src/target.o \
+	src/item_convert.o \
+	src/item_error.o \
+	src/precheck.o \
+	src/response.o \
+	src/plan_cache.o \
+	src/crud.o
+
+DATA = sql/batch_ops--$(EXTVERSION).sql
+
+PG_CPPFLAGS = -I$(srcdir)/src -Wall -Wextra -Werror \
+	-Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
+
+REGRESS = \
+	create \
+	update \
+	delete \
+	atomic \
+	errors \
+	limits \
+	types \
+	triggers \
+	privileges \
+	partitioned
+
+ISOLATION = concurrent_update deadlock
+ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+.PHONY: prove bench
+prove:
+	pg_prove --ext .sql -r test/pgtap
+
+bench:
+	test/bench/run.sh

@@ -1,0 +1,1102 @@
+/*-------------------------------------------------------------------------
+ *
+ * crud.c
+ *	  batch_create, batch_update and batch_delete.
+ *
+ * A batch is handled in three phases.
+ *
+ * 1. Read.  Every item is parsed, its values converted to the column
+ *	  types and checked (precheck.c) without writing anything.  Input
+ *	  functions report bad values by throwing, so this runs inside a
+ *	  subtransaction; it writes nothing and therefore takes no XID.  When
+ *	  an item throws, that subtransaction is rolled back, the item is
+ *	  marked failed and a new subtransaction carries on from the next
+ *	  item: k bad items cost k+1 cheap subtransactions, not n.
+ *
+ * 2. Write.  The surviving items are grouped by shape -- the set of
+ *	  columns they give (and, for update and delete, how many earlier
+ *	  items had the same key, so that repeated keys apply in order) -- and
+ *	  each group is written by ONE set-based statement over unnest() of
+ *	  an array of table rows (plan_cache.c), inside ONE subtransaction.
+ *	  That subtransaction is the safety net for what could not be checked
+ *	  in advance.  If it fails with an error that is the item's fault
+ *	  (item_error.c), creates first look for keys that already exist
+ *	  (one read-only query), and then the group is bisected: each half
+ *	  is tried in its own subtransaction, down to single items, so k
+ *	  unforeseen failures cost O(k log n) subtransactions.  Errors that
+ *	  are not an item's fault are re-thrown as they are.
+ *
+ * 3. Answer (response.c), in item order.
+ *
+ * Atomic mode does the same inside one more subtransaction, which is
+ * rolled back if any item failed; items that fail the checks of phase 1
+ * stop the batch before anything is written.
+ *
+ * Locking: the target is locked with RowExclusiveLock when the batch
+ * starts (target.c); rows are locked by the statements themselves.
+ *
+ * Memory: everything lives in a context of the call, deleted at the end;
+ * each statement attempt works in a context reset after it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "batch.h"
+#include "batch_ops.h"
+#include "plan_cache.h"
+
+PG_FUNCTION_INFO_V1(batch_create);
+PG_FUNCTION_INFO_V1(batch_update);
+PG_FUNCTION_INFO_V1(batch_delete);
+
+/* Items that write with the same statement. */
+typedef struct ItemGroup
+{
+	int			round;
+	Bitmapset  *shape;
+	int			nmembers;
+	int		   *members;		/* item indexes, in item order */
+	char	   *sql;
+} ItemGroup;
+
+/*
+ * The last table on which a create found keys that already existed:
+ * the next create on it checks for them before writing instead of after
+ * a failed statement.  Only a matter of speed, never of results.
+ */
+static Oid	existing_keys_hint = InvalidOid;
+
+/* ---------------------------------------------------------------------
+ * Arguments
+ * ---------------------------------------------------------------------
+ */
+static int
+batch_limit(BatchOp op, const char **guc)
+{
+	switch (op)
+	{
+		case BATCH_CREATE:
+			*guc = "batch_ops.max_create_items";
+			return batch_ops_max_create_items;
+		case BATCH_UPDATE:
+			*guc = "batch_ops.max_update_items";
+			return batch_ops_max_update_items;
+		case BATCH_DELETE:
+			*guc = "batch_ops.max_delete_items";
+			return batch_ops_max_delete_items;
+	}
+	return 0;
+}
+
+static const char *
+jsonb_root_type(Jsonb *jb)
+{
+	if (JB_ROOT_IS_SCALAR(jb))
+		return "scalar";
+	return JB_ROOT_IS_OBJECT(jb) ? "object" : "array";
+}
+
+static Jsonb *
+check_arguments(FunctionCallInfo fcinfo, BatchOp op, bool *atomic)
+{
+	const char *items_name = (op == BATCH_DELETE) ? "ids" : "items";
+	const char *guc;
+	int			limit = batch_limit(op, &guc);
+	Jsonb	   *items;
+	int			n;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("target must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", items_name)));
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("atomic must not be null")));
+	if (!PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("idempotency keys are not supported yet")));
+
+	*atomic = PG_GETARG_BOOL(2);
+	items = PG_GETARG_JSONB_P(1);
+	if (!JB_ROOT_IS_ARRAY(items) || JB_ROOT_IS_SCALAR(items))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a JSON array", items_name),
+				 errdetail("The value given is a JSON %s.", jsonb_root_type(items))));
+
+	n = JB_ROOT_COUNT(items);
+	if (n > limit)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("batch of %d items exceeds the limit of %d", n, limit),
+				 errdetail("The limit is set by %s.", guc),
+				 errhint("Split the batch, or submit it as an async job with batch_ops.submit_batch().")));
+	return items;
+}
+
+/* ---------------------------------------------------------------------
+ * Phase 1: read and check the items
+ * ---------------------------------------------------------------------
+ */
+static ColumnInput *
+column_input(Batch *batch, int c)
+{
+	ColumnInput *input = &batch->inputs[c];
+
+	if (!input->ready)
+		column_input_init(input, batch->target->cols[c].typid,
+						  batch->target->cols[c].typmod, batch->cxt);
+	return input;
+}
+
+static ItemError *
+set_column(Batch *batch, BatchItem *item, int c, JsonbValue *value)
+{
+	TargetColumn *col = &batch->target->cols[c];
+
+	batch->current_column = col->name;
+	item->present = bms_add_member(item->present, c);
+	return column_input_value(column_input(batch, c), col->name, value,
+							  &item->values[c], &item->isnull[c]);
+}
+
+#define invalid_item(...) \
+	item_error_make(ITEM_INVALID, ERRCODE_INVALID_PARAMETER_VALUE, NULL, __VA_ARGS__)
+
+/* Can this item write this column?  NULL if so. */
+static ItemError *
+check_writable(Batch *batch, TargetColumn *col)
+{
+	const char *relname = batch->target->relname;
+
+	if (col->generated != '\0' ||
+		(col->identity == ATTRIBUTE_IDENTITY_ALWAYS && batch->op == BATCH_CREATE))
+	{
+		ItemError  *err;
+
+		if (batch->op == BATCH_CREATE)
+			err = item_error_make(ITEM_VALIDATION_ERROR, ERRCODE_GENERATED_ALWAYS,
+								  col->name,
+								  "cannot insert a non-DEFAULT value into column \"%s\"",
+								  col->name);
+		else
+			err = item_error_make(ITEM_VALIDATION_ERROR, ERRCODE_GENERATED_ALWAYS,
+								  col->name,
+								  "column \"%s\" can only be updated to DEFAULT",
+								  col->name);
+		err->detail = psprintf(col->generated != '\0' ?
+							   "Column \"%s\" is a generated column." :
+							   "Column \"%s\" is an identity column defined as GENERATED ALWAYS.",
+							   col->name);
+		return err;
+	}
+	if (!col->may_write)
+		return item_error_make(ITEM_PERMISSION_DENIED, ERRCODE_INSUFFICIENT_PRIVILEGE,
+							   col->name,
+							   "permission denied for column \"%s\" of relation \"%s\"",
+							   col->name, relname);
+	return NULL;
+}
+
+static bool
+is_key_column(Target *target, int c)
+{
+	int			k;
+
+	for (k = 0; k < target->npk; k++)
+		if (target->pk[k] == c)
+			return true;
+	return false;
+}
+
+/*
+ * Key values given as "id": a scalar for a one-column key, an object of
+ * the key columns for a composite one.  Key columns the item also gives
+ * must agree: the key identifies the row and cannot be changed.
+ */
+static ItemError *
+read_id_alias(Batch *batch, BatchItem *item, JsonbValue *id)
+{
+	Target	   *target = batch->target;
+	int			k;
+
+	for (k = 0; k < target->npk; k++)
+	{
+		int			c = target->pk[k];
+		const char *name = target->cols[c].name;
+		JsonbValue	value;
+		Datum		given = item->values[c];
+		bool		given_null = item->isnull[c];
+		bool		had = bms_is_member(c, item->present);
+		ItemError  *err;
+
+		if (target->npk == 1 && id->type != jbvBinary)
+			value = *id;
+		else if (id->type == jbvBinary && JsonContainerIsObject(id->val.binary.data))
+		{
+			if (!getKeyJsonValueFromContainer(id->val.binary.data, name,
+											  strlen(name), &value))
+				return invalid_item("id has no value for primary key column \"%s\"",
+									name);
+		}
+		else
+			return invalid_item("\"id\" must be an object of the primary key columns of \"%s\"",
+								target->relname);
+
+		err = set_column(batch, item, c, &value);
+		if (err)
+			return err;
+		if (had && (given_null != item->isnull[c] ||
+					(!given_null && !datumIsEqual(given, item->values[c],
+												  get_typbyval(target->cols[c].typid),
+												  get_typlen(target->cols[c].typid)))))
+			return item_error_make(ITEM_INVALID, ERRCODE_INVALID_PARAMETER_VALUE,
+								   name,
+								   "item changes primary key column \"%s\"",
+								   name);
+	}
+	return NULL;
+}
+
+static ItemError *
+check_key_given(Batch *batch, BatchItem *item)
+{
+	Target	   *target = batch->target;
+	int			k;
+
+	for (k = 0; k < target->npk; k++)
+	{
+		int			c = target->pk[k];
+
+		if (!bms_is_member(c, item->present))
+			return invalid_item("item has no value for primary key column \"%s\"",
+								target->cols[c].name);
+		if (!target->cols[c].may_read)
+		{
+			ItemError  *err;
+
+			err = item_error_make(ITEM_PERMISSION_DENIED, ERRCODE_INSUFFICIENT_PRIVILEGE,
+								  target->cols[c].name,
+								  "permission denied for column \"%s\" of relation \"%s\"",
+								  target->cols[c].name, target->relname);
+			err->detail = pstrdup("Rows are found by their primary key, which needs SELECT privilege on its columns.");
+			return err;
+		}
+		if (item->isnull[c])
+			return invalid_item("primary key column \"%s\" must not be null",
+								target->cols[c].name);
+	}
+	return NULL;
+}
+
+static ItemError *
+check_something_to_update(Batch *batch, BatchItem *item)
+{
+	int			c = -1;
+
+	while ((c = bms_next_member(item->present, c)) >= 0)
+		if (!is_key_column(batch->target, c))
+			return NULL;
+	return invalid_item("item gives no column to update");
+}
+
+/* One item of batch_create or batch_update: an object of column values. */
+static ItemError *
+read_row_item(Batch *batch, BatchItem *item, int *hints)
+{
+	Target	   *target = batch->target;
+	JsonbIterator *it;
+	JsonbValue	key;
+	JsonbValue	value;
+	JsonbValue	id;
+	bool		has_id = false;
+	JsonbIteratorToken tok;
+	int			pos = 0;
+	ItemError  *err;
+
+	if (item->source.type != jbvBinary ||
+		!JsonContainerIsObject(item->source.val.binary.data))
+		return invalid_item("item must be a JSON object");
+
+	it = JsonbIteratorInit(item->source.val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &key, true)) != WJB_DONE)
+	{
+		int			c;
+
+		if (tok != WJB_KEY)
+			continue;
+		tok = JsonbIteratorNext(&it, &value, true);
+		c = target_column_index(target, key.val.string.val, key.val.string.len,
+								hints[Min(pos, target->ncols)]);
+		if (c < 0 && batch->op == BATCH_UPDATE && target->id_alias &&
+			key.val.string.len == 2 && strncmp(key.val.string.val, "id", 2) == 0)
+		{
+			id = value;
+			has_id = true;
+			continue;
+		}
+		if (c < 0)
+		{
+			char	   *name = pnstrdup(key.val.string.val, key.val.string.len);
+
+			return item_error_make(ITEM_VALIDATION_ERROR, ERRCODE_UNDEFINED_COLUMN,
+								   name,
+								   "column \"%s\" of relation \"%s\" does not exist",
+								   name, target->relname);
+		}
+		hints[Min(pos++, target->ncols)] = c;
+		if (batch->op == BATCH_CREATE || !is_key_column(target, c))
+		{
+			err = check_writable(batch, &target->cols[c]);
+			if (err)
+				return err;
+		}
+		err = set_column(batch, item, c, &value);
+		if (err)
+			return err;
+	}
+
+	if (batch->op == BATCH_UPDATE)
+	{
+		if (has_id && (err = read_id_alias(batch, item, &id)) != NULL)
+			return err;
+		if ((err = check_key_given(batch, item)) != NULL)
+			return err;
+		if ((err = check_something_to_update(batch, item)) != NULL)
+			return err;
+	}
+	return precheck_item_constraints(batch, item);
+}
+
+/* One id of batch_delete: a key value, an object of key columns, or {"id": ...}. */
+static ItemError *
+read_delete_item(Batch *batch, BatchItem *item)
+{
+	Target	   *target = batch->target;
+	JsonbValue *source = &item->source;
+	ItemError  *err;
+
+	if (!target->may_write_table)
+		return item_error_make(ITEM_PERMISSION_DENIED, ERRCODE_INSUFFICIENT_PRIVILEGE,
+							   NULL, "permission denied for table %s",
+							   target->relname);
+
+	if (source->type == jbvNull ||
+		(source->type == jbvBinary && JsonContainerIsArray(source->val.binary.data)))
+		return invalid_item("id must be a key value or a JSON object");
+
+	if (source->type != jbvBinary)
+	{
+		if (target->npk != 1)
+			return invalid_item("table \"%s\" has a composite primary key: give each id as an object of its key columns",
+								target->relname);
+		err = set_column(batch, item, target->pk[0], source);
+	}
+	else
+	{
+		JsonbContainer *obj = source->val.binary.data;
+		JsonbValue	id;
+
+		if (target->id_alias &&
+			getKeyJsonValueFromContainer(obj, "id", 2, &id))
+		{
+			if (JsonContainerSize(obj) != 1)
+				return invalid_item("an object with \"id\" must have no other keys");
+			err = read_id_alias(batch, item, &id);
+		}
+		else
+		{
+			if (JsonContainerSize(obj) != target->npk)
+				return invalid_item("id objects must give exactly the primary key columns of \"%s\"",
+									target->relname);
+			err = read_id_alias(batch, item, source);
+		}
+	}
+	if (err == NULL)
+		err = check_key_given(batch, item);
+	return err;
+}
+
+static void
+read_item(Batch *batch, BatchItem *item, int *hints)
+{
+	Target	   *target = batch->target;
+
+	item->values = palloc0(sizeof(Datum) * target->ncols);
+	item->isnull = palloc(sizeof(bool) * target->ncols);
+	memset(item->isnull, true, sizeof(bool) * target->ncols);
+	batch->current_column = NULL;
+
+	if (batch->op == BATCH_DELETE)
+		item->error = read_delete_item(batch, item);
+	else
+		item->error = read_row_item(batch, item, hints);
+}
+
+static void
+collect_elements(Batch *batch, Jsonb *items)
+{
+	JsonbIterator *it = JsonbIteratorInit(&items->root);
+	JsonbValue	elem;
+	JsonbIteratorToken tok;
+	int			i = 0;
+
+	while ((tok = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
+		if (tok == WJB_ELEM)
+			batch->items[i++].source = elem;
+}
+
+/*
+ * Convert and check every item.  Runs in read-only subtransactions so
+ * that a value its type's input function rejects fails only its item.
+ */
+static void
+read_items(Batch *batch, Jsonb *items)
+{
+	volatile int next = 0;
+	int		   *hints = palloc(sizeof(int) * (batch->target->ncols + 1));
+
+	memset(hints, -1, sizeof(int) * (batch->target->ncols + 1));
+	collect_elements(batch, items);
+
+	while (next < batch->nitems)
+	{
+		Subxact		sx;
+
+		subxact_begin(&sx);
+		PG_TRY();
+		{
+			for (; next < batch->nitems; next++)
+				read_item(batch, &batch->items[next], hints);
+			subxact_commit(&sx);
+		}
+		PG_CATCH();
+		{
+			ItemError  *err = subxact_abort(&sx);
+
+			if (err->column == NULL && batch->current_column)
+				err->column = pstrdup(batch->current_column);
+			batch->items[next].error = err;
+			next++;
+		}
+		PG_END_TRY();
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Rows and groups
+ * ---------------------------------------------------------------------
+ */
+static void
+form_rows(Batch *batch)
+{
+	Target	   *target = batch->target;
+	int			natts = target->tupdesc->natts;
+	Datum	   *values = palloc(sizeof(Datum) * natts);
+	bool	   *nulls = palloc(sizeof(bool) * natts);
+	int			i;
+
+	for (i = 0; i < batch->nitems; i++)
+	{
+		BatchItem  *item = &batch->items[i];
+		HeapTuple	tuple;
+		int			a;
+
+		if (!item_alive(item))
+			continue;
+		for (a = 0; a < natts; a++)
+		{
+			int			c = target->col_of_attnum[a];
+
+			values[a] = (c >= 0) ? item->values[c] : (Datum) 0;
+			nulls[a] = (c >= 0) ? item->isnull[c] : true;
+		}
+		tuple = heap_form_tuple(target->tupdesc, values, nulls);
+		item->row = heap_copy_tuple_as_datum(tuple, target->tupdesc);
+		heap_freetuple(tuple);
+	}
+}
+
+/* The rows of some items as an array of the table's row type: $1. */
+Datum
+batch_row_array(Batch *batch, int *members, int nmembers)
+{
+	Datum	   *rows = palloc(sizeof(Datum) * nmembers);
+	int			i;
+
+	for (i = 0; i < nmembers; i++)
+		rows[i] = batch->items[members[i]].row;
+	return PointerGetDatum(construct_array(rows, nmembers, batch->target->rowtype,
+										   -1, false, TYPALIGN_DOUBLE));
+}
+
+/* update and delete: the n-th repetition of a key goes in round n */
+static void
+assign_rounds(Batch *batch)
+{
+	int		   *occurrence = palloc(sizeof(int) * batch->nitems);
+	int			i;
+
+	precheck_duplicates(batch, batch->target->npk, batch->target->pk, occurrence);
+	for (i = 0; i < batch->nitems; i++)
+		batch->items[i].round = occurrence[i];
+	pfree(occurrence);
+}
+
+static int
+compare_group_round(const void *a, const void *b)
+{
+	const ItemGroup *x = a;
+	const ItemGroup *y = b;
+
+	return x->round - y->round;
+}
+
+static ItemGroup *
+make_groups(Batch *batch, int *ngroups)
+{
+	ItemGroup	   *groups = palloc0(sizeof(ItemGroup) * Max(batch->nitems, 1));
+	int			n = 0;
+	int			i;
+
+	for (i = 0; i < batch->nitems; i++)
+	{
+		BatchItem  *item = &batch->items[i];
+		ItemGroup	   *g = NULL;
+		int			k;
+
+		if (!item_alive(item))
+			continue;
+		for (k = n - 1; k >= 0 && g == NULL; k--)
+			if (groups[k].round == item->round &&
+				bms_equal(groups[k].shape, item->present))
+				g = &groups[k];
+		if (g == NULL)
+		{
+			g = &groups[n++];
+			g->round = item->round;
+			g->shape = item->present;
+			g->members = palloc(sizeof(int) * batch->nitems);
+		}
+		g->members[g->nmembers++] = i;
+	}
+	/* qsort is not stable: order equal rounds by first member */
+	for (i = 0; i < n; i++)
+		groups[i].round = groups[i].round * (batch->nitems + 1) + groups[i].members[0];
+	qsort(groups, n, sizeof(ItemGroup), compare_group_round);
+	*ngroups = n;
+	return groups;
+}
+
+/* ---------------------------------------------------------------------
+ * Statements
+ * ---------------------------------------------------------------------
+ */
+
+/* What RETURNING gives back as the item's row: what the caller may read. */
+static void
+append_returned_row(StringInfo buf, Target *target)
+{
+	int			c;
+	int			n = 0;
+
+	if (target->read_all)
+	{
+		appendStringInfoString(buf, "to_jsonb(t)");
+		return;
+	}
+	for (c = 0; c < target->ncols; c++)
+	{
+		if (!target->cols[c].may_read)
+			continue;
+		/* jsonb_build_object takes at most 100 arguments */
+		if (n % 50 == 0)
+			appendStringInfoString(buf, n ? ") || jsonb_build_object(" : "jsonb_build_object(");
+		else
+			appendStringInfoString(buf, ", ");
+		appendStringInfo(buf, "%s, t.%s", quote_literal_cstr(target->cols[c].name),
+						 target->cols[c].quoted);
+		n++;
+	}
+	appendStringInfoString(buf, n ? ")" : "'{}'::jsonb");
+}
+
+static void
+append_key_match(StringInfo buf, Target *target)
+{
+	int			k;
+
+	for (k = 0; k < target->npk; k++)
+	{
+		const char *col = target->cols[target->pk[k]].quoted;
+
+		appendStringInfo(buf, "%st.%s = r.%s", k ? " AND " : "", col, col);
+	}
+}
+
+static char *
+create_statement(Target *target, Bitmapset *shape)
+{
+	StringInfoData cols;
+	StringInfoData sql;
+	int			c = -1;
+
+	initStringInfo(&cols);
+	initStringInfo(&sql);
+	while ((c = bms_next_member(shape, c)) >= 0)
+		appendStringInfo(&cols, "%s%s", cols.len ? ", " : "", target->cols[c].quoted);
+
+	if (cols.len == 0)
+		appendStringInfo(&sql, "INSERT INTO %s AS t DEFAULT VALUES RETURNING ",
+						 target->qualname);
+	else
+	{
+		appendStringInfo(&sql, "INSERT INTO %s AS t (%s) SELECT ",
+						 target->qualname, cols.data);
+		c = -1;
+		while ((c = bms_next_member(shape, c)) >= 0)
+			appendStringInfo(&sql, "%sr.%s", c == bms_next_member(shape, -1) ? "" : ", ",
+							 target->cols[c].quoted);
+		appendStringInfo(&sql, " FROM %s ORDER BY r.%s RETURNING ",
+						 plan_rows_source(target), BATCH_ORD_COLUMN);
+	}
+	append_returned_row(&sql, target);
+	return sql.data;
+}
+
+static char *
+update_statement(Target *target, Bitmapset *shape)
+{
+	StringInfoData sql;
+	int			c = -1;
+	bool		first = true;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "UPDATE %s AS t SET ", target->qualname);
+	while ((c = bms_next_member(shape, c)) >= 0)
+	{
+		if (is_key_column(target, c))
+			continue;
+		appendStringInfo(&sql, "%s%s = r.%s", first ? "" : ", ",
+						 target->cols[c].quoted, target->cols[c].quoted);
+		first = false;
+	}
+	appendStringInfo(&sql, " FROM %s WHERE ", plan_rows_source(target));
+	append_key_match(&sql, target);
+	appendStringInfo(&sql, " RETURNING r.%s, ", BATCH_ORD_COLUMN);
+	append_returned_row(&sql, target);
+	return sql.data;
+}
+
+static char *
+delete_statement(Target *target)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "DELETE FROM %s AS t USING %s WHERE ",
+					 target->qualname, plan_rows_source(target));
+	append_key_match(&sql, target);
+	appendStringInfo(&sql, " RETURNING r.%s", BATCH_ORD_COLUMN);
+	return sql.data;
+}
+
+static char *
+group_statement(Batch *batch, ItemGroup *group)
+{
+	switch (batch->op)
+	{
+		case BATCH_CREATE:
+			return create_statement(batch->target, group->shape);
+		case BATCH_UPDATE:
+			return update_statement(batch->target, group->shape);
+		case BATCH_DELETE:
+			return delete_statement(batch->target);
+	}
+	return NULL;
+}
+
+/* ---------------------------------------------------------------------
+ * Phase 2: write
+ * ---------------------------------------------------------------------
+ */
+static void
+keep_result(Batch *batch, BatchItem *item, HeapTuple tuple, TupleDesc desc,
+			int attno)
+{
+	bool		isnull;
+	Datum		row;
+	MemoryContext old;
+
+	item->applied = true;
+	if (attno == 0)
+		return;
+	row = SPI_getbinval(tuple, desc, attno, &isnull);
+	if (isnull)
+		return;
+	old = MemoryContextSwitchTo(batch->cxt);
+	item->result = DatumGetJsonbPCopy(row);
+	MemoryContextSwitchTo(old);
+}
+
+/* Run the group's statement over some members; may throw. */
+static void
+execute_members(Batch *batch, ItemGroup *group, int *members, int n)
+{
+	Oid			argtype = batch->target->rowarraytype;
+	uint64		row;
+
+	if (batch->op == BATCH_CREATE)
+	{
+		/*
+		 * RETURNING lists inserted rows in the order of the ORDER BY; a
+		 * BEFORE ROW trigger may skip rows, so then insert one at a time.
+		 */
+		bool		one_by_one = batch->target->row_before_trigger;
+		int			step = one_by_one ? 1 : n;
+		int			i;
+
+		for (i = 0; i < n; i += step)
+		{
+			plan_execute(group->sql, argtype, batch_row_array(batch, members + i, step));
+			if (SPI_processed != (uint64) step && !one_by_one)
+				elog(ERROR, "INSERT returned " UINT64_FORMAT " rows for %d items",
+					 SPI_processed, step);
+			for (row = 0; row < SPI_processed; row++)
+				keep_result(batch, &batch->items[members[i + row]],
+							SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1);
+			SPI_freetuptable(SPI_tuptable);
+		}
+		return;
+	}
+
+	plan_execute(group->sql, argtype, batch_row_array(batch, members, n));
+	for (row = 0; row < SPI_processed; row++)
+	{
+		bool		isnull;
+		int64		ord = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[row],
+													  SPI_tuptable->tupdesc, 1, &isnull));
+
+		keep_result(batch, &batch->items[members[ord - 1]], SPI_tuptable->vals[row],
+					SPI_tuptable->tupdesc, batch->op == BATCH_UPDATE ? 2 : 0);
+	}
+	SPI_freetuptable(SPI_tuptable);
+}
+
+static void
+forget_results(Batch *batch, int *members, int n)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		batch->items[members[i]].applied = false;
+		batch->items[members[i]].result = NULL;
+	}
+}
+
+/* Try the members in one subtransaction; the error if it failed. */
+static ItemError *
+try_members(Batch *batch, ItemGroup *group, int *members, int n)
+{
+	ItemError  *volatile err = NULL;
+	MemoryContext old = MemoryContextSwitchTo(batch->cxt);
+	Subxact		sx;
+
+	/* errors are copied to the batch context, statement data is not */
+	subxact_begin(&sx);
+	PG_TRY();
+	{
+		MemoryContextSwitchTo(batch->stmt_cxt);
+		execute_members(batch, group, members, n);
+		subxact_commit(&sx);
+	}
+	PG_CATCH();
+	{
+		err = subxact_abort(&sx);
+		forget_results(batch, members, n);
+	}
+	PG_END_TRY();
+
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(batch->stmt_cxt);
+	return err;
+}
+
+static int
+keep_alive(Batch *batch, int *members, int n)
+{
+	int			kept = 0;
+	int			i;
+
+	for (i = 0; i < n; i++)
+		if (item_alive(&batch->items[members[i]]))
+			members[kept++] = members[i];
+	return kept;
+}
+
+/* Split a failing set of members until each failure is alone. */
+static void
+bisect(Batch *batch, ItemGroup *group, int *members, int n)
+{
+	ItemError  *err;
+	int			half;
+
+	if (n == 0)
+		return;
+	err = try_members(batch, group, members, n);
+	if (err == NULL)
+		return;
+	if (n == 1)
+	{
+		batch->items[members[0]].error = err;
+		return;
+	}
+	half = n / 2;
+	bisect(batch, group, members, half);
+	bisect(batch, group, members + half, n - half);
+}
+
+static void
+check_existing_keys(Batch *batch, ItemGroup *group)
+{
+	int			found = precheck_existing_keys(batch, group->members,
+											   group->nmembers);
+
+	existing_keys_hint = found ? batch->target->relid : InvalidOid;
+	group->nmembers = keep_alive(batch, group->members, group->nmembers);
+}
+
+static void
+apply_group(Batch *batch, ItemGroup *group)
+{
+	bool		checked = false;
+	ItemError  *err;
+	int			half;
+
+	group->sql = group_statement(batch, group);
+	if (batch->op == BATCH_CREATE && existing_keys_hint == batch->target->relid)
+	{
+		check_existing_keys(batch, group);
+		checked = true;
+	}
+	if (group->nmembers == 0)
+		return;
+
+	err = try_members(batch, group, group->members, group->nmembers);
+	if (err == NULL)
+		return;
+
+	if (batch->op == BATCH_CREATE && !checked)
+	{
+		check_existing_keys(batch, group);
+		if (group->nmembers == 0)
+			return;
+		err = try_members(batch, group, group->members, group->nmembers);
+		if (err == NULL)
+			return;
+	}
+	if (group->nmembers == 1)
+	{
+		batch->items[group->members[0]].error = err;
+		return;
+	}
+	half = group->nmembers / 2;
+	bisect(batch, group, group->members, half);
+	bisect(batch, group, group->members + half, group->nmembers - half);
+}
+
+static ItemError *
+not_found_error(Batch *batch, BatchItem *item)
+{
+	Target	   *target = batch->target;
+	StringInfoData key;
+	int			k;
+
+	initStringInfo(&key);
+	for (k = 0; k < target->npk; k++)
+	{
+		TargetColumn *col = &target->cols[target->pk[k]];
+		Oid			outfunc;
+		bool		varlena;
+
+		getTypeOutputInfo(col->typid, &outfunc, &varlena);
+		appendStringInfo(&key, "%s%s", k ? ", " : "",
+						 OidOutputFunctionCall(outfunc, item->values[target->pk[k]]));
+	}
+	return item_error_make(ITEM_NOT_FOUND, ERRCODE_NO_DATA_FOUND, NULL,
+						   "no row of relation \"%s\" has primary key (%s)",
+						   target->relname, key.data);
+}
+
+static void
+write_items(Batch *batch)
+{
+	ItemGroup	   *groups;
+	int			ngroups;
+	int			g;
+	int			i;
+
+	form_rows(batch);
+	groups = make_groups(batch, &ngroups);
+	for (g = 0; g < ngroups; g++)
+		apply_group(batch, &groups[g]);
+
+	for (i = 0; i < batch->nitems; i++)
+	{
+		BatchItem  *item = &batch->items[i];
+
+		if (item->applied)
+			batch->applied++;
+		else if (item_alive(item) && batch->op != BATCH_CREATE)
+			item->error = not_found_error(batch, item);
+	}
+}
+
+static bool
+any_error(Batch *batch)
+{
+	int			i;
+
+	for (i = 0; i < batch->nitems; i++)
+		if (!item_alive(&batch->items[i]))
+			return true;
+	return false;
+}
+
+/* ---------------------------------------------------------------------
+ * Entry points
+ * ---------------------------------------------------------------------
+ */
+static Batch *
+batch_begin(BatchOp op, Oid relid, Jsonb *items, bool atomic)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext,
+											  "batch_ops batch",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	Batch	   *batch = palloc0(sizeof(Batch));
+
+	batch->op = op;
+	batch->atomic = atomic;
+	batch->cxt = cxt;
+	batch->stmt_cxt = AllocSetContextCreate(cxt, "batch_ops statement",
+											ALLOCSET_DEFAULT_SIZES);
+	batch->target = target_open(relid, op);
+	batch->nitems = JB_ROOT_COUNT(items);
+	batch->items = palloc0(sizeof(BatchItem) * Max(batch->nitems, 1));
+	batch->inputs = palloc0(sizeof(ColumnInput) * Max(batch->target->ncols, 1));
+	MemoryContextSwitchTo(old);
+	return batch;
+}
+
+static void
+batch_end(Batch *batch)
+{
+	if (batch->estate)
+	{
+		ExecDropSingleTupleTableSlot(batch->slot);
+		FreeExecutorState(batch->estate);
+	}
+	MemoryContextDelete(batch->cxt);
+}
+
+/* Read, check, write; in atomic mode undo everything if an item failed. */
+static bool
+run_batch(Batch *batch, Jsonb *items)
+{
+	Subxact		all;
+	bool		rolled_back;
+
+	read_items(batch, items);
+	if (batch->op == BATCH_CREATE)
+		precheck_unique_in_batch(batch);
+	else
+		assign_rounds(batch);
+
+	if (!batch->atomic)
+	{
+		write_items(batch);
+		return false;
+	}
+	if (any_error(batch))
+		return true;
+
+	subxact_begin(&all);
+	write_items(batch);
+	rolled_back = any_error(batch);
+	if (rolled_back)
+		subxact_rollback(&all);
+	else
+		subxact_commit(&all);
+	return rolled_back;
+}
+
+static Datum
+batch_entry(FunctionCallInfo fcinfo, BatchOp op)
+{
+	bool		atomic;
+	Jsonb	   *items = check_arguments(fcinfo, op, &atomic);
+	Oid			relid = PG_GETARG_OID(0);
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext old;
+	Batch	   *batch;
+	Jsonb	   *response;
+	bool		rolled_back;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	MemoryContextSwitchTo(caller);
+
+	batch = batch_begin(op, relid, items, atomic);
+	old = MemoryContextSwitchTo(batch->cxt);
+	rolled_back = run_batch(batch, items);
+	response = response_build(batch, rolled_back);
+
+	MemoryContextSwitchTo(caller);
+	response = DatumGetJsonbPCopy(PointerGetDatum(response));
+	MemoryContextSwitchTo(old);
+	batch_end(batch);
+
+	if (SPI_finish() != SPI_OK_FINISH)
+		elog(ERROR, "SPI_finish failed");
+	PG_RETURN_JSONB_P(response);
+}
+
+Datum
+batch_create(PG_FUNCTION_ARGS)
+{
+	return batch_entry(fcinfo, BATCH_CREATE);
+}
+
+Datum
+batch_update(PG_FUNCTION_ARGS)
+{
+	return batch_entry(fcinfo, BATCH_UPDATE);
+}
+
+Datum
+batch_delete(PG_FUNCTION_ARGS)
+{
+	return batch_entry(fcinfo, BATCH_DELETE);
+}

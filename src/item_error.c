@@ -1,0 +1,145 @@
+/*-------------------------------------------------------------------------
+ *
+ * item_error.c
+ *	  Decide which errors are an item's fault, and catch them.
+ *
+ * An error is the item's fault when retrying the same item would fail
+ * the same way whatever else happens in the database: bad data (class
+ * 22), a violated constraint (class 23), a privilege or row-level
+ * security refusal (42501), a generated column written to (428C9), or a
+ * RAISE EXCEPTION in a user trigger (P0001).  Everything else --
+ * serialization failures, deadlocks, cancels, timeouts, out of memory,
+ * shutdown, internal errors -- is not, and is re-thrown as the ERROR it
+ * is, so that the caller's retry logic and PostgreSQL's own handling
+ * still see it.  This is an allow-list: an error we have not thought of
+ * propagates rather than being swallowed.
+ *
+ * The subtransaction helpers follow exec_stmt_block() in pl_exec.c:
+ * remember the memory context and resource owner, start an internal
+ * subtransaction, and on error copy the error data out before rolling
+ * the subtransaction back and restoring both.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "utils/memutils.h"
+
+#include "item_error.h"
+
+const char *
+item_error_name(int sqlerrcode)
+{
+	switch (sqlerrcode)
+	{
+		case ERRCODE_UNIQUE_VIOLATION:
+			return ITEM_CONFLICT;
+		case ERRCODE_FOREIGN_KEY_VIOLATION:
+		case ERRCODE_RESTRICT_VIOLATION:
+			return ITEM_REFERENCE_ERROR;
+		case ERRCODE_EXCLUSION_VIOLATION:
+			return ITEM_EXCLUSION;
+		case ERRCODE_INSUFFICIENT_PRIVILEGE:
+			return ITEM_PERMISSION_DENIED;
+		case ERRCODE_RAISE_EXCEPTION:
+			return ITEM_TRIGGER_ERROR;
+		case ERRCODE_GENERATED_ALWAYS:
+			return ITEM_VALIDATION_ERROR;
+	}
+
+	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
+	{
+		case ERRCODE_DATA_EXCEPTION:
+		case ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION:
+			return ITEM_VALIDATION_ERROR;
+	}
+	return NULL;
+}
+
+ItemError *
+item_error_make(const char *name, int sqlerrcode, const char *column,
+				const char *fmt,...)
+{
+	ItemError  *err = palloc0(sizeof(ItemError));
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (;;)
+	{
+		va_list		args;
+		int			needed;
+
+		va_start(args, fmt);
+		needed = appendStringInfoVA(&buf, fmt, args);
+		va_end(args);
+		if (needed == 0)
+			break;
+		enlargeStringInfo(&buf, needed);
+	}
+
+	err->name = name;
+	err->sqlerrcode = sqlerrcode;
+	err->message = buf.data;
+	err->column = column ? pstrdup(column) : NULL;
+	return err;
+}
+
+ItemError *
+item_error_from_edata(ErrorData *edata)
+{
+	ItemError  *err = palloc0(sizeof(ItemError));
+
+	err->name = item_error_name(edata->sqlerrcode);
+	err->sqlerrcode = edata->sqlerrcode;
+	err->message = edata->message ? edata->message : pstrdup("unknown error");
+	err->detail = edata->detail;
+	err->constraint = edata->constraint_name;
+	err->column = edata->column_name;
+	return err;
+}
+
+void
+subxact_begin(Subxact *sx)
+{
+	sx->oldcontext = CurrentMemoryContext;
+	sx->oldowner = CurrentResourceOwner;
+	BeginInternalSubTransaction(NULL);
+	/* work in the caller's context, not the subtransaction's */
+	MemoryContextSwitchTo(sx->oldcontext);
+}
+
+void
+subxact_commit(Subxact *sx)
+{
+	ReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(sx->oldcontext);
+	CurrentResourceOwner = sx->oldowner;
+}
+
+/* Undo a subtransaction that did not fail (atomic mode found item errors). */
+void
+subxact_rollback(Subxact *sx)
+{
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(sx->oldcontext);
+	CurrentResourceOwner = sx->oldowner;
+}
+
+/* Call from PG_CATCH: roll back, and return the error if it is the item's. */
+ItemError *
+subxact_abort(Subxact *sx)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(sx->oldcontext);
+	edata = CopyErrorData();
+	FlushErrorState();
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(sx->oldcontext);
+	CurrentResourceOwner = sx->oldowner;
+
+	if (item_error_name(edata->sqlerrcode) == NULL)
+		ReThrowError(edata);
+	return item_error_from_edata(edata);
+}

@@ -1,0 +1,120 @@
+/*-------------------------------------------------------------------------
+ *
+ * plan_cache.c
+ *	  Run the engine's statements as prepared, generic SPI plans.
+ *
+ * Every statement the engine runs takes one parameter, $1: an array of
+ * rows of the target table's own composite type, which the statement
+ * reads with plan_rows_source() -- unnest($1) WITH ORDINALITY -- so that
+ * values travel in binary, already converted and checked, and never as
+ * SQL text.  The statement text depends only on the table and on which
+ * columns the items give, so plans are prepared once per session and
+ * kept (SPI_keepplan); the plan cache re-plans them after DDL.  The
+ * array type's OID is part of the key, so a table dropped and created
+ * again under the same name gets a fresh plan.
+ *
+ * Plans are generic (CURSOR_OPT_GENERIC_PLAN): the planner then assumes
+ * a small unnest() and joins it to the table through the key's index,
+ * which is what a batch of up to a few thousand items wants; a custom
+ * plan that knows the array length may choose to scan the whole table.
+ *
+ * The cache is a small round-robin array: a session rarely works on
+ * more than a few tables and shapes at once.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "nodes/parsenodes.h"
+#include "utils/memutils.h"
+
+#include "plan_cache.h"
+
+#define PLAN_CACHE_SIZE 64
+
+typedef struct CachedStatement
+{
+	char	   *sql;
+	Oid			argtype;
+	SPIPlanPtr	plan;
+} CachedStatement;
+
+static CachedStatement plan_cache[PLAN_CACHE_SIZE];
+static int	plan_cache_next = 0;
+
+/* unnest($1) WITH ORDINALITY AS r(<every live column>, __batch_ops_ord) */
+char *
+plan_rows_source(Target *target)
+{
+	StringInfoData buf;
+	int			i;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "unnest($1) WITH ORDINALITY AS r(");
+	for (i = 0; i < target->ncols; i++)
+		appendStringInfo(&buf, "%s, ", target->cols[i].quoted);
+	appendStringInfo(&buf, "%s)", BATCH_ORD_COLUMN);
+	return buf.data;
+}
+
+static SPIPlanPtr
+plan_lookup(const char *sql, Oid argtype)
+{
+	CachedStatement *entry;
+	SPIPlanPtr	plan;
+	int			i;
+
+	for (i = 0; i < PLAN_CACHE_SIZE; i++)
+	{
+		entry = &plan_cache[i];
+		if (entry->sql && entry->argtype == argtype &&
+			strcmp(entry->sql, sql) == 0)
+			return entry->plan;
+	}
+
+	plan = SPI_prepare_cursor(sql, 1, &argtype, CURSOR_OPT_GENERIC_PLAN);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare_cursor failed for \"%s\": %s",
+			 sql, SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "SPI_keepplan failed");
+
+	entry = &plan_cache[plan_cache_next];
+	plan_cache_next = (plan_cache_next + 1) % PLAN_CACHE_SIZE;
+	if (entry->sql)
+	{
+		SPI_freeplan(entry->plan);
+		pfree(entry->sql);
+	}
+	entry->sql = MemoryContextStrdup(TopMemoryContext, sql);
+	entry->argtype = argtype;
+	entry->plan = plan;
+	return plan;
+}
+
+/*
+ * Execute a statement with the row array as $1.  Results are left in
+ * SPI_tuptable / SPI_processed; the caller frees the tuple table.
+ */
+int
+plan_execute(const char *sql, Oid argtype, Datum arg)
+{
+	SPIPlanPtr	plan = plan_lookup(sql, argtype);
+	int			rc;
+
+	rc = SPI_execute_plan(plan, &arg, " ", false, 0);
+	switch (rc)
+	{
+		case SPI_OK_SELECT:
+		case SPI_OK_INSERT_RETURNING:
+		case SPI_OK_UPDATE_RETURNING:
+		case SPI_OK_DELETE_RETURNING:
+			break;
+		default:
+			elog(ERROR, "SPI_execute_plan failed for \"%s\": %s",
+				 sql, SPI_result_code_string(rc));
+	}
+	return rc;
+}

@@ -1,0 +1,471 @@
+/*-------------------------------------------------------------------------
+ *
+ * precheck.c
+ *	  Find failing items before writing anything.
+ *
+ * A batch is written with one set-based statement per shape of item, in
+ * one subtransaction.  When an item fails inside that statement, the
+ * whole statement is lost and the batch must be split to find it, which
+ * costs subtransactions and XIDs.  So the checks that can be made on the
+ * item's own values are made first, without writing:
+ *
+ *	- NOT NULL on the columns an item gives (and, for creates, on the
+ *	  columns it leaves out that have no default);
+ *	- CHECK constraints that read only columns the item gives, evaluated
+ *	  with the executor just as ExecRelCheck() does;
+ *	- duplicate keys inside the batch, for every unique index that is
+ *	  immediate, not partial and on plain columns (hash, sort, compare
+ *	  with the type's default equality);
+ *	- keys that already exist in the table (one read-only query per unique
+ *	  index, run only when it is likely to find something; see crud.c).
+ *
+ * What cannot be checked here (foreign keys, row-level security, partial
+ * or expression indexes, triggers, rows that other sessions commit
+ * meanwhile) is still caught by the statement, which is the safety net.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "common/hashfn.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "nodes/makefuncs.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/typcache.h"
+
+#include "batch.h"
+#include "plan_cache.h"
+
+static ItemError *
+not_null_error(Batch *batch, TargetColumn *col)
+{
+	ItemError  *err;
+
+	err = item_error_make(ITEM_VALIDATION_ERROR, ERRCODE_NOT_NULL_VIOLATION,
+						  col->name,
+						  "null value in column \"%s\" of relation \"%s\" violates not-null constraint",
+						  col->name, batch->target->relname);
+	return err;
+}
+
+static ItemError *
+check_not_null(Batch *batch, BatchItem *item)
+{
+	Target	   *target = batch->target;
+	int			i;
+
+	for (i = 0; i < target->ncols; i++)
+	{
+		TargetColumn *col = &target->cols[i];
+
+		if (!col->notnull)
+			continue;
+		if (bms_is_member(i, item->present))
+		{
+			if (item->isnull[i])
+				return not_null_error(batch, col);
+		}
+		else if (batch->op == BATCH_CREATE && !col->has_default &&
+				 col->generated == '\0')
+			return not_null_error(batch, col);
+	}
+	return NULL;
+}
+
+static void
+prepare_check_state(Batch *batch)
+{
+	MemoryContext old = MemoryContextSwitchTo(batch->cxt);
+
+	batch->estate = CreateExecutorState();
+	batch->slot = MakeSingleTupleTableSlot(batch->target->tupdesc,
+										   &TTSOpsVirtual);
+	MemoryContextSwitchTo(old);
+}
+
+static ExprState *
+check_state(Batch *batch, TargetCheck *check)
+{
+	if (check->state == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(batch->estate->es_query_cxt);
+
+		check->state = ExecPrepareExpr(check->expr, batch->estate);
+		MemoryContextSwitchTo(old);
+	}
+	return check->state;
+}
+
+static void
+store_item_in_slot(Batch *batch, BatchItem *item)
+{
+	Target	   *target = batch->target;
+	TupleTableSlot *slot = batch->slot;
+	int			natts = target->tupdesc->natts;
+	int			a;
+
+	ExecClearTuple(slot);
+	for (a = 0; a < natts; a++)
+	{
+		int			c = target->col_of_attnum[a];
+
+		if (c >= 0 && bms_is_member(c, item->present))
+		{
+			slot->tts_values[a] = item->values[c];
+			slot->tts_isnull[a] = item->isnull[c];
+		}
+		else
+		{
+			slot->tts_values[a] = (Datum) 0;
+			slot->tts_isnull[a] = true;
+		}
+	}
+	ExecStoreVirtualTuple(slot);
+}
+
+static ItemError *
+check_constraints(Batch *batch, BatchItem *item)
+{
+	Target	   *target = batch->target;
+	ExprContext *econtext;
+	bool		stored = false;
+	ItemError  *err = NULL;
+	int			i;
+
+	for (i = 0; i < target->nchecks && err == NULL; i++)
+	{
+		TargetCheck *check = &target->checks[i];
+
+		if (!bms_is_subset(check->cols, item->present))
+			continue;
+		if (batch->estate == NULL)
+			prepare_check_state(batch);
+		if (!stored)
+		{
+			store_item_in_slot(batch, item);
+			stored = true;
+		}
+		econtext = GetPerTupleExprContext(batch->estate);
+		econtext->ecxt_scantuple = batch->slot;
+		if (!ExecCheck(check_state(batch, check), econtext))
+		{
+			err = item_error_make(ITEM_VALIDATION_ERROR, ERRCODE_CHECK_VIOLATION,
+								  NULL,
+								  "new row for relation \"%s\" violates check constraint \"%s\"",
+								  target->relname, check->name);
+			err->constraint = pstrdup(check->name);
+		}
+		ResetPerTupleExprContext(batch->estate);
+	}
+	return err;
+}
+
+/* NOT NULL and CHECK on the item's own values; may ereport (run in a subxact). */
+ItemError *
+precheck_item_constraints(Batch *batch, BatchItem *item)
+{
+	ItemError  *err = check_not_null(batch, item);
+
+	if (err == NULL && batch->op != BATCH_DELETE)
+		err = check_constraints(batch, item);
+	return err;
+}
+
+/* ---------------------------------------------------------------------
+ * Duplicate keys inside the batch
+ * ---------------------------------------------------------------------
+ */
+typedef struct KeyHash
+{
+	uint32		hash;
+	int			item;
+} KeyHash;
+
+static int
+compare_key_hash(const void *a, const void *b)
+{
+	const KeyHash *x = a;
+	const KeyHash *y = b;
+
+	if (x->hash != y->hash)
+		return x->hash < y->hash ? -1 : 1;
+	return x->item - y->item;
+}
+
+static TypeCacheEntry *
+key_type(TargetColumn *col)
+{
+	return lookup_type_cache(getBaseType(col->typid),
+							 TYPECACHE_HASH_PROC_FINFO | TYPECACHE_EQ_OPR_FINFO);
+}
+
+static bool
+key_usable(BatchItem *item, int ncols, const int *cols, bool nulls_distinct)
+{
+	int			k;
+
+	if (!item_alive(item))
+		return false;
+	for (k = 0; k < ncols; k++)
+	{
+		if (!bms_is_member(cols[k], item->present))
+			return false;
+		if (item->isnull[cols[k]] && nulls_distinct)
+			return false;
+	}
+	return true;
+}
+
+static bool
+keys_equal(Batch *batch, TypeCacheEntry **types, int ncols, const int *cols,
+		   BatchItem *a, BatchItem *b)
+{
+	int			k;
+
+	for (k = 0; k < ncols; k++)
+	{
+		int			c = cols[k];
+
+		if (a->isnull[c] || b->isnull[c])
+		{
+			if (a->isnull[c] != b->isnull[c])
+				return false;
+			continue;
+		}
+		if (!DatumGetBool(FunctionCall2Coll(&types[k]->eq_opr_finfo,
+											batch->target->cols[c].collation,
+											a->values[c], b->values[c])))
+			return false;
+	}
+	return true;
+}
+
+static void
+count_occurrences(Batch *batch, TypeCacheEntry **types, int ncols,
+				  const int *cols, KeyHash *hashes, int n, int *occurrence)
+{
+	int			start = 0;
+
+	while (start < n)
+	{
+		int			end = start + 1;
+		int			j;
+
+		while (end < n && hashes[end].hash == hashes[start].hash)
+			end++;
+		for (j = start + 1; j < end; j++)
+		{
+			int			k;
+
+			for (k = start; k < j; k++)
+				if (keys_equal(batch, types, ncols, cols,
+							   &batch->items[hashes[k].item],
+							   &batch->items[hashes[j].item]))
+					occurrence[hashes[j].item]++;
+		}
+		start = end;
+	}
+}
+
+/*
+ * occurrence[i] := number of earlier live items with the same key as item
+ * i (0 for the first), for items that give every key column.  NULLs are
+ * distinct unless nulls_not_distinct is set by passing nulls_distinct
+ * false.  Returns without counting if the key types cannot be hashed.
+ */
+static void
+find_duplicates(Batch *batch, int ncols, const int *cols, bool nulls_distinct,
+				int *occurrence)
+{
+	TypeCacheEntry **types = palloc(sizeof(TypeCacheEntry *) * ncols);
+	KeyHash    *hashes = palloc(sizeof(KeyHash) * batch->nitems);
+	int			n = 0;
+	int			i;
+	int			k;
+
+	memset(occurrence, 0, sizeof(int) * batch->nitems);
+	for (k = 0; k < ncols; k++)
+	{
+		types[k] = key_type(&batch->target->cols[cols[k]]);
+		if (!OidIsValid(types[k]->hash_proc) || !OidIsValid(types[k]->eq_opr))
+			return;
+	}
+
+	for (i = 0; i < batch->nitems; i++)
+	{
+		BatchItem  *item = &batch->items[i];
+		uint32		hash = 0;
+
+		if (!key_usable(item, ncols, cols, nulls_distinct))
+			continue;
+		for (k = 0; k < ncols; k++)
+		{
+			int			c = cols[k];
+			uint32		h = 0;
+
+			if (!item->isnull[c])
+				h = DatumGetUInt32(FunctionCall1Coll(&types[k]->hash_proc_finfo,
+													 batch->target->cols[c].collation,
+													 item->values[c]));
+			hash = hash_combine(hash, h);
+		}
+		hashes[n].hash = hash;
+		hashes[n].item = i;
+		n++;
+	}
+	qsort(hashes, n, sizeof(KeyHash), compare_key_hash);
+	count_occurrences(batch, types, ncols, cols, hashes, n, occurrence);
+}
+
+void
+precheck_duplicates(Batch *batch, int ncols, const int *cols, int *occurrence)
+{
+	find_duplicates(batch, ncols, cols, true, occurrence);
+}
+
+/* "(a, b)=(1, x)" as in PostgreSQL's unique violation detail */
+static char *
+key_description(Batch *batch, BatchItem *item, int ncols, const int *cols)
+{
+	StringInfoData buf;
+	int			k;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '(');
+	for (k = 0; k < ncols; k++)
+		appendStringInfo(&buf, "%s%s", k ? ", " : "",
+						 batch->target->cols[cols[k]].quoted);
+	appendStringInfoString(&buf, ")=(");
+	for (k = 0; k < ncols; k++)
+	{
+		TargetColumn *col = &batch->target->cols[cols[k]];
+		Oid			outfunc;
+		bool		varlena;
+
+		if (k)
+			appendStringInfoString(&buf, ", ");
+		if (item->isnull[cols[k]])
+		{
+			appendStringInfoString(&buf, "null");
+			continue;
+		}
+		getTypeOutputInfo(col->typid, &outfunc, &varlena);
+		appendStringInfoString(&buf, OidOutputFunctionCall(outfunc, item->values[cols[k]]));
+	}
+	appendStringInfoChar(&buf, ')');
+	return buf.data;
+}
+
+static void
+mark_conflict(Batch *batch, BatchItem *item, TargetUnique *u)
+{
+	ItemError  *err;
+
+	err = item_error_make(ITEM_CONFLICT, ERRCODE_UNIQUE_VIOLATION, NULL,
+						  "duplicate key value violates unique constraint \"%s\"",
+						  u->name);
+	err->constraint = pstrdup(u->name);
+	err->detail = psprintf("Key %s already exists.",
+						   key_description(batch, item, u->ncols, u->cols));
+	item->error = err;
+}
+
+/* Creates: a later item repeating an earlier item's unique key conflicts. */
+void
+precheck_unique_in_batch(Batch *batch)
+{
+	int		   *occurrence = palloc(sizeof(int) * batch->nitems);
+	int			u;
+	int			i;
+
+	for (u = 0; u < batch->target->nuniques; u++)
+	{
+		TargetUnique *unique = &batch->target->uniques[u];
+
+		find_duplicates(batch, unique->ncols, unique->cols,
+						!unique->nulls_not_distinct, occurrence);
+		for (i = 0; i < batch->nitems; i++)
+			if (occurrence[i] > 0 && item_alive(&batch->items[i]))
+				mark_conflict(batch, &batch->items[i], unique);
+	}
+	pfree(occurrence);
+}
+
+/* ---------------------------------------------------------------------
+ * Keys that already exist in the table
+ * ---------------------------------------------------------------------
+ */
+static char *
+existing_key_query(Batch *batch, TargetUnique *u)
+{
+	StringInfoData buf;
+	int			k;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "SELECT r.%s FROM %s WHERE EXISTS (SELECT 1 FROM %s t WHERE ",
+					 BATCH_ORD_COLUMN, plan_rows_source(batch->target),
+					 batch->target->qualname);
+	for (k = 0; k < u->ncols; k++)
+	{
+		const char *col = batch->target->cols[u->cols[k]].quoted;
+
+		appendStringInfo(&buf, "%st.%s = r.%s", k ? " AND " : "", col, col);
+	}
+	appendStringInfoChar(&buf, ')');
+	return buf.data;
+}
+
+/*
+ * Mark the members whose unique keys already exist in the table as
+ * conflicts.  Read-only: takes no XID.  Only unique indexes on columns
+ * the caller may read are checked, so this never reveals a row the
+ * caller could not have found with SELECT.  Returns how many were marked.
+ */
+int
+precheck_existing_keys(Batch *batch, int *members, int nmembers)
+{
+	int		   *subset = palloc(sizeof(int) * nmembers);
+	int			marked = 0;
+	int			u;
+
+	for (u = 0; u < batch->target->nuniques; u++)
+	{
+		TargetUnique *unique = &batch->target->uniques[u];
+		int			n = 0;
+		int			i;
+		uint64		row;
+
+		if (!unique->readable)
+			continue;
+		for (i = 0; i < nmembers; i++)
+			if (key_usable(&batch->items[members[i]], unique->ncols,
+						   unique->cols, !unique->nulls_not_distinct))
+				subset[n++] = members[i];
+		if (n == 0)
+			continue;
+
+		plan_execute(existing_key_query(batch, unique),
+					 batch->target->rowarraytype,
+					 batch_row_array(batch, subset, n));
+		for (row = 0; row < SPI_processed; row++)
+		{
+			bool		isnull;
+			int64		ord = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[row],
+														  SPI_tuptable->tupdesc,
+														  1, &isnull));
+			BatchItem  *item = &batch->items[subset[ord - 1]];
+
+			if (item_alive(item))
+			{
+				mark_conflict(batch, item, unique);
+				marked++;
+			}
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	pfree(subset);
+	return marked;
+}

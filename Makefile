@@ -21,6 +21,8 @@ OBJS = \
 	src/precheck.o \
 	src/response.o \
 	src/plan_cache.o \
+	src/idempotency.o \
+	src/ratelimit.o \
 	src/crud.o
 
 DATA = sql/batch_ops--$(EXTVERSION).sql

@@ -57,6 +57,8 @@
 
 #include "batch.h"
 #include "batch_ops.h"
+#include "idempotency.h"
+#include "ratelimit.h"
 #include "plan_cache.h"
 
 PG_FUNCTION_INFO_V1(batch_create);
@@ -131,11 +133,6 @@ check_arguments(FunctionCallInfo fcinfo, BatchOp op, bool *atomic)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("atomic must not be null")));
-	if (!PG_ARGISNULL(3))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("idempotency keys are not supported yet")));
-
 	*atomic = PG_GETARG_BOOL(2);
 	items = PG_GETARG_JSONB_P(1);
 	if (!JB_ROOT_IS_ARRAY(items) || JB_ROOT_IS_SCALAR(items))
@@ -1052,12 +1049,15 @@ run_batch(Batch *batch, Jsonb *items)
 	return rolled_back;
 }
 
-static Datum
-batch_entry(FunctionCallInfo fcinfo, BatchOp op)
+/*
+ * Run one batch and return its response, allocated in the caller's
+ * memory context.  Used by the SQL functions and by the job workers,
+ * which apply their own size limits.  The caller must not be connected
+ * to SPI.
+ */
+Jsonb *
+batch_run(BatchOp op, Oid relid, Jsonb *items, bool atomic)
 {
-	bool		atomic;
-	Jsonb	   *items = check_arguments(fcinfo, op, &atomic);
-	Oid			relid = PG_GETARG_OID(0);
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext old;
 	Batch	   *batch;
@@ -1080,6 +1080,32 @@ batch_entry(FunctionCallInfo fcinfo, BatchOp op)
 
 	if (SPI_finish() != SPI_OK_FINISH)
 		elog(ERROR, "SPI_finish failed");
+	MemoryContextSwitchTo(caller);
+	return response;
+}
+
+static Datum
+batch_entry(FunctionCallInfo fcinfo, BatchOp op)
+{
+	bool		atomic;
+	Jsonb	   *items = check_arguments(fcinfo, op, &atomic);
+	Oid			relid = PG_GETARG_OID(0);
+	char	   *key = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
+	Jsonb	   *response;
+
+	if (key != NULL)
+	{
+		/* a replay answers with the stored response and takes no tokens */
+		response = idempotency_claim(key, op, relid, items, atomic);
+		if (response != NULL)
+			PG_RETURN_JSONB_P(response);
+	}
+	ratelimit_consume(JB_ROOT_COUNT(items));
+
+	response = batch_run(op, relid, items, atomic);
+
+	if (key != NULL)
+		idempotency_store(key, response);
 	PG_RETURN_JSONB_P(response);
 }
 

@@ -13,6 +13,7 @@
 #include "fmgr.h"
 #include "nodes/bitmapset.h"
 #include "nodes/execnodes.h"
+#include "utils/jsonb.h"
 
 typedef enum BatchOp
 {
@@ -84,5 +85,8 @@ extern Target *target_open(Oid relid, BatchOp op);
 extern int	target_column_index(Target *target, const char *name, int len,
 								int hint);
 extern const char *batch_op_name(BatchOp op);
+
+/* crud.c: run one batch (no size limit, no idempotency, no rate limit) */
+extern Jsonb *batch_run(BatchOp op, Oid relid, Jsonb *items, bool atomic);
 
 #endif							/* BATCH_OPS_TARGET_H */

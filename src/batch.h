@@ -35,6 +35,7 @@ typedef struct Batch
 {
 	BatchOp		op;
 	bool		atomic;
+	bool		return_rows;	/* answer with rows, or only a count */
 	Target	   *target;
 	int			nitems;
 	BatchItem  *items;

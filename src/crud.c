@@ -612,11 +612,16 @@ make_groups(Batch *batch, int *ngroups)
 
 /* What RETURNING gives back as the item's row: what the caller may read. */
 static void
-append_returned_row(StringInfo buf, Target *target)
+append_returned_row(StringInfo buf, Target *target, bool return_rows)
 {
 	int			c;
 	int			n = 0;
 
+	if (!return_rows)
+	{
+		appendStringInfoString(buf, "NULL::jsonb");
+		return;
+	}
 	if (target->read_all)
 	{
 		appendStringInfoString(buf, "to_jsonb(t)");
@@ -652,7 +657,7 @@ append_key_match(StringInfo buf, Target *target)
 }
 
 static char *
-create_statement(Target *target, Bitmapset *shape)
+create_statement(Target *target, Bitmapset *shape, bool return_rows)
 {
 	StringInfoData cols;
 	StringInfoData sql;
@@ -677,12 +682,12 @@ create_statement(Target *target, Bitmapset *shape)
 		appendStringInfo(&sql, " FROM %s ORDER BY r.%s RETURNING ",
 						 plan_rows_source(target), BATCH_ORD_COLUMN);
 	}
-	append_returned_row(&sql, target);
+	append_returned_row(&sql, target, return_rows);
 	return sql.data;
 }
 
 static char *
-update_statement(Target *target, Bitmapset *shape)
+update_statement(Target *target, Bitmapset *shape, bool return_rows)
 {
 	StringInfoData sql;
 	int			c = -1;
@@ -701,7 +706,7 @@ update_statement(Target *target, Bitmapset *shape)
 	appendStringInfo(&sql, " FROM %s WHERE ", plan_rows_source(target));
 	append_key_match(&sql, target);
 	appendStringInfo(&sql, " RETURNING r.%s, ", BATCH_ORD_COLUMN);
-	append_returned_row(&sql, target);
+	append_returned_row(&sql, target, return_rows);
 	return sql.data;
 }
 
@@ -724,9 +729,9 @@ group_statement(Batch *batch, ItemGroup *group)
 	switch (batch->op)
 	{
 		case BATCH_CREATE:
-			return create_statement(batch->target, group->shape);
+			return create_statement(batch->target, group->shape, batch->return_rows);
 		case BATCH_UPDATE:
-			return update_statement(batch->target, group->shape);
+			return update_statement(batch->target, group->shape, batch->return_rows);
 		case BATCH_DELETE:
 			return delete_statement(batch->target);
 	}
@@ -1056,7 +1061,7 @@ run_batch(Batch *batch, Jsonb *items)
  * to SPI.
  */
 Jsonb *
-batch_run(BatchOp op, Oid relid, Jsonb *items, bool atomic)
+batch_run(BatchOp op, Oid relid, Jsonb *items, bool atomic, bool return_rows)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext old;
@@ -1069,6 +1074,7 @@ batch_run(BatchOp op, Oid relid, Jsonb *items, bool atomic)
 	MemoryContextSwitchTo(caller);
 
 	batch = batch_begin(op, relid, items, atomic);
+	batch->return_rows = return_rows;
 	old = MemoryContextSwitchTo(batch->cxt);
 	rolled_back = run_batch(batch, items);
 	response = response_build(batch, rolled_back);
@@ -1102,7 +1108,7 @@ batch_entry(FunctionCallInfo fcinfo, BatchOp op)
 	}
 	ratelimit_consume(JB_ROOT_COUNT(items));
 
-	response = batch_run(op, relid, items, atomic);
+	response = batch_run(op, relid, items, atomic, true);
 
 	if (key != NULL)
 		idempotency_store(key, response);

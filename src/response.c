@@ -6,7 +6,8 @@
  *	  create/update: {"data": [row | null, ...], "errors": [...]}
  *	  delete:        {"deleted": n, "errors": [...]}
  *
- * Atomic calls add "rolled_back": true or false.  Each error carries the
+ * Atomic calls add "rolled_back": true or false.  Callers that need no
+ * rows (the job workers) get {"applied": n, "errors": [...]} instead.  Each error carries the
  * item's 0-based "index", the stable "error" name, PostgreSQL's
  * "message" and "sqlstate", "detail", "constraint" and "column" where
  * known, and the "item" as given ("id" for deletes).
@@ -134,6 +135,8 @@ response_build(Batch *batch, bool rolled_back)
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	if (batch->op == BATCH_DELETE)
 		push_number(&state, "deleted", rolled_back ? 0 : batch->applied);
+	else if (!batch->return_rows)
+		push_number(&state, "applied", rolled_back ? 0 : batch->applied);
 	else
 		push_data(&state, batch, rolled_back);
 	push_errors(&state, batch);

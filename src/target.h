@@ -86,7 +86,12 @@ extern int	target_column_index(Target *target, const char *name, int len,
 								int hint);
 extern const char *batch_op_name(BatchOp op);
 
-/* crud.c: run one batch (no size limit, no idempotency, no rate limit) */
-extern Jsonb *batch_run(BatchOp op, Oid relid, Jsonb *items, bool atomic);
+/*
+ * crud.c: run one batch (no size limit, no idempotency key, no rate
+ * limit).  With return_rows false the response is {"applied": n,
+ * "errors": [...]} and no row is turned into JSON.
+ */
+extern Jsonb *batch_run(BatchOp op, Oid relid, Jsonb *items, bool atomic,
+						bool return_rows);
 
 #endif							/* BATCH_OPS_TARGET_H */

@@ -19,6 +19,7 @@ OBJS = \
 	src/item_convert.o \
 	src/item_error.o \
 	src/precheck.o \
+	src/row_json.o \
 	src/response.o \
 	src/plan_cache.o \
 	src/idempotency.o \
@@ -48,6 +49,9 @@ ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS does not track header dependencies; every object depends on them all.
+$(OBJS): $(wildcard src/*.h)
 
 .PHONY: prove bench
 prove:

@@ -16,6 +16,7 @@
 
 #include "item_convert.h"
 #include "item_error.h"
+#include "row_json.h"
 #include "target.h"
 
 typedef struct BatchItem
@@ -27,7 +28,8 @@ typedef struct BatchItem
 	int			round;			/* earlier items with the same key */
 	Datum		row;			/* the values as a row of the table's type */
 	ItemError  *error;			/* set once the item has failed */
-	Jsonb	   *result;			/* the row as stored, if returned */
+	JsonbValue	result;			/* the row as stored (jbvObject), if returned */
+	bool		has_result;
 	bool		applied;
 } BatchItem;
 
@@ -36,6 +38,7 @@ typedef struct Batch
 	BatchOp		op;
 	bool		atomic;
 	bool		return_rows;	/* answer with rows, or only a count */
+	RowJson    *row_json;		/* how to turn returned rows into JSON */
 	Target	   *target;
 	int			nitems;
 	BatchItem  *items;

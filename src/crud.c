@@ -610,37 +610,17 @@ make_groups(Batch *batch, int *ngroups)
  * ---------------------------------------------------------------------
  */
 
-/* What RETURNING gives back as the item's row: what the caller may read. */
+/*
+ * RETURNING: a first column (the item's position for update and delete),
+ * then the row's readable columns when the answer carries rows.
+ */
 static void
-append_returned_row(StringInfo buf, Target *target, bool return_rows)
+append_returning(StringInfo buf, Batch *batch)
 {
-	int			c;
-	int			n = 0;
-
-	if (!return_rows)
-	{
-		appendStringInfoString(buf, "NULL::jsonb");
-		return;
-	}
-	if (target->read_all)
-	{
-		appendStringInfoString(buf, "to_jsonb(t)");
-		return;
-	}
-	for (c = 0; c < target->ncols; c++)
-	{
-		if (!target->cols[c].may_read)
-			continue;
-		/* jsonb_build_object takes at most 100 arguments */
-		if (n % 50 == 0)
-			appendStringInfoString(buf, n ? ") || jsonb_build_object(" : "jsonb_build_object(");
-		else
-			appendStringInfoString(buf, ", ");
-		appendStringInfo(buf, "%s, t.%s", quote_literal_cstr(target->cols[c].name),
-						 target->cols[c].quoted);
-		n++;
-	}
-	appendStringInfoString(buf, n ? ")" : "'{}'::jsonb");
+	appendStringInfoString(buf, batch->op == BATCH_CREATE ? " RETURNING 1" :
+						   " RETURNING r." BATCH_ORD_COLUMN);
+	if (batch->row_json)
+		row_json_append_select_list(batch->row_json, buf);
 }
 
 static void
@@ -657,8 +637,9 @@ append_key_match(StringInfo buf, Target *target)
 }
 
 static char *
-create_statement(Target *target, Bitmapset *shape, bool return_rows)
+create_statement(Batch *batch, Bitmapset *shape)
 {
+	Target	   *target = batch->target;
 	StringInfoData cols;
 	StringInfoData sql;
 	int			c = -1;
@@ -669,7 +650,7 @@ create_statement(Target *target, Bitmapset *shape, bool return_rows)
 		appendStringInfo(&cols, "%s%s", cols.len ? ", " : "", target->cols[c].quoted);
 
 	if (cols.len == 0)
-		appendStringInfo(&sql, "INSERT INTO %s AS t DEFAULT VALUES RETURNING ",
+		appendStringInfo(&sql, "INSERT INTO %s AS t DEFAULT VALUES",
 						 target->qualname);
 	else
 	{
@@ -679,16 +660,20 @@ create_statement(Target *target, Bitmapset *shape, bool return_rows)
 		while ((c = bms_next_member(shape, c)) >= 0)
 			appendStringInfo(&sql, "%sr.%s", c == bms_next_member(shape, -1) ? "" : ", ",
 							 target->cols[c].quoted);
-		appendStringInfo(&sql, " FROM %s ORDER BY r.%s RETURNING ",
-						 plan_rows_source(target), BATCH_ORD_COLUMN);
+		/*
+		 * No ORDER BY: a scan of unnest() feeds the INSERT in array order,
+		 * and RETURNING lists rows in the order they were inserted.
+		 */
+		appendStringInfo(&sql, " FROM %s", plan_rows_source(target));
 	}
-	append_returned_row(&sql, target, return_rows);
+	append_returning(&sql, batch);
 	return sql.data;
 }
 
 static char *
-update_statement(Target *target, Bitmapset *shape, bool return_rows)
+update_statement(Batch *batch, Bitmapset *shape)
 {
+	Target	   *target = batch->target;
 	StringInfoData sql;
 	int			c = -1;
 	bool		first = true;
@@ -705,21 +690,21 @@ update_statement(Target *target, Bitmapset *shape, bool return_rows)
 	}
 	appendStringInfo(&sql, " FROM %s WHERE ", plan_rows_source(target));
 	append_key_match(&sql, target);
-	appendStringInfo(&sql, " RETURNING r.%s, ", BATCH_ORD_COLUMN);
-	append_returned_row(&sql, target, return_rows);
+	append_returning(&sql, batch);
 	return sql.data;
 }
 
 static char *
-delete_statement(Target *target)
+delete_statement(Batch *batch)
 {
+	Target	   *target = batch->target;
 	StringInfoData sql;
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql, "DELETE FROM %s AS t USING %s WHERE ",
 					 target->qualname, plan_rows_source(target));
 	append_key_match(&sql, target);
-	appendStringInfo(&sql, " RETURNING r.%s", BATCH_ORD_COLUMN);
+	append_returning(&sql, batch);
 	return sql.data;
 }
 
@@ -729,11 +714,11 @@ group_statement(Batch *batch, ItemGroup *group)
 	switch (batch->op)
 	{
 		case BATCH_CREATE:
-			return create_statement(batch->target, group->shape, batch->return_rows);
+			return create_statement(batch, group->shape);
 		case BATCH_UPDATE:
-			return update_statement(batch->target, group->shape, batch->return_rows);
+			return update_statement(batch, group->shape);
 		case BATCH_DELETE:
-			return delete_statement(batch->target);
+			return delete_statement(batch);
 	}
 	return NULL;
 }
@@ -743,21 +728,16 @@ group_statement(Batch *batch, ItemGroup *group)
  * ---------------------------------------------------------------------
  */
 static void
-keep_result(Batch *batch, BatchItem *item, HeapTuple tuple, TupleDesc desc,
-			int attno)
+keep_result(Batch *batch, BatchItem *item, HeapTuple tuple, TupleDesc desc)
 {
-	bool		isnull;
-	Datum		row;
 	MemoryContext old;
 
 	item->applied = true;
-	if (attno == 0)
-		return;
-	row = SPI_getbinval(tuple, desc, attno, &isnull);
-	if (isnull)
+	if (batch->row_json == NULL)
 		return;
 	old = MemoryContextSwitchTo(batch->cxt);
-	item->result = DatumGetJsonbPCopy(row);
+	row_json_from_tuple(batch->row_json, tuple, desc, 2, &item->result);
+	item->has_result = true;
 	MemoryContextSwitchTo(old);
 }
 
@@ -786,7 +766,7 @@ execute_members(Batch *batch, ItemGroup *group, int *members, int n)
 					 SPI_processed, step);
 			for (row = 0; row < SPI_processed; row++)
 				keep_result(batch, &batch->items[members[i + row]],
-							SPI_tuptable->vals[row], SPI_tuptable->tupdesc, 1);
+							SPI_tuptable->vals[row], SPI_tuptable->tupdesc);
 			SPI_freetuptable(SPI_tuptable);
 		}
 		return;
@@ -800,7 +780,7 @@ execute_members(Batch *batch, ItemGroup *group, int *members, int n)
 													  SPI_tuptable->tupdesc, 1, &isnull));
 
 		keep_result(batch, &batch->items[members[ord - 1]], SPI_tuptable->vals[row],
-					SPI_tuptable->tupdesc, batch->op == BATCH_UPDATE ? 2 : 0);
+					SPI_tuptable->tupdesc);
 	}
 	SPI_freetuptable(SPI_tuptable);
 }
@@ -813,7 +793,7 @@ forget_results(Batch *batch, int *members, int n)
 	for (i = 0; i < n; i++)
 	{
 		batch->items[members[i]].applied = false;
-		batch->items[members[i]].result = NULL;
+		batch->items[members[i]].has_result = false;
 	}
 }
 
@@ -1074,8 +1054,10 @@ batch_run(BatchOp op, Oid relid, Jsonb *items, bool atomic, bool return_rows)
 	MemoryContextSwitchTo(caller);
 
 	batch = batch_begin(op, relid, items, atomic);
-	batch->return_rows = return_rows;
 	old = MemoryContextSwitchTo(batch->cxt);
+	batch->return_rows = return_rows;
+	if (return_rows && op != BATCH_DELETE)
+		batch->row_json = row_json_prepare(batch->target);
 	rolled_back = run_batch(batch, items);
 	response = response_build(batch, rolled_back);
 

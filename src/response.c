@@ -58,17 +58,6 @@ push_number(JsonbParseState **state, const char *key, int64 value)
 }
 
 static void
-push_bool(JsonbParseState **state, const char *key, bool value)
-{
-	JsonbValue	v;
-
-	push_key(state, key);
-	v.type = jbvBool;
-	v.val.boolean = value;
-	pushJsonbValue(state, WJB_VALUE, &v);
-}
-
-static void
 push_error(JsonbParseState **state, Batch *batch, int index)
 {
 	BatchItem  *item = &batch->items[index];
@@ -87,61 +76,88 @@ push_error(JsonbParseState **state, Batch *batch, int index)
 	pushJsonbValue(state, WJB_END_OBJECT, NULL);
 }
 
-static void
-push_errors(JsonbParseState **state, Batch *batch)
+/* The errors array, as a JsonbValue tree. */
+static JsonbValue *
+errors_value(Batch *batch)
 {
+	JsonbParseState *state = NULL;
+	JsonbValue *res;
 	int			i;
 
-	push_key(state, "errors");
-	pushJsonbValue(state, WJB_BEGIN_ARRAY, NULL);
+	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
 	for (i = 0; i < batch->nitems; i++)
 		if (batch->items[i].error)
-			push_error(state, batch, i);
-	pushJsonbValue(state, WJB_END_ARRAY, NULL);
+			push_error(&state, batch, i);
+	res = pushJsonbValue(&state, WJB_END_ARRAY, NULL);
+	return res;
+}
+
+/* The data array: each item's row object (row_json.c), or null. */
+static JsonbValue *
+data_value(Batch *batch, bool rolled_back)
+{
+	JsonbValue *data = palloc(sizeof(JsonbValue));
+	int			i;
+
+	data->type = jbvArray;
+	data->val.array.rawScalar = false;
+	data->val.array.nElems = batch->nitems;
+	data->val.array.elems = palloc(sizeof(JsonbValue) * Max(batch->nitems, 1));
+	for (i = 0; i < batch->nitems; i++)
+	{
+		BatchItem  *item = &batch->items[i];
+
+		if (item->has_result && !rolled_back)
+			data->val.array.elems[i] = item->result;
+		else
+			data->val.array.elems[i].type = jbvNull;
+	}
+	return data;
 }
 
 static void
-push_data(JsonbParseState **state, Batch *batch, bool rolled_back)
+set_pair(JsonbPair *pair, const char *key, JsonbValue *value)
 {
-	JsonbValue	v;
-	int			i;
-
-	push_key(state, "data");
-	pushJsonbValue(state, WJB_BEGIN_ARRAY, NULL);
-	for (i = 0; i < batch->nitems; i++)
-	{
-		Jsonb	   *row = batch->items[i].result;
-
-		if (row == NULL || rolled_back)
-		{
-			v.type = jbvNull;
-			pushJsonbValue(state, WJB_ELEM, &v);
-			continue;
-		}
-		v.type = jbvBinary;
-		v.val.binary.data = &row->root;
-		v.val.binary.len = VARSIZE(row) - VARHDRSZ;
-		pushJsonbValue(state, WJB_ELEM, &v);
-	}
-	pushJsonbValue(state, WJB_END_ARRAY, NULL);
+	pair->key.type = jbvString;
+	pair->key.val.string.val = (char *) key;
+	pair->key.val.string.len = strlen(key);
+	pair->value = *value;
 }
 
+static JsonbValue
+number_value(int64 n)
+{
+	JsonbValue	v;
+
+	v.type = jbvNumeric;
+	v.val.numeric = int64_to_numeric(n);
+	return v;
+}
+
+/*
+ * The answer is assembled as one JsonbValue tree -- rows are already
+ * trees -- and encoded once.
+ */
 Jsonb *
 response_build(Batch *batch, bool rolled_back)
 {
-	JsonbParseState *state = NULL;
-	JsonbValue *result;
+	JsonbPair	pairs[3];
+	int			npairs = 0;
+	JsonbValue	v;
 
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	if (batch->op == BATCH_DELETE)
-		push_number(&state, "deleted", rolled_back ? 0 : batch->applied);
-	else if (!batch->return_rows)
-		push_number(&state, "applied", rolled_back ? 0 : batch->applied);
+	if (batch->op == BATCH_DELETE || !batch->return_rows)
+	{
+		v = number_value(rolled_back ? 0 : batch->applied);
+		set_pair(&pairs[npairs++], batch->op == BATCH_DELETE ? "deleted" : "applied", &v);
+	}
 	else
-		push_data(&state, batch, rolled_back);
-	push_errors(&state, batch);
+		set_pair(&pairs[npairs++], "data", data_value(batch, rolled_back));
+	set_pair(&pairs[npairs++], "errors", errors_value(batch));
 	if (batch->atomic)
-		push_bool(&state, "rolled_back", rolled_back);
-	result = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
-	return JsonbValueToJsonb(result);
+	{
+		v.type = jbvBool;
+		v.val.boolean = rolled_back;
+		set_pair(&pairs[npairs++], "rolled_back", &v);
+	}
+	return JsonbValueToJsonb(json_object_from_pairs(pairs, npairs));
 }

@@ -76,11 +76,13 @@ typedef struct ItemGroup
 } ItemGroup;
 
 /*
- * The last table on which a create found keys that already existed:
- * the next create on it checks for them before writing instead of after
- * a failed statement.  Only a matter of speed, never of results.
+ * The last table on which a create found keys that already existed, and
+ * on which of its unique indexes: the next create on it checks those
+ * before writing instead of after a failed statement.  Only a matter of
+ * speed, never of results.
  */
-static Oid	existing_keys_hint = InvalidOid;
+static Oid	existing_keys_relid = InvalidOid;
+static uint64 existing_keys_mask = 0;
 
 /* ---------------------------------------------------------------------
  * Arguments
@@ -837,51 +839,55 @@ keep_alive(Batch *batch, int *members, int n)
 	return kept;
 }
 
-/* Split a failing set of members until each failure is alone. */
-static void
-bisect(Batch *batch, ItemGroup *group, int *members, int n)
-{
-	ItemError  *err;
-	int			half;
+static void bisect(Batch *batch, ItemGroup *group, int *members, int n);
 
-	if (n == 0)
-		return;
-	err = try_members(batch, group, members, n);
-	if (err == NULL)
-		return;
+/* The members failed together with err: split until each failure is alone. */
+static void
+split_failed(Batch *batch, ItemGroup *group, int *members, int n,
+			 ItemError *err)
+{
+	int			half = n / 2;
+
 	if (n == 1)
 	{
 		batch->items[members[0]].error = err;
 		return;
 	}
-	half = n / 2;
 	bisect(batch, group, members, half);
 	bisect(batch, group, members + half, n - half);
 }
 
 static void
-check_existing_keys(Batch *batch, ItemGroup *group)
+bisect(Batch *batch, ItemGroup *group, int *members, int n)
 {
-	int			found = precheck_existing_keys(batch, group->members,
-											   group->nmembers);
+	ItemError  *err;
 
-	existing_keys_hint = found ? batch->target->relid : InvalidOid;
+	if (n == 0)
+		return;
+	err = try_members(batch, group, members, n);
+	if (err != NULL)
+		split_failed(batch, group, members, n, err);
+}
+
+static void
+check_existing_keys(Batch *batch, ItemGroup *group, uint64 mask)
+{
+	uint64		found = precheck_existing_keys(batch, group->members,
+											   group->nmembers, mask);
+
+	existing_keys_relid = found ? batch->target->relid : InvalidOid;
+	existing_keys_mask = found;
 	group->nmembers = keep_alive(batch, group->members, group->nmembers);
 }
 
 static void
 apply_group(Batch *batch, ItemGroup *group)
 {
-	bool		checked = false;
 	ItemError  *err;
-	int			half;
 
 	group->sql = group_statement(batch, group);
-	if (batch->op == BATCH_CREATE && existing_keys_hint == batch->target->relid)
-	{
-		check_existing_keys(batch, group);
-		checked = true;
-	}
+	if (batch->op == BATCH_CREATE && existing_keys_relid == batch->target->relid)
+		check_existing_keys(batch, group, existing_keys_mask);
 	if (group->nmembers == 0)
 		return;
 
@@ -889,23 +895,16 @@ apply_group(Batch *batch, ItemGroup *group)
 	if (err == NULL)
 		return;
 
-	if (batch->op == BATCH_CREATE && !checked)
+	if (batch->op == BATCH_CREATE)
 	{
-		check_existing_keys(batch, group);
+		check_existing_keys(batch, group, ~UINT64CONST(0));
 		if (group->nmembers == 0)
 			return;
 		err = try_members(batch, group, group->members, group->nmembers);
 		if (err == NULL)
 			return;
 	}
-	if (group->nmembers == 1)
-	{
-		batch->items[group->members[0]].error = err;
-		return;
-	}
-	half = group->nmembers / 2;
-	bisect(batch, group, group->members, half);
-	bisect(batch, group, group->members + half, group->nmembers - half);
+	split_failed(batch, group, group->members, group->nmembers, err);
 }
 
 static ItemError *

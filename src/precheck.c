@@ -14,8 +14,8 @@
  *	- CHECK constraints that read only columns the item gives, evaluated
  *	  with the executor just as ExecRelCheck() does;
  *	- duplicate keys inside the batch, for every unique index that is
- *	  immediate, not partial and on plain columns (hash, sort, compare
- *	  with the type's default equality);
+ *	  immediate, not partial and on plain columns (a hash table keyed with
+ *	  the type's default hash and equality);
  *	- keys that already exist in the table (one read-only query per unique
  *	  index, run only when it is likely to find something; see crud.c).
  *
@@ -178,23 +178,6 @@ precheck_item_constraints(Batch *batch, BatchItem *item)
  * Duplicate keys inside the batch
  * ---------------------------------------------------------------------
  */
-typedef struct KeyHash
-{
-	uint32		hash;
-	int			item;
-} KeyHash;
-
-static int
-compare_key_hash(const void *a, const void *b)
-{
-	const KeyHash *x = a;
-	const KeyHash *y = b;
-
-	if (x->hash != y->hash)
-		return x->hash < y->hash ? -1 : 1;
-	return x->item - y->item;
-}
-
 static TypeCacheEntry *
 key_type(TargetColumn *col)
 {
@@ -243,31 +226,25 @@ keys_equal(Batch *batch, TypeCacheEntry **types, int ncols, const int *cols,
 	return true;
 }
 
-static void
-count_occurrences(Batch *batch, TypeCacheEntry **types, int ncols,
-				  const int *cols, KeyHash *hashes, int n, int *occurrence)
+static uint32
+key_hash(Batch *batch, TypeCacheEntry **types, int ncols, const int *cols,
+		 BatchItem *item)
 {
-	int			start = 0;
+	uint32		hash = 0;
+	int			k;
 
-	while (start < n)
+	for (k = 0; k < ncols; k++)
 	{
-		int			end = start + 1;
-		int			j;
+		int			c = cols[k];
+		uint32		h = 0;
 
-		while (end < n && hashes[end].hash == hashes[start].hash)
-			end++;
-		for (j = start + 1; j < end; j++)
-		{
-			int			k;
-
-			for (k = start; k < j; k++)
-				if (keys_equal(batch, types, ncols, cols,
-							   &batch->items[hashes[k].item],
-							   &batch->items[hashes[j].item]))
-					occurrence[hashes[j].item]++;
-		}
-		start = end;
+		if (!item->isnull[c])
+			h = DatumGetUInt32(FunctionCall1Coll(&types[k]->hash_proc_finfo,
+												 batch->target->cols[c].collation,
+												 item->values[c]));
+		hash = hash_combine(hash, h);
 	}
+	return hash;
 }
 
 /*
@@ -281,8 +258,10 @@ find_duplicates(Batch *batch, int ncols, const int *cols, bool nulls_distinct,
 				int *occurrence)
 {
 	TypeCacheEntry **types = palloc(sizeof(TypeCacheEntry *) * ncols);
-	KeyHash    *hashes = palloc(sizeof(KeyHash) * batch->nitems);
-	int			n = 0;
+	int			nslots = 16;
+	int		   *slot_item;		/* first item with the slot's key, or -1 */
+	uint32	   *slot_hash;
+	int		   *count;			/* per first item: occurrences so far */
 	int			i;
 	int			k;
 
@@ -294,30 +273,45 @@ find_duplicates(Batch *batch, int ncols, const int *cols, bool nulls_distinct,
 			return;
 	}
 
+	/* open addressing, at most half full */
+	while (nslots < 2 * batch->nitems)
+		nslots *= 2;
+	slot_item = palloc(sizeof(int) * nslots);
+	slot_hash = palloc(sizeof(uint32) * nslots);
+	count = palloc0(sizeof(int) * batch->nitems);
+	memset(slot_item, -1, sizeof(int) * nslots);
+
 	for (i = 0; i < batch->nitems; i++)
 	{
 		BatchItem  *item = &batch->items[i];
-		uint32		hash = 0;
+		uint32		hash;
+		int			s;
 
 		if (!key_usable(item, ncols, cols, nulls_distinct))
 			continue;
-		for (k = 0; k < ncols; k++)
+		hash = key_hash(batch, types, ncols, cols, item);
+		for (s = hash & (nslots - 1);; s = (s + 1) & (nslots - 1))
 		{
-			int			c = cols[k];
-			uint32		h = 0;
+			int			first = slot_item[s];
 
-			if (!item->isnull[c])
-				h = DatumGetUInt32(FunctionCall1Coll(&types[k]->hash_proc_finfo,
-													 batch->target->cols[c].collation,
-													 item->values[c]));
-			hash = hash_combine(hash, h);
+			if (first < 0)
+			{
+				slot_item[s] = i;
+				slot_hash[s] = hash;
+				count[i] = 1;
+				break;
+			}
+			if (slot_hash[s] == hash &&
+				keys_equal(batch, types, ncols, cols, &batch->items[first], item))
+			{
+				occurrence[i] = count[first]++;
+				break;
+			}
 		}
-		hashes[n].hash = hash;
-		hashes[n].item = i;
-		n++;
 	}
-	qsort(hashes, n, sizeof(KeyHash), compare_key_hash);
-	count_occurrences(batch, types, ncols, cols, hashes, n, occurrence);
+	pfree(slot_item);
+	pfree(slot_hash);
+	pfree(count);
 }
 
 void
@@ -420,25 +414,28 @@ existing_key_query(Batch *batch, TargetUnique *u)
 
 /*
  * Mark the members whose unique keys already exist in the table as
- * conflicts.  Read-only: takes no XID.  Only unique indexes on columns
- * the caller may read are checked, so this never reveals a row the
- * caller could not have found with SELECT.  Returns how many were marked.
+ * conflicts, checking the unique indexes in the mask (bit u: index u;
+ * indexes past the 64th are always checked).  Read-only: takes no XID.
+ * Only unique indexes on columns the caller may read are checked, so
+ * this never reveals a row the caller could not have found with SELECT.
+ * Returns the mask of indexes on which conflicts were found.
  */
-int
-precheck_existing_keys(Batch *batch, int *members, int nmembers)
+uint64
+precheck_existing_keys(Batch *batch, int *members, int nmembers, uint64 mask)
 {
 	int		   *subset = palloc(sizeof(int) * nmembers);
-	int			marked = 0;
+	uint64		found = 0;
 	int			u;
 
 	for (u = 0; u < batch->target->nuniques; u++)
 	{
 		TargetUnique *unique = &batch->target->uniques[u];
+		uint64		bit = (u < 64) ? UINT64CONST(1) << u : 0;
 		int			n = 0;
 		int			i;
 		uint64		row;
 
-		if (!unique->readable)
+		if (!unique->readable || (bit != 0 && (mask & bit) == 0))
 			continue;
 		for (i = 0; i < nmembers; i++)
 			if (key_usable(&batch->items[members[i]], unique->ncols,
@@ -461,11 +458,11 @@ precheck_existing_keys(Batch *batch, int *members, int nmembers)
 			if (item_alive(item))
 			{
 				mark_conflict(batch, item, unique);
-				marked++;
+				found |= bit;
 			}
 		}
 		SPI_freetuptable(SPI_tuptable);
 	}
 	pfree(subset);
-	return marked;
+	return found;
 }

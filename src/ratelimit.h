@@ -8,6 +8,19 @@
 #ifndef BATCH_OPS_RATELIMIT_H
 #define BATCH_OPS_RATELIMIT_H
 
+/* A batch refused by the rate limit; retry after the wait in the detail. */
+#define ERRCODE_BATCH_OPS_RATE_LIMITED	MAKE_SQLSTATE('B','O','4','2','9')
+
+/* GUCs */
+extern int	batch_ops_rate_limit;		/* items per second, 0 = off */
+extern int	batch_ops_rate_limit_burst; /* bucket size, 0 = rate_limit */
+
+/*
+ * Define the settings and, while preloading, ask for the shared memory;
+ * called from _PG_init.
+ */
+extern void ratelimit_init(void);
+
 /* Take n tokens from the calling role's bucket, or fail with an ERROR. */
 extern void ratelimit_consume(int64 nitems);
 

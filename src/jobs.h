@@ -1,0 +1,157 @@
+/*-------------------------------------------------------------------------
+ *
+ * jobs.h
+ *	  Async jobs: the queue (jobs.c), the launcher and job workers
+ *	  (worker.c), CSV import (csv_import.c) and its sources (source.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BATCH_OPS_JOBS_H
+#define BATCH_OPS_JOBS_H
+
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+#include "storage/latch.h"
+#include "storage/spin.h"
+#include "utils/jsonb.h"
+
+#include "target.h"
+
+/* GUC variables (jobs.c) */
+extern int	batch_ops_max_workers;
+extern int	batch_ops_max_async_items;
+extern int	batch_ops_job_ttl;		/* seconds */
+extern int	batch_ops_poll_interval;	/* seconds */
+extern char *batch_ops_fetch_url_prefixes;
+
+/* Databases with queued work that the launcher has not served yet. */
+#define JOBS_MAX_PENDING_DBS	64
+
+/* One running job worker. */
+typedef struct JobWorkerSlot
+{
+	bool		in_use;
+	pid_t		pid;
+	Oid			dboid;
+	int64		job_id;			/* 0 while between jobs */
+	bool		cancel;			/* cancel_job() committed for job_id */
+	Latch	   *latch;
+} JobWorkerSlot;
+
+typedef struct JobsShared
+{
+	slock_t		mutex;
+	pid_t		launcher_pid;
+	Latch	   *launcher_latch;
+	bool		scan_all;		/* start a worker in every database */
+	int			npending;
+	Oid			pending[JOBS_MAX_PENDING_DBS];
+	int			nslots;
+	JobWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
+} JobsShared;
+
+extern JobsShared *jobs_shared;
+
+/* A job as the worker sees it. */
+typedef struct Job
+{
+	int64		id;
+	Oid			role;
+	char	   *kind;			/* "import" or "batch" */
+	BatchOp		op;
+	Oid			relid;
+	char	   *source;
+	Jsonb	   *options;
+	bool		atomic;
+	int64		bytes_total;
+	int64		ckpt_offset;	/* byte offset of the next unread record */
+	int64		ckpt_line;		/* lines consumed so far (COPY's count) */
+	int64		ckpt_index;		/* next item of a batch */
+	int64		items_total;
+	char	   *columns;		/* resolved column map, JSON text, or NULL */
+	int64		errors_total;
+	JobWorkerSlot *slot;
+} Job;
+
+/* Counters of one chunk, written with its checkpoint. */
+typedef struct ChunkResult
+{
+	int64		applied;
+	int64		failed;
+	int64		next_offset;
+	int64		next_line;
+	int64		next_index;
+	int64		bytes_total;	/* -1 if unknown */
+	int			nerrors;
+	/* the chunk's errors, parallel arrays */
+	int64	   *err_line;		/* 0 for batches */
+	int64	   *err_index;		/* -1 for imports */
+	char	  **err_name;
+	char	  **err_message;
+	char	  **err_sqlstate;
+	char	  **err_detail;
+	char	  **err_raw;
+	int			err_alloc;
+} ChunkResult;
+
+/* Options of an import, as validated at submit time (csv_import.c). */
+typedef struct ImportOptions
+{
+	bool		header;
+	char		delimiter;
+	char		quote;
+	char		escape;
+	char	   *null_string;
+	int			encoding;		/* of the file; -1 = the database's */
+	Jsonb	   *columns;		/* array or object, or NULL */
+	bool		atomic;
+	int			chunk_size;
+	int64		max_errors;		/* -1 = no limit */
+} ImportOptions;
+
+/* Raise the privileges to the job tables' owner, with a safe search_path. */
+typedef struct OwnerSwitch
+{
+	Oid			save_user;
+	int			save_sec;
+	int			nestlevel;
+} OwnerSwitch;
+
+/* jobs.c */
+extern void jobs_owner_begin(OwnerSwitch *sw);
+extern void jobs_owner_end(OwnerSwitch *sw);
+extern void jobs_init(void);
+extern bool jobs_preloaded(void);
+extern void jobs_wake_launcher(Oid dboid);
+extern void job_check_cancel(Job *job);
+extern void chunk_add_error(ChunkResult *res, int64 line, int64 index,
+							const char *name, const char *message,
+							const char *sqlstate, const char *detail,
+							const char *raw, int rawlen);
+extern void chunk_add_response_errors(ChunkResult *res, Jsonb *response,
+									  const int64 *lines, char **raws,
+									  const int *rawlens, int64 index_base);
+
+/* worker.c */
+extern void jobs_register_launcher(void);
+extern PGDLLEXPORT void batch_ops_launcher_main(Datum main_arg);
+extern PGDLLEXPORT void batch_ops_job_worker_main(Datum main_arg);
+extern void job_commit_chunk(Job *job, ChunkResult *res, bool last);
+extern void job_begin_chunk(void);
+extern void job_progress_interval(Job *job);
+
+/* csv_import.c */
+extern void csv_import_run(Job *job);
+extern void import_options_parse(Jsonb *options, ImportOptions *opts);
+extern void batch_job_run(Job *job);
+
+/* source.c: a byte stream from a server file or an http(s) URL */
+typedef struct Source Source;
+extern Source *source_open(const char *location, int64 offset, Job *job);
+extern int	source_read(Source *src, char *buf, int len);
+extern int64 source_size(Source *src);	/* -1 if unknown */
+extern void source_close(Source *src);
+extern bool source_is_url(const char *location);
+
+#endif							/* BATCH_OPS_JOBS_H */

@@ -18,6 +18,8 @@
 #include "utils/guc.h"
 
 #include "batch_ops.h"
+#include "idempotency.h"
+#include "ratelimit.h"
 
 PG_MODULE_MAGIC;
 
@@ -55,6 +57,9 @@ _PG_init(void)
 	define_size_limit("batch_ops.max_delete_items",
 					  "Maximum number of ids in one batch_delete call.",
 					  &batch_ops_max_delete_items, 1000);
+
+	idempotency_init();
+	ratelimit_init();
 
 	MarkGUCPrefixReserved("batch_ops");
 }

@@ -83,6 +83,7 @@ typedef struct ChunkResult
 	int64		next_line;
 	int64		next_index;
 	int64		bytes_total;	/* -1 if unknown */
+	int64		rows_seen;		/* rows (items) read in this chunk */
 	int			nerrors;
 	/* the chunk's errors, parallel arrays */
 	int64	   *err_line;		/* 0 for batches */
@@ -124,6 +125,8 @@ extern void jobs_owner_end(OwnerSwitch *sw);
 extern void jobs_init(void);
 extern bool jobs_preloaded(void);
 extern void jobs_wake_launcher(Oid dboid);
+extern void notify_job_status(int64 job_id, const char *status);
+extern void job_check_source_access(const char *source, Oid role);
 extern void job_check_cancel(Job *job);
 extern void chunk_add_error(ChunkResult *res, int64 line, int64 index,
 							const char *name, const char *message,
@@ -137,9 +140,18 @@ extern void chunk_add_response_errors(ChunkResult *res, Jsonb *response,
 extern void jobs_register_launcher(void);
 extern PGDLLEXPORT void batch_ops_launcher_main(Datum main_arg);
 extern PGDLLEXPORT void batch_ops_job_worker_main(Datum main_arg);
-extern void job_commit_chunk(Job *job, ChunkResult *res, bool last);
+typedef struct JobRoleSwitch
+{
+	Oid			save_user;
+	int			save_sec;
+	int			nestlevel;
+} JobRoleSwitch;
+
 extern void job_begin_chunk(void);
-extern void job_progress_interval(Job *job);
+extern void job_commit_chunk_ex(Job *job, ChunkResult *res,
+								const char *final_status, const char *error);
+extern void job_as_role_begin(Job *job, JobRoleSwitch *rs);
+extern void job_as_role_end(JobRoleSwitch *rs);
 
 /* csv_import.c */
 extern void csv_import_run(Job *job);

@@ -18,6 +18,9 @@
  * which is what a batch of up to a few thousand items wants; a custom
  * plan that knows the array length may choose to scan the whole table.
  *
+ * (The existing-key query of precheck.c on partitioned tables is the
+ * exception: see plan_execute_custom.)
+ *
  * The cache is a small round-robin array: a session rarely works on
  * more than a few tables and shapes at once.
  *
@@ -38,6 +41,7 @@ typedef struct CachedStatement
 {
 	char	   *sql;
 	Oid			argtype;
+	int			cursor_options;
 	SPIPlanPtr	plan;
 } CachedStatement;
 
@@ -60,7 +64,7 @@ plan_rows_source(Target *target)
 }
 
 static SPIPlanPtr
-plan_lookup(const char *sql, Oid argtype)
+plan_lookup(const char *sql, Oid argtype, int cursor_options)
 {
 	CachedStatement *entry;
 	SPIPlanPtr	plan;
@@ -70,11 +74,12 @@ plan_lookup(const char *sql, Oid argtype)
 	{
 		entry = &plan_cache[i];
 		if (entry->sql && entry->argtype == argtype &&
+			entry->cursor_options == cursor_options &&
 			strcmp(entry->sql, sql) == 0)
 			return entry->plan;
 	}
 
-	plan = SPI_prepare_cursor(sql, 1, &argtype, CURSOR_OPT_GENERIC_PLAN);
+	plan = SPI_prepare_cursor(sql, 1, &argtype, cursor_options);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare_cursor failed for \"%s\": %s",
 			 sql, SPI_result_code_string(SPI_result));
@@ -90,18 +95,15 @@ plan_lookup(const char *sql, Oid argtype)
 	}
 	entry->sql = MemoryContextStrdup(TopMemoryContext, sql);
 	entry->argtype = argtype;
+	entry->cursor_options = cursor_options;
 	entry->plan = plan;
 	return plan;
 }
 
-/*
- * Execute a statement with the row array as $1.  Results are left in
- * SPI_tuptable / SPI_processed; the caller frees the tuple table.
- */
-int
-plan_execute(const char *sql, Oid argtype, Datum arg)
+static int
+execute(const char *sql, Oid argtype, Datum arg, int cursor_options)
 {
-	SPIPlanPtr	plan = plan_lookup(sql, argtype);
+	SPIPlanPtr	plan = plan_lookup(sql, argtype, cursor_options);
 	int			rc;
 
 	rc = SPI_execute_plan(plan, &arg, " ", false, 0);
@@ -117,4 +119,24 @@ plan_execute(const char *sql, Oid argtype, Datum arg)
 				 sql, SPI_result_code_string(rc));
 	}
 	return rc;
+}
+
+/*
+ * Execute a statement with the row array as $1.  Results are left in
+ * SPI_tuptable / SPI_processed; the caller frees the tuple table.
+ */
+int
+plan_execute(const char *sql, Oid argtype, Datum arg)
+{
+	return execute(sql, argtype, arg, CURSOR_OPT_GENERIC_PLAN);
+}
+
+/*
+ * The same, planned afresh for each call with the actual array, for
+ * queries whose best plan depends on the table's size at the time.
+ */
+int
+plan_execute_custom(const char *sql, Oid argtype, Datum arg)
+{
+	return execute(sql, argtype, arg, CURSOR_OPT_CUSTOM_PLAN);
 }

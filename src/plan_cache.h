@@ -15,5 +15,6 @@
 
 extern char *plan_rows_source(Target *target);
 extern int	plan_execute(const char *sql, Oid argtype, Datum arg);
+extern int	plan_execute_custom(const char *sql, Oid argtype, Datum arg);
 
 #endif							/* BATCH_OPS_PLAN_CACHE_H */

@@ -16,8 +16,9 @@
  *	- duplicate keys inside the batch, for every unique index that is
  *	  immediate, not partial and on plain columns (a hash table keyed with
  *	  the type's default hash and equality);
- *	- keys that already exist in the table (one read-only query per unique
- *	  index, run only when it is likely to find something; see crud.c).
+ *	- keys that already exist in the table, by probing each unique index
+ *	  directly (a query for partitioned tables), run only when it is likely
+ *	  to find something (see crud.c).
  *
  * What cannot be checked here (foreign keys, row-level security, partial
  * or expression indexes, triggers, rows that other sessions commit
@@ -28,12 +29,19 @@
 #include "postgres.h"
 
 #include "common/hashfn.h"
+#include "access/genam.h"
+#include "access/nbtree.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/pg_am.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "nodes/makefuncs.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/typcache.h"
 
 #include "batch.h"
@@ -413,12 +421,152 @@ existing_key_query(Batch *batch, TargetUnique *u)
 }
 
 /*
+ * Probe a unique index for one item's key, as the unique check of the
+ * insert would: by the index's own equality operators, seeing every row
+ * in the index whatever row-level security hides (a conflict with a
+ * hidden row fails the insert just the same).
+ */
+typedef struct KeyProbe
+{
+	Relation	heap;
+	Relation	index;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	ScanKeyData keys[INDEX_MAX_KEYS];
+	int			nkeys;
+} KeyProbe;
+
+static bool
+probe_begin(KeyProbe *probe, Target *target, TargetUnique *unique,
+			Snapshot snapshot)
+{
+	int			k;
+
+	probe->heap = table_open(target->relid, NoLock);
+	probe->index = index_open(unique->indexoid, AccessShareLock);
+	probe->nkeys = unique->ncols;
+	for (k = 0; k < unique->ncols; k++)
+	{
+		Oid			opcintype = probe->index->rd_opcintype[k];
+		Oid			eqop = get_opfamily_member(probe->index->rd_opfamily[k],
+											   opcintype, opcintype,
+											   BTEqualStrategyNumber);
+
+		if (probe->index->rd_rel->relam != BTREE_AM_OID || !OidIsValid(eqop))
+		{
+			index_close(probe->index, AccessShareLock);
+			table_close(probe->heap, NoLock);
+			return false;
+		}
+		ScanKeyEntryInitialize(&probe->keys[k], 0, k + 1, BTEqualStrategyNumber,
+							   opcintype, probe->index->rd_indcollation[k],
+							   get_opcode(eqop), (Datum) 0);
+	}
+	probe->slot = table_slot_create(probe->heap, NULL);
+	probe->scan = index_beginscan(probe->heap, probe->index, snapshot,
+								  probe->nkeys, 0);
+	return true;
+}
+
+static bool
+probe_key(KeyProbe *probe, TargetUnique *unique, BatchItem *item)
+{
+	int			k;
+
+	for (k = 0; k < probe->nkeys; k++)
+		probe->keys[k].sk_argument = item->values[unique->cols[k]];
+	index_rescan(probe->scan, probe->keys, probe->nkeys, NULL, 0);
+	return index_getnext_slot(probe->scan, ForwardScanDirection, probe->slot);
+}
+
+static void
+probe_end(KeyProbe *probe)
+{
+	index_endscan(probe->scan);
+	ExecDropSingleTupleTableSlot(probe->slot);
+	index_close(probe->index, AccessShareLock);
+	table_close(probe->heap, NoLock);
+}
+
+/* Members (with non-null keys) whose key the index already holds. */
+static uint64
+existing_keys_by_probe(Batch *batch, TargetUnique *unique, int *members,
+					   int nmembers, bool *probed)
+{
+	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	KeyProbe	probe;
+	uint64		found = 0;
+	int			i;
+
+	*probed = probe_begin(&probe, batch->target, unique, snapshot);
+	if (*probed)
+	{
+		for (i = 0; i < nmembers; i++)
+		{
+			BatchItem  *item = &batch->items[members[i]];
+
+			if (key_usable(item, unique->ncols, unique->cols, true) &&
+				probe_key(&probe, unique, item))
+			{
+				mark_conflict(batch, item, unique);
+				found++;
+			}
+		}
+		probe_end(&probe);
+	}
+	UnregisterSnapshot(snapshot);
+	return found;
+}
+
+/*
+ * A partitioned table's unique index has no storage to probe: ask with a
+ * query, planned for the actual batch and table (a plan cached while the
+ * table was small would scan it whole once it is not).
+ */
+static uint64
+existing_keys_by_query(Batch *batch, TargetUnique *unique, int *members,
+					   int nmembers, int *subset)
+{
+	uint64		found = 0;
+	int			n = 0;
+	int			i;
+	uint64		row;
+
+	for (i = 0; i < nmembers; i++)
+		if (key_usable(&batch->items[members[i]], unique->ncols, unique->cols,
+					   !unique->nulls_not_distinct))
+			subset[n++] = members[i];
+	if (n == 0)
+		return 0;
+
+	plan_execute_custom(existing_key_query(batch, unique),
+						batch->target->rowarraytype,
+						batch_row_array(batch, subset, n));
+	for (row = 0; row < SPI_processed; row++)
+	{
+		bool		isnull;
+		int64		ord = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[row],
+													  SPI_tuptable->tupdesc,
+													  1, &isnull));
+		BatchItem  *item = &batch->items[subset[ord - 1]];
+
+		if (item_alive(item))
+		{
+			mark_conflict(batch, item, unique);
+			found++;
+		}
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return found;
+}
+
+/*
  * Mark the members whose unique keys already exist in the table as
  * conflicts, checking the unique indexes in the mask (bit u: index u;
  * indexes past the 64th are always checked).  Read-only: takes no XID.
- * Only unique indexes on columns the caller may read are checked, so
- * this never reveals a row the caller could not have found with SELECT.
- * Returns the mask of indexes on which conflicts were found.
+ * Only unique indexes on columns the caller may read are checked, so the
+ * answer names no key the caller could not have looked up.  Returns the
+ * mask of indexes on which conflicts were found.
  */
 uint64
 precheck_existing_keys(Batch *batch, int *members, int nmembers, uint64 mask)
@@ -431,37 +579,17 @@ precheck_existing_keys(Batch *batch, int *members, int nmembers, uint64 mask)
 	{
 		TargetUnique *unique = &batch->target->uniques[u];
 		uint64		bit = (u < 64) ? UINT64CONST(1) << u : 0;
-		int			n = 0;
-		int			i;
-		uint64		row;
+		bool		probed = false;
+		uint64		n = 0;
 
 		if (!unique->readable || (bit != 0 && (mask & bit) == 0))
 			continue;
-		for (i = 0; i < nmembers; i++)
-			if (key_usable(&batch->items[members[i]], unique->ncols,
-						   unique->cols, !unique->nulls_not_distinct))
-				subset[n++] = members[i];
-		if (n == 0)
-			continue;
-
-		plan_execute(existing_key_query(batch, unique),
-					 batch->target->rowarraytype,
-					 batch_row_array(batch, subset, n));
-		for (row = 0; row < SPI_processed; row++)
-		{
-			bool		isnull;
-			int64		ord = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[row],
-														  SPI_tuptable->tupdesc,
-														  1, &isnull));
-			BatchItem  *item = &batch->items[subset[ord - 1]];
-
-			if (item_alive(item))
-			{
-				mark_conflict(batch, item, unique);
-				found |= bit;
-			}
-		}
-		SPI_freetuptable(SPI_tuptable);
+		if (!batch->target->partitioned)
+			n = existing_keys_by_probe(batch, unique, members, nmembers, &probed);
+		if (!probed)
+			n = existing_keys_by_query(batch, unique, members, nmembers, subset);
+		if (n > 0)
+			found |= bit;
 	}
 	pfree(subset);
 	return found;

@@ -1,16 +1,407 @@
 /*-------------------------------------------------------------------------
  *
  * ratelimit.c
- *	  Item-counted rate limits (placeholder until issue #3 lands: no
- *	  limit is enforced and no setting exists yet).
+ *	  Item-counted rate limits: a token bucket per role in shared memory.
+ *
+ * Every role has a bucket that holds batch_ops.rate_limit_burst tokens (by
+ * default as many as batch_ops.rate_limit) and refills continuously at
+ * batch_ops.rate_limit tokens per second.  A batch of n items takes n
+ * tokens, or fails with BO429 and the time after which it would pass;
+ * taking nothing when it fails.  A batch larger than the bucket could
+ * never pass, so it fails at once with 54000, as the size limits do.
+ *
+ * The buckets are in shared memory, in a hash table keyed by role OID, so
+ * all the sessions of a role, in every database, drain the same bucket.
+ * A bucket is made, full, the first time a role is limited.  A bucket that
+ * has refilled is the same as no bucket, so when the table is full such
+ * buckets are dropped to make room.
+ *
+ * The settings are those of the calling session.  They are superuser-only,
+ * so an administrator can give a role its own limit with ALTER ROLE ...
+ * SET and the role cannot change it.  A bucket remembers the settings it
+ * was last used with, for rate_limit_status().
+ *
+ * Needs shared_preload_libraries: without it a non-zero rate limit is an
+ * error, never silently ignored.  With rate_limit = 0 (the default)
+ * nothing here touches shared memory.
+ *
+ * Locking: one LWLock (tranche "batch_ops_ratelimit") guards the hash
+ * table and every bucket.  It is held exclusively for one lookup and a few
+ * arithmetic operations, and in shared mode by rate_limit_status() while
+ * it copies the buckets; no catalog access or error happens under it.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include <limits.h>
+#include <math.h>
+
+#include "catalog/pg_authid.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/timestamp.h"
+
 #include "ratelimit.h"
+
+PG_FUNCTION_INFO_V1(rate_limit_status);
+
+/* Buckets kept at once; refilled ones make room for new roles. */
+#define RATELIMIT_MAX_ROLES		4096
+#define RATELIMIT_TRANCHE		"batch_ops_ratelimit"
+
+typedef struct RateBucket
+{
+	Oid			role;			/* hash key */
+	double		tokens;			/* tokens left at 'updated' */
+	TimestampTz updated;
+	int			rate;			/* the settings of the last use */
+	int			burst;
+} RateBucket;
+
+typedef struct RateLimitShared
+{
+	LWLock	   *lock;
+} RateLimitShared;
+
+int			batch_ops_rate_limit = 0;
+int			batch_ops_rate_limit_burst = 0;
+
+/* NULL unless the library was preloaded */
+static RateLimitShared *rl_shared = NULL;
+static HTAB *rl_buckets = NULL;
+
+#if PG_VERSION_NUM >= 150000
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+#endif
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* ---------------------------------------------------------------------
+ * Shared memory
+ * ---------------------------------------------------------------------
+ */
+static Size
+ratelimit_shmem_size(void)
+{
+	return add_size(MAXALIGN(sizeof(RateLimitShared)),
+					hash_estimate_size(RATELIMIT_MAX_ROLES, sizeof(RateBucket)));
+}
+
+static void
+ratelimit_shmem_request(void)
+{
+#if PG_VERSION_NUM >= 150000
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+#endif
+	RequestAddinShmemSpace(ratelimit_shmem_size());
+	RequestNamedLWLockTranche(RATELIMIT_TRANCHE, 1);
+}
+
+static void
+ratelimit_shmem_startup(void)
+{
+	HASHCTL		info;
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	rl_shared = NULL;
+	rl_buckets = NULL;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	rl_shared = ShmemInitStruct("batch_ops rate limit",
+								sizeof(RateLimitShared), &found);
+	if (!found)
+		rl_shared->lock = &(GetNamedLWLockTranche(RATELIMIT_TRANCHE))->lock;
+
+	info.keysize = sizeof(Oid);
+	info.entrysize = sizeof(RateBucket);
+	rl_buckets = ShmemInitHash("batch_ops rate limit buckets",
+							   RATELIMIT_MAX_ROLES, RATELIMIT_MAX_ROLES,
+							   &info, HASH_ELEM | HASH_BLOBS);
+	LWLockRelease(AddinShmemInitLock);
+}
+
+void
+ratelimit_init(void)
+{
+	DefineCustomIntVariable("batch_ops.rate_limit",
+							"Items per second that one role may send through the batch functions.",
+							"0 turns the limit off.  A non-zero limit needs batch_ops "
+							"in shared_preload_libraries.",
+							&batch_ops_rate_limit,
+							0,
+							0,
+							INT_MAX,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("batch_ops.rate_limit_burst",
+							"Most items one role may send at once: the size of its token bucket.",
+							"0 means as many as batch_ops.rate_limit.",
+							&batch_ops_rate_limit_burst,
+							0,
+							0,
+							INT_MAX,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+#if PG_VERSION_NUM >= 150000
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = ratelimit_shmem_request;
+#else
+	ratelimit_shmem_request();
+#endif
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = ratelimit_shmem_startup;
+}
+
+static void
+require_shmem(void)
+{
+	if (rl_buckets == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("batch_ops must be loaded via shared_preload_libraries to enforce rate limits"),
+				 errhint("Add batch_ops to shared_preload_libraries and restart the server, "
+						 "or set batch_ops.rate_limit to 0.")));
+}
+
+/* ---------------------------------------------------------------------
+ * Buckets
+ * ---------------------------------------------------------------------
+ */
+static int
+effective_burst(int rate)
+{
+	return batch_ops_rate_limit_burst > 0 ? batch_ops_rate_limit_burst : rate;
+}
+
+/* The tokens a bucket holds at 'now', refilled with the given settings. */
+static double
+bucket_tokens(RateBucket *b, TimestampTz now, int rate, int burst)
+{
+	double		tokens = b->tokens;
+
+	if (now > b->updated)
+		tokens += (double) (now - b->updated) / USECS_PER_SEC * rate;
+	return Min(tokens, (double) burst);
+}
+
+/*
+ * Find or make the role's bucket; caller holds the lock exclusively.
+ * NULL if the table is full of buckets that are still refilling.
+ */
+static RateBucket *
+bucket_enter(Oid role, TimestampTz now, int burst)
+{
+	RateBucket *b;
+	bool		found;
+
+	b = hash_search(rl_buckets, &role, HASH_FIND, NULL);
+	if (b != NULL)
+		return b;
+
+	if (hash_get_num_entries(rl_buckets) >= RATELIMIT_MAX_ROLES)
+	{
+		HASH_SEQ_STATUS seq;
+		RateBucket *old;
+
+		hash_seq_init(&seq, rl_buckets);
+		while ((old = hash_seq_search(&seq)) != NULL)
+		{
+			if (bucket_tokens(old, now, old->rate, old->burst) >= old->burst)
+				hash_search(rl_buckets, &old->role, HASH_REMOVE, NULL);
+		}
+		if (hash_get_num_entries(rl_buckets) >= RATELIMIT_MAX_ROLES)
+			return NULL;
+	}
+
+	b = hash_search(rl_buckets, &role, HASH_ENTER_NULL, &found);
+	if (b != NULL && !found)
+	{
+		b->tokens = burst;
+		b->updated = now;
+	}
+	return b;
+}
 
 void
 ratelimit_consume(int64 nitems)
 {
+	int			rate = batch_ops_rate_limit;
+	int			burst;
+	Oid			role;
+	TimestampTz now;
+	RateBucket *b;
+	double		tokens;
+	double		wait;
+
+	if (rate <= 0)
+		return;
+	require_shmem();
+	if (nitems <= 0)
+		return;
+
+	burst = effective_burst(rate);
+	if (nitems > burst)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("batch of " INT64_FORMAT " items exceeds the rate limit burst of %d items",
+						nitems, burst),
+				 errdetail("A batch larger than the burst can never pass the rate limit, however long it waits."),
+				 errhint("Split the batch into batches of at most %d items, or ask an administrator "
+						 "to raise batch_ops.rate_limit_burst.", burst)));
+
+	role = GetUserId();
+	now = GetCurrentTimestamp();
+
+	LWLockAcquire(rl_shared->lock, LW_EXCLUSIVE);
+	b = bucket_enter(role, now, burst);
+	if (b == NULL)
+	{
+		LWLockRelease(rl_shared->lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("too many roles are being rate limited at once"),
+				 errdetail("batch_ops keeps at most %d token buckets.",
+						   RATELIMIT_MAX_ROLES)));
+	}
+	tokens = bucket_tokens(b, now, rate, burst);
+	b->updated = now;
+	b->rate = rate;
+	b->burst = burst;
+	if (tokens >= (double) nitems)
+	{
+		b->tokens = tokens - nitems;
+		LWLockRelease(rl_shared->lock);
+		return;
+	}
+	b->tokens = tokens;
+	LWLockRelease(rl_shared->lock);
+
+	/* whole milliseconds, rounded up, so that retrying after them passes */
+	wait = ceil((nitems - tokens) * 1000.0 / rate) / 1000.0;
+	ereport(ERROR,
+			(errcode(ERRCODE_BATCH_OPS_RATE_LIMITED),
+			 errmsg("rate limit exceeded for role \"%s\"",
+					GetUserNameFromId(role, false)),
+			 errdetail("Retry after %.3f seconds.  The batch needs " INT64_FORMAT
+					   " tokens, %.1f are left, and they refill at %d per second.",
+					   wait, nitems, floor(tokens * 10) / 10, rate),
+			 errhint("The limit is set by batch_ops.rate_limit and batch_ops.rate_limit_burst.")));
+}
+
+/* ---------------------------------------------------------------------
+ * batch_ops.rate_limit_status()
+ *	  RETURNS TABLE (role name, tokens float8, rate int, burst int)
+ *
+ * The caller's bucket, as the caller's settings see it (tokens NULL when
+ * no limit applies); a superuser, or a member of pg_read_all_stats, also
+ * sees every other role's bucket, with the settings it was last used with.
+ * ---------------------------------------------------------------------
+ */
+typedef struct BucketRow
+{
+	Oid			role;
+	double		tokens;
+	bool		tokens_null;
+	int			rate;
+	int			burst;
+	char	   *name;
+} BucketRow;
+
+static int
+bucket_row_cmp(const void *a, const void *b)
+{
+	return strcmp(((const BucketRow *) a)->name, ((const BucketRow *) b)->name);
+}
+
+Datum
+rate_limit_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			me = GetUserId();
+	bool		all = superuser() || has_privs_of_role(me, ROLE_PG_READ_ALL_STATS);
+	int			rate = batch_ops_rate_limit;
+	int			burst = effective_burst(rate);
+	TimestampTz now = GetCurrentTimestamp();
+	BucketRow  *rows;
+	int			nrows = 0;
+	int			nvalid = 0;
+	RateBucket *mine;
+	int			i;
+
+	require_shmem();
+	InitMaterializedSRF(fcinfo, 0);
+
+	/* copy under the lock; names are looked up after releasing it */
+	LWLockAcquire(rl_shared->lock, LW_SHARED);
+	rows = palloc((hash_get_num_entries(rl_buckets) + 1) * sizeof(BucketRow));
+
+	mine = hash_search(rl_buckets, &me, HASH_FIND, NULL);
+	rows[nrows].role = me;
+	rows[nrows].rate = rate;
+	rows[nrows].burst = burst;
+	rows[nrows].tokens_null = (rate == 0);
+	rows[nrows].tokens = (rate == 0) ? 0 :
+		(mine ? bucket_tokens(mine, now, rate, burst) : burst);
+	nrows++;
+
+	if (all)
+	{
+		HASH_SEQ_STATUS seq;
+		RateBucket *b;
+
+		hash_seq_init(&seq, rl_buckets);
+		while ((b = hash_seq_search(&seq)) != NULL)
+		{
+			if (b->role == me)
+				continue;
+			rows[nrows].role = b->role;
+			rows[nrows].rate = b->rate;
+			rows[nrows].burst = b->burst;
+			rows[nrows].tokens_null = false;
+			rows[nrows].tokens = bucket_tokens(b, now, b->rate, b->burst);
+			nrows++;
+		}
+	}
+	LWLockRelease(rl_shared->lock);
+
+	/* roles dropped since they used their bucket are left out */
+	for (i = 0; i < nrows; i++)
+	{
+		rows[i].name = GetUserNameFromId(rows[i].role, true);
+		if (rows[i].name != NULL)
+			rows[nvalid++] = rows[i];
+	}
+	qsort(rows, nvalid, sizeof(BucketRow), bucket_row_cmp);
+
+	for (i = 0; i < nvalid; i++)
+	{
+		Datum		values[4];
+		bool		nulls[4] = {false, false, false, false};
+
+		values[0] = DirectFunctionCall1(namein, CStringGetDatum(rows[i].name));
+		values[1] = Float8GetDatum(rows[i].tokens);
+		nulls[1] = rows[i].tokens_null;
+		values[2] = Int32GetDatum(rows[i].rate);
+		values[3] = Int32GetDatum(rows[i].burst);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

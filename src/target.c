@@ -187,6 +187,7 @@ describe_indexes(Target *target, Relation rel)
 			TargetUnique *u = &target->uniques[target->nuniques++];
 			int			i;
 
+			u->indexoid = indexoid;
 			u->name = pstrdup(RelationGetRelationName(index));
 			u->ncols = form->indnkeyatts;
 			u->cols = cols;
@@ -304,6 +305,7 @@ target_open(Oid relid, BatchOp op)
 		elog(ERROR, "row type of relation \"%s\" has no array type",
 			 target->relname);
 	target->tupdesc = CreateTupleDescCopy(RelationGetDescr(rel));
+	target->partitioned = rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE;
 
 	describe_columns(target, rel, op);
 	describe_indexes(target, rel);

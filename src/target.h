@@ -42,6 +42,7 @@ typedef struct TargetColumn
 /* A unique index that item values can be checked against before writing. */
 typedef struct TargetUnique
 {
+	Oid			indexoid;
 	char	   *name;
 	int			ncols;
 	int		   *cols;			/* column indexes into Target.cols */
@@ -79,6 +80,7 @@ typedef struct Target
 	bool		may_write_table;	/* table-level privilege for the op */
 	bool		row_before_trigger; /* some BEFORE ROW trigger for the op */
 	bool		id_alias;		/* "id" may name the key (no column "id") */
+	bool		partitioned;	/* its indexes have no storage of their own */
 } Target;
 
 extern Target *target_open(Oid relid, BatchOp op);

@@ -1,0 +1,1065 @@
+/*-------------------------------------------------------------------------
+ *
+ * jobs.c
+ *	  The async job queue: settings, shared memory, and the SQL API
+ *	  (submit_import, submit_batch, job, wait_job, cancel_job, job_errors
+ *	  and the rows behind the view batch_ops.jobs).
+ *
+ * Jobs live in tables of the extension's schema in each database
+ * (batch_ops.job_queue, batch_ops.job_error, batch_ops.job_item), which
+ * PUBLIC cannot read.  The SQL functions are SECURITY INVOKER like every
+ * other batch_ops function: they check what the caller may do (file or
+ * URL access, the privilege on the target table) as the caller, then
+ * reach the tables as their owner (SetUserIdAndSecContext, with
+ * search_path pinned to pg_catalog as a SECURITY DEFINER function would
+ * have it) and show a role only its own jobs; a superuser sees all.
+ *
+ * Waking the workers: a submit remembers that this database has new
+ * work; when the transaction commits, an xact callback sets a flag for
+ * the database in shared memory and the launcher's latch (worker.c), so
+ * a job starts without polling delay and never before it is visible.
+ * cancel_job() likewise tells the worker running the job at commit, by a
+ * flag in its shared-memory slot and its latch; the row's
+ * cancel_requested covers a worker that starts later.
+ *
+ * Shared memory: one small JobsShared struct (launcher, pending
+ * databases, one slot per job worker) under a spinlock, requested and
+ * initialised in chained hooks.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/shmem.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "jobs.h"
+
+PG_FUNCTION_INFO_V1(batch_ops_submit_import);
+PG_FUNCTION_INFO_V1(batch_ops_submit_batch);
+PG_FUNCTION_INFO_V1(batch_ops_job);
+PG_FUNCTION_INFO_V1(batch_ops_wait_job);
+PG_FUNCTION_INFO_V1(batch_ops_cancel_job);
+PG_FUNCTION_INFO_V1(batch_ops_job_errors);
+PG_FUNCTION_INFO_V1(batch_ops_job_list);
+
+int			batch_ops_max_workers = 2;
+int			batch_ops_max_async_items = 1000000;
+int			batch_ops_job_ttl = 7 * 24 * 3600;
+int			batch_ops_poll_interval = 60;
+char	   *batch_ops_fetch_url_prefixes = NULL;
+
+JobsShared *jobs_shared = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+/* What this transaction asks for at commit. */
+static bool xact_callback_registered = false;
+static bool wake_at_commit = false;
+static List *submitted_in_xact = NIL;	/* job ids, for wait_job */
+static List *cancel_at_commit = NIL;	/* job ids */
+
+/* ---------------------------------------------------------------------
+ * Shared memory
+ * ---------------------------------------------------------------------
+ */
+static Size
+jobs_shmem_size(void)
+{
+	return add_size(offsetof(JobsShared, slots),
+					mul_size(sizeof(JobWorkerSlot), batch_ops_max_workers));
+}
+
+static void
+jobs_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(jobs_shmem_size());
+}
+
+static void
+jobs_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	jobs_shared = ShmemInitStruct("batch_ops jobs", jobs_shmem_size(), &found);
+	if (!found)
+	{
+		memset(jobs_shared, 0, jobs_shmem_size());
+		SpinLockInit(&jobs_shared->mutex);
+		jobs_shared->nslots = batch_ops_max_workers;
+		/* after a restart, look for jobs to resume everywhere */
+		jobs_shared->scan_all = true;
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+bool
+jobs_preloaded(void)
+{
+	return jobs_shared != NULL;
+}
+
+static void
+require_preload(void)
+{
+	if (!jobs_preloaded())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("batch_ops must be loaded via shared_preload_libraries to run async jobs"),
+				 errhint("Add batch_ops to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+/* Tell the launcher that a database has queued work. */
+void
+jobs_wake_launcher(Oid dboid)
+{
+	Latch	   *latch;
+	int			i;
+
+	if (!jobs_shared)
+		return;
+	SpinLockAcquire(&jobs_shared->mutex);
+	for (i = 0; i < jobs_shared->npending; i++)
+		if (jobs_shared->pending[i] == dboid)
+			break;
+	if (i == jobs_shared->npending)
+	{
+		if (jobs_shared->npending < JOBS_MAX_PENDING_DBS)
+			jobs_shared->pending[jobs_shared->npending++] = dboid;
+		else
+			jobs_shared->scan_all = true;
+	}
+	latch = jobs_shared->launcher_latch;
+	SpinLockRelease(&jobs_shared->mutex);
+	if (latch)
+		SetLatch(latch);
+}
+
+static void
+cancel_running_job(int64 job_id)
+{
+	Latch	   *latch = NULL;
+	int			i;
+
+	SpinLockAcquire(&jobs_shared->mutex);
+	for (i = 0; i < jobs_shared->nslots; i++)
+	{
+		JobWorkerSlot *slot = &jobs_shared->slots[i];
+
+		if (slot->in_use && slot->dboid == MyDatabaseId && slot->job_id == job_id)
+		{
+			slot->cancel = true;
+			latch = slot->latch;
+		}
+	}
+	SpinLockRelease(&jobs_shared->mutex);
+	if (latch)
+		SetLatch(latch);
+}
+
+static void
+jobs_xact_callback(XactEvent event, void *arg)
+{
+	ListCell   *lc;
+
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			if (wake_at_commit)
+				jobs_wake_launcher(MyDatabaseId);
+			foreach(lc, cancel_at_commit)
+				cancel_running_job(*(int64 *) lfirst(lc));
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			/* a prepared submit is found by the launcher's slow poll */
+			break;
+		default:
+			return;
+	}
+	wake_at_commit = false;
+	/* allocated in TopTransactionContext: gone with the transaction */
+	submitted_in_xact = NIL;
+	cancel_at_commit = NIL;
+}
+
+static void
+remember_in_xact(List **list, int64 id)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+	int64	   *p = palloc(sizeof(int64));
+
+	*p = id;
+	*list = lappend(*list, p);
+	MemoryContextSwitchTo(old);
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(jobs_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Settings and module load
+ * ---------------------------------------------------------------------
+ */
+void
+jobs_init(void)
+{
+	DefineCustomIntVariable("batch_ops.max_workers",
+							"Maximum number of job workers running at once.",
+							"Each takes a background worker slot (max_worker_processes).",
+							&batch_ops_max_workers,
+							2, 1, 64,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("batch_ops.max_async_items",
+							"Maximum number of items in one submit_batch job.",
+							NULL,
+							&batch_ops_max_async_items,
+							1000000, 0, INT_MAX / 2,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("batch_ops.job_ttl",
+							"How long finished jobs and their errors are kept.",
+							NULL,
+							&batch_ops_job_ttl,
+							7 * 24 * 3600, 60, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("batch_ops.poll_interval",
+							"How often the launcher looks for queued jobs in every database.",
+							"Submitted jobs wake a worker when their transaction commits; this poll is only a safety net.",
+							&batch_ops_poll_interval,
+							60, 1, 24 * 3600,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomStringVariable("batch_ops.fetch_url_prefixes",
+							   "Comma-separated URL prefixes that imports may fetch; empty allows any http(s) URL.",
+							   "Only members of batch_ops_fetch (and superusers) may import from URLs at all.",
+							   &batch_ops_fetch_url_prefixes,
+							   "",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = jobs_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = jobs_shmem_startup;
+
+	if (!IsBinaryUpgrade)
+		jobs_register_launcher();
+}
+
+/* ---------------------------------------------------------------------
+ * Reaching the job tables
+ * ---------------------------------------------------------------------
+ */
+static Oid
+jobs_table_owner(void)
+{
+	Oid			nsp = get_namespace_oid("batch_ops", true);
+	Oid			relid = OidIsValid(nsp) ? get_relname_relid("job_queue", nsp) : InvalidOid;
+	HeapTuple	tup;
+	Oid			owner;
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("the batch_ops job tables do not exist in this database"),
+				 errhint("Run CREATE EXTENSION batch_ops.")));
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+void
+jobs_owner_begin(OwnerSwitch *sw)
+{
+	Oid			owner = jobs_table_owner();
+
+	GetUserIdAndSecContext(&sw->save_user, &sw->save_sec);
+	SetUserIdAndSecContext(owner, sw->save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	sw->nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+}
+
+void
+jobs_owner_end(OwnerSwitch *sw)
+{
+	AtEOXact_GUC(true, sw->nestlevel);
+	SetUserIdAndSecContext(sw->save_user, sw->save_sec);
+}
+
+static void
+spi_exec(const char *sql, int nargs, Oid *types, Datum *values,
+		 const char *nulls, int expected)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "SPI_execute_with_args failed (%d): %s", rc, sql);
+}
+
+/* ---------------------------------------------------------------------
+ * Arguments
+ * ---------------------------------------------------------------------
+ */
+static void
+arg_not_null(FunctionCallInfo fcinfo, int n, const char *name)
+{
+	if (PG_ARGISNULL(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", name)));
+}
+
+static void
+check_target(Oid relid, AclMode mode, const char *privname)
+{
+	char		relkind = get_rel_relkind(relid);
+
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("cannot run a job on relation \"%s\"", get_rel_name(relid)),
+				 errdetail("Only tables and partitioned tables can be job targets.")));
+	if (pg_class_aclcheck(relid, GetUserId(), mode) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for table %s", get_rel_name(relid)),
+				 errdetail("Jobs run as the role that submits them, which needs %s privilege on the table.",
+						   privname)));
+}
+
+bool
+source_is_url(const char *location)
+{
+	return pg_strncasecmp(location, "http://", 7) == 0 ||
+		pg_strncasecmp(location, "https://", 8) == 0;
+}
+
+static bool
+url_prefix_allowed(const char *url)
+{
+	char	   *list;
+	char	   *tok;
+	char	   *save;
+
+	if (batch_ops_fetch_url_prefixes == NULL || batch_ops_fetch_url_prefixes[0] == '\0')
+		return true;
+	list = pstrdup(batch_ops_fetch_url_prefixes);
+	for (tok = strtok_r(list, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save))
+		if (strncmp(url, tok, strlen(tok)) == 0)
+			return true;
+	return false;
+}
+
+/* Who may read the source: checked at submit and again when the job runs. */
+static void
+check_source_access(const char *source, Oid role)
+{
+	if (source_is_url(source))
+	{
+		Oid			fetch_role = get_role_oid("batch_ops_fetch", true);
+
+		if (!superuser_arg(role) &&
+			!(OidIsValid(fetch_role) && has_privs_of_role(role, fetch_role)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to import from a URL"),
+					 errdetail("Only superusers and members of the role batch_ops_fetch may import from http(s) URLs."),
+					 errhint("An administrator can run GRANT batch_ops_fetch TO %s.",
+							 quote_identifier(GetUserNameFromId(role, false)))));
+		if (!url_prefix_allowed(source))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("URL \"%s\" is not allowed", source),
+					 errdetail("batch_ops.fetch_url_prefixes does not list a prefix of this URL.")));
+		return;
+	}
+	if (strstr(source, "://") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unsupported import source \"%s\"", source),
+				 errhint("Give an absolute server file path or an http:// or https:// URL.")));
+	if (!is_absolute_path(source))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("import file path \"%s\" must be absolute", source)));
+	if (!superuser_arg(role) && !has_privs_of_role(role, ROLE_PG_READ_SERVER_FILES))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to import from a file"),
+				 errdetail("Only roles with privileges of the \"pg_read_server_files\" role may import from a server file, as for COPY FROM a file."),
+				 errhint("Anyone can import from STDIN with COPY, or give an http(s) URL.")));
+}
+
+void
+job_check_source_access(const char *source, Oid role)
+{
+	check_source_access(source, role);
+}
+
+/* ---------------------------------------------------------------------
+ * Submit
+ * ---------------------------------------------------------------------
+ */
+static int64
+insert_job(const char *kind, BatchOp op, Oid relid, const char *source,
+		   Jsonb *options, bool atomic, int64 items_total)
+{
+	OwnerSwitch sw;
+	Oid			types[8] = {OIDOID, TEXTOID, TEXTOID, OIDOID, TEXTOID, JSONBOID,
+	BOOLOID, INT8OID};
+	Datum		values[8];
+	char		nulls[8] = "        ";
+	Oid			role = GetUserId();
+	int64		id;
+	bool		isnull;
+
+	values[0] = ObjectIdGetDatum(role);
+	values[1] = CStringGetTextDatum(kind);
+	values[2] = CStringGetTextDatum(batch_op_name(op));
+	values[3] = ObjectIdGetDatum(relid);
+	if (source)
+		values[4] = CStringGetTextDatum(source);
+	else
+		nulls[4] = 'n';
+	values[5] = JsonbPGetDatum(options);
+	values[6] = BoolGetDatum(atomic);
+	values[7] = Int64GetDatum(items_total);
+	if (items_total < 0)
+		nulls[7] = 'n';
+
+	jobs_owner_begin(&sw);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	spi_exec("INSERT INTO batch_ops.job_queue"
+			 " (role, kind, operation, target, source, options, atomic, items_total)"
+			 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+			 8, types, values, nulls, SPI_OK_INSERT_RETURNING);
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									 1, &isnull));
+	SPI_finish();
+	jobs_owner_end(&sw);
+
+	remember_in_xact(&submitted_in_xact, id);
+	wake_at_commit = true;
+	return id;
+}
+
+Datum
+batch_ops_submit_import(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	char	   *source;
+	Jsonb	   *options;
+	ImportOptions opts;
+
+	require_preload();
+	arg_not_null(fcinfo, 0, "target");
+	arg_not_null(fcinfo, 1, "source");
+	relid = PG_GETARG_OID(0);
+	source = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	options = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
+	if (options == NULL)
+		options = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+
+	import_options_parse(options, &opts);
+	check_target(relid, ACL_INSERT, "INSERT");
+	check_source_access(source, GetUserId());
+
+	PG_RETURN_INT64(insert_job("import", BATCH_CREATE, relid, source, options,
+							   opts.atomic, -1));
+}
+
+static void
+batch_options_parse(Jsonb *options, bool *atomic, int *chunk_size)
+{
+	JsonbIterator *it;
+	JsonbValue	key;
+	JsonbValue	val;
+	JsonbIteratorToken tok;
+
+	*atomic = false;
+	*chunk_size = 1000;
+	if (!JB_ROOT_IS_OBJECT(options))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("options must be a JSON object")));
+	it = JsonbIteratorInit(&options->root);
+	while ((tok = JsonbIteratorNext(&it, &key, true)) != WJB_DONE)
+	{
+		char	   *name;
+
+		if (tok != WJB_KEY)
+			continue;
+		name = pnstrdup(key.val.string.val, key.val.string.len);
+		(void) JsonbIteratorNext(&it, &val, true);
+		if (strcmp(name, "atomic") == 0 && val.type == jbvBool)
+			*atomic = val.val.boolean;
+		else if (strcmp(name, "chunk_size") == 0 && val.type == jbvNumeric)
+		{
+			int64		n = DatumGetInt64(DirectFunctionCall1(numeric_int8,
+															  NumericGetDatum(val.val.numeric)));
+
+			if (n < 1 || n > 100000)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("chunk_size must be between 1 and 100000")));
+			*chunk_size = (int) n;
+		}
+		else if (strcmp(name, "atomic") == 0 || strcmp(name, "chunk_size") == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid value for option \"%s\"", name),
+					 errhint("atomic takes a boolean, chunk_size a number.")));
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown option \"%s\"", name),
+					 errhint("Valid options for submit_batch are: atomic, chunk_size.")));
+	}
+}
+
+Datum
+batch_ops_submit_batch(PG_FUNCTION_ARGS)
+{
+	char	   *opname;
+	Oid			relid;
+	Jsonb	   *items;
+	Jsonb	   *options;
+	BatchOp		op;
+	bool		atomic;
+	int			chunk_size;
+	int			n;
+	int64		id;
+	OwnerSwitch sw;
+	Oid			types[2] = {INT8OID, JSONBOID};
+	Datum		values[2];
+
+	require_preload();
+	arg_not_null(fcinfo, 0, "operation");
+	arg_not_null(fcinfo, 1, "target");
+	arg_not_null(fcinfo, 2, "items");
+	opname = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	relid = PG_GETARG_OID(1);
+	items = PG_GETARG_JSONB_P(2);
+	options = PG_ARGISNULL(3) ?
+		DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"))) :
+		PG_GETARG_JSONB_P(3);
+
+	if (strcmp(opname, "create") == 0)
+		op = BATCH_CREATE;
+	else if (strcmp(opname, "update") == 0)
+		op = BATCH_UPDATE;
+	else if (strcmp(opname, "delete") == 0)
+		op = BATCH_DELETE;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown operation \"%s\"", opname),
+				 errhint("The operation is one of create, update, delete.")));
+	batch_options_parse(options, &atomic, &chunk_size);
+
+	if (!JB_ROOT_IS_ARRAY(items) || JB_ROOT_IS_SCALAR(items))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("items must be a JSON array")));
+	n = JB_ROOT_COUNT(items);
+	if (n > batch_ops_max_async_items)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("batch of %d items exceeds the limit of %d", n,
+						batch_ops_max_async_items),
+				 errdetail("The limit is set by batch_ops.max_async_items."),
+				 errhint("Split the items into several jobs.")));
+	switch (op)
+	{
+		case BATCH_CREATE:
+			check_target(relid, ACL_INSERT, "INSERT");
+			break;
+		case BATCH_UPDATE:
+			check_target(relid, ACL_UPDATE, "UPDATE");
+			break;
+		case BATCH_DELETE:
+			check_target(relid, ACL_DELETE, "DELETE");
+			break;
+	}
+
+	id = insert_job("batch", op, relid, NULL, options, atomic, n);
+
+	values[0] = Int64GetDatum(id);
+	values[1] = JsonbPGetDatum(items);
+	jobs_owner_begin(&sw);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	spi_exec("INSERT INTO batch_ops.job_item (job_id, idx, item)"
+			 " SELECT $1, o - 1, v FROM pg_catalog.jsonb_array_elements($2)"
+			 " WITH ORDINALITY AS e(v, o)",
+			 2, types, values, NULL, SPI_OK_INSERT);
+	SPI_finish();
+	jobs_owner_end(&sw);
+
+	PG_RETURN_INT64(id);
+}
+
+/* ---------------------------------------------------------------------
+ * Looking at jobs
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * The caller's own job, as the owner sees it: run a query whose $1 is
+ * the job id, $2 "sees every job" and $3 the caller, and which returns
+ * nothing for someone else's job.  Leaves SPI connected and the owner
+ * switched: the caller calls lookup_end().
+ */
+static void
+lookup_begin(OwnerSwitch *sw, const char *sql, int64 job_id, int expected)
+{
+	Oid			types[3] = {INT8OID, BOOLOID, OIDOID};
+	Datum		values[3];
+	Oid			caller = GetUserId();
+
+	values[0] = Int64GetDatum(job_id);
+	values[1] = BoolGetDatum(superuser_arg(caller));
+	values[2] = ObjectIdGetDatum(caller);
+	jobs_owner_begin(sw);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	spi_exec(sql, 3, types, values, NULL, expected);
+}
+
+static void
+lookup_end(OwnerSwitch *sw)
+{
+	SPI_finish();
+	jobs_owner_end(sw);
+}
+
+static void
+job_not_found(int64 job_id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("job " INT64_FORMAT " does not exist", job_id),
+			 errdetail("A role sees only the jobs it submitted.")));
+}
+
+#define OWN_JOB " (j.id = $1 AND ($2 OR j.role = $3)) "
+
+static const char *job_json_sql =
+"SELECT jsonb_build_object("
+"  'job_id', j.id, 'kind', j.kind, 'operation', j.operation,"
+"  'target', coalesce(pg_catalog.to_regclass(j.target::text)::text, j.target::text),"
+"  'source', j.source, 'status', j.status, 'progress', j.progress,"
+"  'rows_done', j.rows_done, 'atomic', j.atomic, 'error', j.error,"
+"  'submitted_by', coalesce(pg_catalog.pg_get_userbyid(j.role)::text, j.role::text),"
+"  'submitted_at', j.submitted_at, 'started_at', j.started_at,"
+"  'finished_at', j.finished_at,"
+"  'results', jsonb_build_object('created', j.created, 'updated', j.updated,"
+"     'deleted', j.deleted, 'failed', j.failed, 'errors_total', j.errors_total,"
+"     'errors', coalesce((SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object("
+"            'line', e.line, 'index', e.index, 'error', e.error,"
+"            'message', e.message, 'sqlstate', e.sqlstate, 'detail', e.detail,"
+"            'raw', e.raw)) ORDER BY e.pos)"
+"          FROM (SELECT * FROM batch_ops.job_error e WHERE e.job_id = j.id"
+"                ORDER BY e.pos LIMIT 100) e), '[]'::jsonb)))"
+" FROM batch_ops.job_queue j WHERE" OWN_JOB;
+
+static Jsonb *
+job_json(int64 job_id, bool *finished)
+{
+	OwnerSwitch sw;
+	Jsonb	   *result;
+	bool		isnull;
+	MemoryContext caller = CurrentMemoryContext;
+
+	lookup_begin(&sw, job_json_sql, job_id, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		job_not_found(job_id);
+	result = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 1, &isnull));
+	{
+		MemoryContext old = MemoryContextSwitchTo(caller);
+
+		result = DatumGetJsonbPCopy(PointerGetDatum(result));
+		MemoryContextSwitchTo(old);
+	}
+	if (finished)
+	{
+		JsonbValue *st = getKeyJsonValueFromContainer(&result->root, "status", 6, NULL);
+
+		*finished = st && st->type == jbvString &&
+			!(st->val.string.len == 6 && strncmp(st->val.string.val, "queued", 6) == 0) &&
+			!(st->val.string.len == 7 && strncmp(st->val.string.val, "running", 7) == 0);
+	}
+	lookup_end(&sw);
+	return result;
+}
+
+Datum
+batch_ops_job(PG_FUNCTION_ARGS)
+{
+	arg_not_null(fcinfo, 0, "job_id");
+	PG_RETURN_JSONB_P(job_json(PG_GETARG_INT64(0), NULL));
+}
+
+Datum
+batch_ops_wait_job(PG_FUNCTION_ARGS)
+{
+	int64		job_id;
+	Interval   *timeout;
+	TimestampTz deadline;
+	long		sleep_ms = 5;
+	ListCell   *lc;
+	Jsonb	   *result;
+	bool		finished;
+
+	arg_not_null(fcinfo, 0, "job_id");
+	job_id = PG_GETARG_INT64(0);
+	timeout = PG_ARGISNULL(1) ? NULL : PG_GETARG_INTERVAL_P(1);
+
+	foreach(lc, submitted_in_xact)
+		if (*(int64 *) lfirst(lc) == job_id)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("job " INT64_FORMAT " was submitted in this transaction", job_id),
+					 errdetail("A job starts when the transaction that submitted it commits."),
+					 errhint("Commit before waiting for the job.")));
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("wait_job cannot run in a REPEATABLE READ or SERIALIZABLE transaction"),
+				 errdetail("Its snapshot would never show the job's progress.")));
+
+	deadline = GetCurrentTimestamp();
+	if (timeout)
+		deadline = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+														   TimestampTzGetDatum(deadline),
+														   IntervalPGetDatum(timeout)));
+	for (;;)
+	{
+		long		left;
+
+		result = job_json(job_id, &finished);
+		if (finished)
+			break;
+		left = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (timeout && left <= 0)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 timeout ? Min(sleep_ms, left) : sleep_ms,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		sleep_ms = Min(sleep_ms * 2, 100);
+	}
+	PG_RETURN_JSONB_P(result);
+}
+
+Datum
+batch_ops_cancel_job(PG_FUNCTION_ARGS)
+{
+	OwnerSwitch sw;
+	int64		job_id;
+	char	   *status;
+	bool		result;
+
+	arg_not_null(fcinfo, 0, "job_id");
+	job_id = PG_GETARG_INT64(0);
+
+	/* queued: cancelled at once; running: the worker stops at commit */
+	lookup_begin(&sw,
+				 "UPDATE batch_ops.job_queue j SET"
+				 "  cancel_requested = j.status IN ('queued', 'running'),"
+				 "  status = CASE j.status WHEN 'queued' THEN 'cancelled' ELSE j.status END,"
+				 "  finished_at = CASE j.status WHEN 'queued' THEN now() ELSE j.finished_at END"
+				 " WHERE" OWN_JOB
+				 " RETURNING (SELECT o.status FROM batch_ops.job_queue o WHERE o.id = j.id)",
+				 job_id, SPI_OK_UPDATE_RETURNING);
+	if (SPI_processed == 0)
+		job_not_found(job_id);
+	status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	lookup_end(&sw);
+
+	result = strcmp(status, "queued") == 0 || strcmp(status, "running") == 0;
+	if (strcmp(status, "queued") == 0)
+		notify_job_status(job_id, "cancelled");
+	if (result && jobs_preloaded())
+		remember_in_xact(&cancel_at_commit, job_id);
+	PG_RETURN_BOOL(result);
+}
+
+/* NOTIFY batch_ops_jobs, '{"job_id": n, "status": "..."}' */
+void
+notify_job_status(int64 job_id, const char *status)
+{
+	char	   *payload = psprintf("{\"job_id\": " INT64_FORMAT ", \"status\": \"%s\"}",
+								   job_id, status);
+
+	Async_Notify("batch_ops_jobs", payload);
+}
+
+/* Copy every row of an open cursor into the function's result set. */
+static void
+cursor_to_tuplestore(FunctionCallInfo fcinfo, Portal portal)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int			natts = rsinfo->setDesc->natts;
+	Datum	   *values = palloc(sizeof(Datum) * natts);
+	bool	   *nulls = palloc(sizeof(bool) * natts);
+
+	for (;;)
+	{
+		uint64		r;
+
+		SPI_cursor_fetch(portal, true, 1000);
+		if (SPI_processed == 0)
+			break;
+		for (r = 0; r < SPI_processed; r++)
+		{
+			int			a;
+
+			for (a = 0; a < natts; a++)
+				values[a] = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc,
+										  a + 1, &nulls[a]);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+}
+
+Datum
+batch_ops_job_errors(PG_FUNCTION_ARGS)
+{
+	OwnerSwitch sw;
+	int64		job_id;
+	Portal		portal;
+	Oid			types[3] = {INT8OID, BOOLOID, OIDOID};
+	Datum		values[3];
+	Oid			caller = GetUserId();
+
+	arg_not_null(fcinfo, 0, "job_id");
+	job_id = PG_GETARG_INT64(0);
+	InitMaterializedSRF(fcinfo, 0);
+
+	/* not found is an error, as for job() */
+	lookup_begin(&sw, "SELECT 1 FROM batch_ops.job_queue j WHERE" OWN_JOB,
+				 job_id, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		job_not_found(job_id);
+
+	values[0] = Int64GetDatum(job_id);
+	values[1] = BoolGetDatum(superuser_arg(caller));
+	values[2] = ObjectIdGetDatum(caller);
+	portal = SPI_cursor_open_with_args(NULL,
+									   "SELECT e.line, e.index, e.error, e.message, e.raw"
+									   " FROM batch_ops.job_error e"
+									   " WHERE e.job_id = $1 ORDER BY e.pos",
+									   3, types, values, NULL, true, 0);
+	cursor_to_tuplestore(fcinfo, portal);
+	lookup_end(&sw);
+	return (Datum) 0;
+}
+
+Datum
+batch_ops_job_list(PG_FUNCTION_ARGS)
+{
+	OwnerSwitch sw;
+	Portal		portal;
+	Oid			types[2] = {BOOLOID, OIDOID};
+	Datum		values[2];
+	Oid			caller = GetUserId();
+
+	InitMaterializedSRF(fcinfo, 0);
+	values[0] = BoolGetDatum(superuser_arg(caller));
+	values[1] = ObjectIdGetDatum(caller);
+	jobs_owner_begin(&sw);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	portal = SPI_cursor_open_with_args(NULL,
+									   "SELECT j.id, j.kind, j.operation,"
+									   "  coalesce(pg_catalog.to_regclass(j.target::text)::text, j.target::text),"
+									   "  j.source, j.status, j.progress, j.rows_done,"
+									   "  j.created, j.updated, j.deleted, j.failed, j.errors_total,"
+									   "  j.error, coalesce(pg_catalog.pg_get_userbyid(j.role)::text, j.role::text),"
+									   "  j.options, j.submitted_at, j.started_at, j.finished_at"
+									   " FROM batch_ops.job_queue j"
+									   " WHERE $1 OR j.role = $2 ORDER BY j.id",
+									   2, types, values, NULL, true, 0);
+	cursor_to_tuplestore(fcinfo, portal);
+	SPI_finish();
+	jobs_owner_end(&sw);
+	return (Datum) 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Errors of a chunk
+ * ---------------------------------------------------------------------
+ */
+#define RAW_LIMIT 1024
+
+void
+chunk_add_error(ChunkResult *res, int64 line, int64 index, const char *name,
+				const char *message, const char *sqlstate, const char *detail,
+				const char *raw, int rawlen)
+{
+	int			n = res->nerrors;
+
+	if (n == res->err_alloc)
+	{
+		int			alloc = Max(16, n * 2);
+
+		if (n == 0)
+		{
+			res->err_line = palloc(sizeof(int64) * alloc);
+			res->err_index = palloc(sizeof(int64) * alloc);
+			res->err_name = palloc(sizeof(char *) * alloc);
+			res->err_message = palloc(sizeof(char *) * alloc);
+			res->err_sqlstate = palloc(sizeof(char *) * alloc);
+			res->err_detail = palloc(sizeof(char *) * alloc);
+			res->err_raw = palloc(sizeof(char *) * alloc);
+		}
+		else
+		{
+			res->err_line = repalloc(res->err_line, sizeof(int64) * alloc);
+			res->err_index = repalloc(res->err_index, sizeof(int64) * alloc);
+			res->err_name = repalloc(res->err_name, sizeof(char *) * alloc);
+			res->err_message = repalloc(res->err_message, sizeof(char *) * alloc);
+			res->err_sqlstate = repalloc(res->err_sqlstate, sizeof(char *) * alloc);
+			res->err_detail = repalloc(res->err_detail, sizeof(char *) * alloc);
+			res->err_raw = repalloc(res->err_raw, sizeof(char *) * alloc);
+		}
+		res->err_alloc = alloc;
+	}
+	res->err_line[n] = line;
+	res->err_index[n] = index;
+	res->err_name[n] = pstrdup(name ? name : "validation_error");
+	res->err_message[n] = pstrdup(message ? message : "");
+	res->err_sqlstate[n] = sqlstate ? pstrdup(sqlstate) : NULL;
+	res->err_detail[n] = detail ? pstrdup(detail) : NULL;
+	if (raw)
+	{
+		if (rawlen < 0)
+			rawlen = strlen(raw);
+		/* cut to 1 kB, on a character boundary */
+		if (rawlen > RAW_LIMIT)
+			rawlen = pg_mbcliplen(raw, rawlen, RAW_LIMIT);
+		res->err_raw[n] = pnstrdup(raw, rawlen);
+	}
+	else
+		res->err_raw[n] = NULL;
+	res->nerrors++;
+	res->failed++;
+}
+
+static char *
+jsonb_string_field(JsonbContainer *obj, const char *key)
+{
+	JsonbValue	v;
+
+	if (!getKeyJsonValueFromContainer(obj, key, strlen(key), &v))
+		return NULL;
+	if (v.type == jbvString)
+		return pnstrdup(v.val.string.val, v.val.string.len);
+	if (v.type == jbvNull)
+		return NULL;
+	return JsonbToCString(NULL, &JsonbValueToJsonb(&v)->root, -1);
+}
+
+/*
+ * Errors of a batch_run() response, by item index: lines and raws give
+ * each item's file line and text (imports), or index_base is added to
+ * the index (batches; the raw text is the item).
+ */
+void
+chunk_add_response_errors(ChunkResult *res, Jsonb *response,
+						  const int64 *lines, char **raws, const int *rawlens,
+						  int64 index_base)
+{
+	JsonbValue	errors;
+	JsonbIterator *it;
+	JsonbValue	elem;
+	JsonbIteratorToken tok;
+
+	if (!getKeyJsonValueFromContainer(&response->root, "errors", 6, &errors) ||
+		errors.type != jbvBinary)
+		return;
+	it = JsonbIteratorInit(errors.val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
+	{
+		JsonbContainer *e;
+		JsonbValue	v;
+		int64		index = 0;
+
+		if (tok != WJB_ELEM || elem.type != jbvBinary)
+			continue;
+		e = elem.val.binary.data;
+		if (getKeyJsonValueFromContainer(e, "index", 5, &v) && v.type == jbvNumeric)
+			index = DatumGetInt64(DirectFunctionCall1(numeric_int8,
+													  NumericGetDatum(v.val.numeric)));
+		if (lines)
+			chunk_add_error(res, lines[index], -1,
+							jsonb_string_field(e, "error"),
+							jsonb_string_field(e, "message"),
+							jsonb_string_field(e, "sqlstate"),
+							jsonb_string_field(e, "detail"),
+							raws[index], rawlens[index]);
+		else
+		{
+			char	   *raw = jsonb_string_field(e, "item");
+
+			if (raw == NULL)
+				raw = jsonb_string_field(e, "id");
+			chunk_add_error(res, 0, index_base + index,
+							jsonb_string_field(e, "error"),
+							jsonb_string_field(e, "message"),
+							jsonb_string_field(e, "sqlstate"),
+							jsonb_string_field(e, "detail"),
+							raw, -1);
+		}
+	}
+}

@@ -1024,7 +1024,15 @@ run_batch(Batch *batch, Jsonb *items)
 		return true;
 
 	subxact_begin(&all);
-	write_items(batch);
+	PG_TRY();
+	{
+		write_items(batch);
+	}
+	PG_CATCH();
+	{
+		subxact_abort_rethrow(&all);
+	}
+	PG_END_TRY();
 	rolled_back = any_error(batch);
 	if (rolled_back)
 		subxact_rollback(&all);

@@ -143,3 +143,22 @@ subxact_abort(Subxact *sx)
 		ReThrowError(edata);
 	return item_error_from_edata(edata);
 }
+
+/*
+ * Call from PG_CATCH around a subtransaction that must not swallow any
+ * error: roll it back, then re-throw.  An internal subtransaction left
+ * open by an error would leave the caller's transaction aborted.
+ */
+void
+subxact_abort_rethrow(Subxact *sx)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(sx->oldcontext);
+	edata = CopyErrorData();
+	FlushErrorState();
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(sx->oldcontext);
+	CurrentResourceOwner = sx->oldowner;
+	ReThrowError(edata);
+}

@@ -53,5 +53,6 @@ extern void subxact_begin(Subxact *sx);
 extern void subxact_commit(Subxact *sx);
 extern void subxact_rollback(Subxact *sx);
 extern ItemError *subxact_abort(Subxact *sx);
+extern void subxact_abort_rethrow(Subxact *sx) pg_attribute_noreturn();
 
 #endif							/* BATCH_OPS_ITEM_ERROR_H */

@@ -24,7 +24,14 @@ OBJS = \
 	src/plan_cache.o \
 	src/idempotency.o \
 	src/ratelimit.o \
-	src/crud.o
+	src/crud.o \
+	src/jobs.o \
+	src/worker.o \
+	src/source.o \
+	src/csv_import.o \
+	src/batch_job.o
+
+SHLIB_LINK += -lcurl
 
 DATA = sql/batch_ops--$(EXTVERSION).sql
 
@@ -41,9 +48,11 @@ REGRESS = \
 	types \
 	triggers \
 	privileges \
-	partitioned
+	partitioned \
+	idempotency \
+	ratelimit
 
-ISOLATION = concurrent_update deadlock
+ISOLATION = concurrent_update deadlock idempotency ratelimit_shared
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso
 
 PG_CONFIG ?= pg_config

@@ -62,6 +62,8 @@ extern ItemError *precheck_item_constraints(Batch *batch, BatchItem *item);
 extern void precheck_duplicates(Batch *batch, int ncols, const int *cols,
 								int *occurrence);
 extern void precheck_unique_in_batch(Batch *batch);
+extern void precheck_keys_visible(Batch *batch, int *members, int nmembers,
+								  bool *found);
 extern uint64 precheck_existing_keys(Batch *batch, int *members, int nmembers,
 									 uint64 mask);
 

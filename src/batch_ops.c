@@ -19,6 +19,7 @@
 
 #include "batch_ops.h"
 #include "idempotency.h"
+#include "jobs.h"
 #include "ratelimit.h"
 
 PG_MODULE_MAGIC;
@@ -60,6 +61,7 @@ _PG_init(void)
 
 	idempotency_init();
 	ratelimit_init();
+	jobs_init();
 
 	MarkGUCPrefixReserved("batch_ops");
 }

@@ -29,8 +29,10 @@
  * 3. Answer (response.c), in item order.
  *
  * Atomic mode does the same inside one more subtransaction, which is
- * rolled back if any item failed; items that fail the checks of phase 1
- * stop the batch before anything is written.
+ * rolled back if any item failed.  The items that passed phase 1 are
+ * written even when others failed it, so that the answer lists every
+ * failing item (a foreign key only the write can check, say), not only
+ * the first kind of failure found.
  *
  * Locking: the target is locked with RowExclusiveLock when the batch
  * starts (target.c); rows are locked by the statements themselves.
@@ -930,6 +932,33 @@ not_found_error(Batch *batch, BatchItem *item)
 						   target->relname, key.data);
 }
 
+/*
+ * Update and delete: an item that is still alive but changed no row names
+ * no row -- unless a BEFORE ROW trigger returned NULL for it, which skips
+ * the row as it would skip it for UPDATE or DELETE: no error, no data.
+ * Only with such a trigger is the table asked which keys exist.
+ */
+static void
+report_not_found(Batch *batch)
+{
+	int		   *members = palloc(sizeof(int) * Max(batch->nitems, 1));
+	bool	   *exists;
+	int			n = 0;
+	int			i;
+
+	for (i = 0; i < batch->nitems; i++)
+		if (!batch->items[i].applied && item_alive(&batch->items[i]))
+			members[n++] = i;
+	exists = palloc0(sizeof(bool) * Max(n, 1));
+	if (n > 0 && batch->target->row_before_trigger)
+		precheck_keys_visible(batch, members, n, exists);
+	for (i = 0; i < n; i++)
+		if (!exists[i])
+			batch->items[members[i]].error = not_found_error(batch, &batch->items[members[i]]);
+	pfree(members);
+	pfree(exists);
+}
+
 static void
 write_items(Batch *batch)
 {
@@ -944,14 +973,10 @@ write_items(Batch *batch)
 		apply_group(batch, &groups[g]);
 
 	for (i = 0; i < batch->nitems; i++)
-	{
-		BatchItem  *item = &batch->items[i];
-
-		if (item->applied)
+		if (batch->items[i].applied)
 			batch->applied++;
-		else if (item_alive(item) && batch->op != BATCH_CREATE)
-			item->error = not_found_error(batch, item);
-	}
+	if (batch->op != BATCH_CREATE)
+		report_not_found(batch);
 }
 
 static bool
@@ -1020,8 +1045,6 @@ run_batch(Batch *batch, Jsonb *items)
 		write_items(batch);
 		return false;
 	}
-	if (any_error(batch))
-		return true;
 
 	subxact_begin(&all);
 	PG_TRY();

@@ -30,6 +30,8 @@
  */
 #include "postgres.h"
 
+#include <signal.h>
+
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
@@ -164,10 +166,17 @@ jobs_wake_launcher(Oid dboid)
 		SetLatch(latch);
 }
 
+/*
+ * Stop the worker that runs job_id, if any: flag its slot and send it
+ * SIGINT, the signal of a query cancel, so that the work stops at its
+ * next CHECK_FOR_INTERRUPTS() (a slow trigger, a network read) rather
+ * than at the end of the chunk.  The worker accepts query cancels only
+ * while it runs a job's work (worker.c).
+ */
 static void
 cancel_running_job(int64 job_id)
 {
-	Latch	   *latch = NULL;
+	pid_t		pid = 0;
 	int			i;
 
 	SpinLockAcquire(&jobs_shared->mutex);
@@ -178,12 +187,12 @@ cancel_running_job(int64 job_id)
 		if (slot->in_use && slot->dboid == MyDatabaseId && slot->job_id == job_id)
 		{
 			slot->cancel = true;
-			latch = slot->latch;
+			pid = slot->pid;
 		}
 	}
 	SpinLockRelease(&jobs_shared->mutex);
-	if (latch)
-		SetLatch(latch);
+	if (pid != 0)
+		(void) kill(pid, SIGINT);
 }
 
 static void
@@ -237,13 +246,6 @@ remember_in_xact(List **list, int64 id)
 void
 jobs_init(void)
 {
-	DefineCustomIntVariable("batch_ops.max_workers",
-							"Maximum number of job workers running at once.",
-							"Each takes a background worker slot (max_worker_processes).",
-							&batch_ops_max_workers,
-							2, 1, 64,
-							PGC_POSTMASTER, 0,
-							NULL, NULL, NULL);
 	DefineCustomIntVariable("batch_ops.max_async_items",
 							"Maximum number of items in one submit_batch job.",
 							NULL,
@@ -273,8 +275,17 @@ jobs_init(void)
 							   PGC_SUSET, 0,
 							   NULL, NULL, NULL);
 
+	/* a PGC_POSTMASTER setting can only be defined while preloading */
 	if (!process_shared_preload_libraries_in_progress)
 		return;
+
+	DefineCustomIntVariable("batch_ops.max_workers",
+							"Maximum number of job workers running at once.",
+							"Each takes a background worker slot (max_worker_processes).",
+							&batch_ops_max_workers,
+							2, 1, 64,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
 
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = jobs_shmem_request;
@@ -434,10 +445,21 @@ check_source_access(const char *source, Oid role)
 				 errhint("Anyone can import from STDIN with COPY, or give an http(s) URL.")));
 }
 
+/* The same check in a job worker, which may be between transactions. */
 void
 job_check_source_access(const char *source, Oid role)
 {
-	check_source_access(source, role);
+	if (IsTransactionState())
+		check_source_access(source, role);
+	else
+	{
+		MemoryContext old = CurrentMemoryContext;
+
+		StartTransactionCommand();
+		check_source_access(source, role);
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(old);
+	}
 }
 
 /* ---------------------------------------------------------------------
@@ -459,7 +481,8 @@ insert_job(const char *kind, BatchOp op, Oid relid, const char *source,
 
 	values[0] = ObjectIdGetDatum(role);
 	values[1] = CStringGetTextDatum(kind);
-	values[2] = CStringGetTextDatum(batch_op_name(op));
+	values[2] = CStringGetTextDatum(op == BATCH_CREATE ? "create" :
+									op == BATCH_UPDATE ? "update" : "delete");
 	values[3] = ObjectIdGetDatum(relid);
 	if (source)
 		values[4] = CStringGetTextDatum(source);
@@ -692,7 +715,7 @@ job_not_found(int64 job_id)
 static const char *job_json_sql =
 "SELECT jsonb_build_object("
 "  'job_id', j.id, 'kind', j.kind, 'operation', j.operation,"
-"  'target', coalesce(pg_catalog.to_regclass(j.target::text)::text, j.target::text),"
+"  'target', j.target::pg_catalog.regclass::text,"
 "  'source', j.source, 'status', j.status, 'progress', j.progress,"
 "  'rows_done', j.rows_done, 'atomic', j.atomic, 'error', j.error,"
 "  'submitted_by', coalesce(pg_catalog.pg_get_userbyid(j.role)::text, j.role::text),"
@@ -765,7 +788,7 @@ batch_ops_wait_job(PG_FUNCTION_ARGS)
 		if (*(int64 *) lfirst(lc) == job_id)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("job " INT64_FORMAT " was submitted in this transaction", job_id),
+					 errmsg("cannot wait for a job submitted in the same transaction"),
 					 errdetail("A job starts when the transaction that submitted it commits."),
 					 errhint("Commit before waiting for the job.")));
 	if (IsolationUsesXactSnapshot())
@@ -896,7 +919,7 @@ batch_ops_job_errors(PG_FUNCTION_ARGS)
 	values[1] = BoolGetDatum(superuser_arg(caller));
 	values[2] = ObjectIdGetDatum(caller);
 	portal = SPI_cursor_open_with_args(NULL,
-									   "SELECT e.line, e.index, e.error, e.message, e.raw"
+									   "SELECT e.line, e.index::pg_catalog.int4, e.error, e.message, e.raw"
 									   " FROM batch_ops.job_error e"
 									   " WHERE e.job_id = $1 ORDER BY e.pos",
 									   3, types, values, NULL, true, 0);
@@ -922,7 +945,7 @@ batch_ops_job_list(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	portal = SPI_cursor_open_with_args(NULL,
 									   "SELECT j.id, j.kind, j.operation,"
-									   "  coalesce(pg_catalog.to_regclass(j.target::text)::text, j.target::text),"
+									   "  j.target::pg_catalog.regclass::text,"
 									   "  j.source, j.status, j.progress, j.rows_done,"
 									   "  j.created, j.updated, j.deleted, j.failed, j.errors_total,"
 									   "  j.error, coalesce(pg_catalog.pg_get_userbyid(j.role)::text, j.role::text),"
@@ -948,6 +971,7 @@ chunk_add_error(ChunkResult *res, int64 line, int64 index, const char *name,
 				const char *raw, int rawlen)
 {
 	int			n = res->nerrors;
+	MemoryContext old = MemoryContextSwitchTo(res->cxt ? res->cxt : CurrentMemoryContext);
 
 	if (n == res->err_alloc)
 	{
@@ -994,6 +1018,21 @@ chunk_add_error(ChunkResult *res, int64 line, int64 index, const char *name,
 		res->err_raw[n] = NULL;
 	res->nerrors++;
 	res->failed++;
+	MemoryContextSwitchTo(old);
+}
+
+/* "applied" (or "deleted") of a batch_run() response */
+int64
+jsonb_get_applied(Jsonb *response)
+{
+	JsonbValue	v;
+
+	if ((getKeyJsonValueFromContainer(&response->root, "applied", 7, &v) ||
+		 getKeyJsonValueFromContainer(&response->root, "deleted", 7, &v)) &&
+		v.type == jbvNumeric)
+		return DatumGetInt64(DirectFunctionCall1(numeric_int8,
+												 NumericGetDatum(v.val.numeric)));
+	return 0;
 }
 
 static char *

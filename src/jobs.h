@@ -71,6 +71,7 @@ typedef struct Job
 	int64		items_total;
 	char	   *columns;		/* resolved column map, JSON text, or NULL */
 	int64		errors_total;
+	bool		finished;		/* its final status has committed */
 	JobWorkerSlot *slot;
 } Job;
 
@@ -94,6 +95,7 @@ typedef struct ChunkResult
 	char	  **err_detail;
 	char	  **err_raw;
 	int			err_alloc;
+	MemoryContext cxt;			/* where the errors live */
 } ChunkResult;
 
 /* Options of an import, as validated at submit time (csv_import.c). */
@@ -132,6 +134,7 @@ extern void chunk_add_error(ChunkResult *res, int64 line, int64 index,
 							const char *name, const char *message,
 							const char *sqlstate, const char *detail,
 							const char *raw, int rawlen);
+extern int64 jsonb_get_applied(Jsonb *response);
 extern void chunk_add_response_errors(ChunkResult *res, Jsonb *response,
 									  const int64 *lines, char **raws,
 									  const int *rawlens, int64 index_base);

@@ -23,6 +23,8 @@
  * What cannot be checked here (foreign keys, row-level security, partial
  * or expression indexes, triggers, rows that other sessions commit
  * meanwhile) is still caught by the statement, which is the safety net.
+ * A table with a BEFORE ROW trigger for the operation gets none of the
+ * value checks: the trigger may change the row they would look at.
  *
  *-------------------------------------------------------------------------
  */
@@ -171,11 +173,20 @@ check_constraints(Batch *batch, BatchItem *item)
 	return err;
 }
 
-/* NOT NULL and CHECK on the item's own values; may ereport (run in a subxact). */
+/*
+ * NOT NULL and CHECK on the item's own values; may ereport (run in a
+ * subxact).  A BEFORE ROW trigger may change the row before the
+ * constraints see it (fill a NOT NULL column, clamp a value), so with one
+ * the constraints are left to the statement.
+ */
 ItemError *
 precheck_item_constraints(Batch *batch, BatchItem *item)
 {
-	ItemError  *err = check_not_null(batch, item);
+	ItemError  *err;
+
+	if (batch->target->row_before_trigger)
+		return NULL;
+	err = check_not_null(batch, item);
 
 	if (err == NULL && batch->op != BATCH_DELETE)
 		err = check_constraints(batch, item);
@@ -375,13 +386,20 @@ mark_conflict(Batch *batch, BatchItem *item, TargetUnique *u)
 	item->error = err;
 }
 
-/* Creates: a later item repeating an earlier item's unique key conflicts. */
+/*
+ * Creates: a later item repeating an earlier item's unique key conflicts.
+ * Not with a BEFORE ROW trigger, which may change the key.
+ */
 void
 precheck_unique_in_batch(Batch *batch)
 {
-	int		   *occurrence = palloc(sizeof(int) * batch->nitems);
+	int		   *occurrence;
 	int			u;
 	int			i;
+
+	if (batch->target->row_before_trigger)
+		return;
+	occurrence = palloc(sizeof(int) * batch->nitems);
 
 	for (u = 0; u < batch->target->nuniques; u++)
 	{
@@ -401,7 +419,7 @@ precheck_unique_in_batch(Batch *batch)
  * ---------------------------------------------------------------------
  */
 static char *
-existing_key_query(Batch *batch, TargetUnique *u)
+existing_key_query(Batch *batch, int ncols, const int *cols)
 {
 	StringInfoData buf;
 	int			k;
@@ -410,9 +428,9 @@ existing_key_query(Batch *batch, TargetUnique *u)
 	appendStringInfo(&buf, "SELECT r.%s FROM %s WHERE EXISTS (SELECT 1 FROM %s t WHERE ",
 					 BATCH_ORD_COLUMN, plan_rows_source(batch->target),
 					 batch->target->qualname);
-	for (k = 0; k < u->ncols; k++)
+	for (k = 0; k < ncols; k++)
 	{
-		const char *col = batch->target->cols[u->cols[k]].quoted;
+		const char *col = batch->target->cols[cols[k]].quoted;
 
 		appendStringInfo(&buf, "%st.%s = r.%s", k ? " AND " : "", col, col);
 	}
@@ -422,7 +440,7 @@ existing_key_query(Batch *batch, TargetUnique *u)
 
 /*
  * Probe a unique index for one item's key, as the unique check of the
- * insert would: by the index's own equality operators, seeing every row
+ * insert would: by the index's own equality operators and a dirty snapshot, seeing every row
  * in the index whatever row-level security hides (a conflict with a
  * hidden row fails the insert just the same).
  */
@@ -434,6 +452,7 @@ typedef struct KeyProbe
 	TupleTableSlot *slot;
 	ScanKeyData keys[INDEX_MAX_KEYS];
 	int			nkeys;
+	SnapshotData *snapshot;		/* a dirty snapshot */
 } KeyProbe;
 
 static bool
@@ -462,12 +481,19 @@ probe_begin(KeyProbe *probe, Target *target, TargetUnique *unique,
 							   opcintype, probe->index->rd_indcollation[k],
 							   get_opcode(eqop), (Datum) 0);
 	}
+	probe->snapshot = snapshot;
 	probe->slot = table_slot_create(probe->heap, NULL);
 	probe->scan = index_beginscan(probe->heap, probe->index, snapshot,
 								  probe->nkeys, 0);
 	return true;
 }
 
+/*
+ * Does the index hold the item's key in a row that is certainly there?  A
+ * row that an open transaction is inserting or deleting (the dirty
+ * snapshot says so by setting its xmin or xmax) is not certain: the
+ * insert would wait for that transaction, so the statement must decide.
+ */
 static bool
 probe_key(KeyProbe *probe, TargetUnique *unique, BatchItem *item)
 {
@@ -476,7 +502,13 @@ probe_key(KeyProbe *probe, TargetUnique *unique, BatchItem *item)
 	for (k = 0; k < probe->nkeys; k++)
 		probe->keys[k].sk_argument = item->values[unique->cols[k]];
 	index_rescan(probe->scan, probe->keys, probe->nkeys, NULL, 0);
-	return index_getnext_slot(probe->scan, ForwardScanDirection, probe->slot);
+	while (index_getnext_slot(probe->scan, ForwardScanDirection, probe->slot))
+	{
+		if (!TransactionIdIsValid(probe->snapshot->xmin) &&
+			!TransactionIdIsValid(probe->snapshot->xmax))
+			return true;
+	}
+	return false;
 }
 
 static void
@@ -493,12 +525,13 @@ static uint64
 existing_keys_by_probe(Batch *batch, TargetUnique *unique, int *members,
 					   int nmembers, bool *probed)
 {
-	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	SnapshotData dirty;
 	KeyProbe	probe;
 	uint64		found = 0;
 	int			i;
 
-	*probed = probe_begin(&probe, batch->target, unique, snapshot);
+	InitDirtySnapshot(dirty);
+	*probed = probe_begin(&probe, batch->target, unique, &dirty);
 	if (*probed)
 	{
 		for (i = 0; i < nmembers; i++)
@@ -514,7 +547,6 @@ existing_keys_by_probe(Batch *batch, TargetUnique *unique, int *members,
 		}
 		probe_end(&probe);
 	}
-	UnregisterSnapshot(snapshot);
 	return found;
 }
 
@@ -539,7 +571,7 @@ existing_keys_by_query(Batch *batch, TargetUnique *unique, int *members,
 	if (n == 0)
 		return 0;
 
-	plan_execute_custom(existing_key_query(batch, unique),
+	plan_execute_custom(existing_key_query(batch, unique->ncols, unique->cols),
 						batch->target->rowarraytype,
 						batch_row_array(batch, subset, n));
 	for (row = 0; row < SPI_processed; row++)
@@ -571,9 +603,14 @@ existing_keys_by_query(Batch *batch, TargetUnique *unique, int *members,
 uint64
 precheck_existing_keys(Batch *batch, int *members, int nmembers, uint64 mask)
 {
-	int		   *subset = palloc(sizeof(int) * nmembers);
+	int		   *subset;
 	uint64		found = 0;
 	int			u;
+
+	/* a BEFORE ROW trigger may change the keys: leave them to bisection */
+	if (batch->target->row_before_trigger)
+		return 0;
+	subset = palloc(sizeof(int) * nmembers);
 
 	for (u = 0; u < batch->target->nuniques; u++)
 	{
@@ -593,4 +630,34 @@ precheck_existing_keys(Batch *batch, int *members, int nmembers, uint64 mask)
 	}
 	pfree(subset);
 	return found;
+}
+
+/*
+ * Update and delete: of the members, mark those whose primary key names a
+ * row the caller can see (row-level security applies: this is the
+ * caller's query) in found[] (indexed like members).  Tells a row that a
+ * BEFORE ROW trigger skipped from a key with no row.  Read-only.
+ */
+void
+precheck_keys_visible(Batch *batch, int *members, int nmembers, bool *found)
+{
+	Target	   *target = batch->target;
+	uint64		row;
+
+	memset(found, 0, sizeof(bool) * nmembers);
+	if (nmembers == 0)
+		return;
+	plan_execute_custom(existing_key_query(batch, target->npk, target->pk),
+						target->rowarraytype,
+						batch_row_array(batch, members, nmembers));
+	for (row = 0; row < SPI_processed; row++)
+	{
+		bool		isnull;
+		int64		ord = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[row],
+													  SPI_tuptable->tupdesc,
+													  1, &isnull));
+
+		found[ord - 1] = true;
+	}
+	SPI_freetuptable(SPI_tuptable);
 }

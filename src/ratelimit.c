@@ -300,7 +300,7 @@ ratelimit_consume(int64 nitems)
 			(errcode(ERRCODE_BATCH_OPS_RATE_LIMITED),
 			 errmsg("rate limit exceeded for role \"%s\"",
 					GetUserNameFromId(role, false)),
-			 errdetail("Retry after %.3f seconds.  The batch needs " INT64_FORMAT
+			 errdetail("Retry after %.3f seconds. The batch needs " INT64_FORMAT
 					   " tokens, %.1f are left, and they refill at %d per second.",
 					   wait, nitems, floor(tokens * 10) / 10, rate),
 			 errhint("The limit is set by batch_ops.rate_limit and batch_ops.rate_limit_burst.")));

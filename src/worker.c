@@ -67,10 +67,14 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "idempotency.h"
 #include "jobs.h"
 
 /* advisory lock tag field 4: not 1 or 2, which user advisory locks use */
 #define JOB_LOCK_FIELD4 0x4A4F
+
+/* a job interrupted this many times (crash, shutdown) fails instead */
+#define JOB_MAX_ATTEMPTS 10
 
 static JobWorkerSlot *MySlot = NULL;
 static MemoryContext worker_cxt = NULL;
@@ -284,7 +288,8 @@ batch_ops_launcher_main(Datum main_arg)
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
-	proc_exit(0);
+	/* exit code 1: the postmaster restarts us unless it is shutting down */
+	proc_exit(1);
 }
 
 /* ---------------------------------------------------------------------
@@ -466,6 +471,8 @@ job_commit_chunk_ex(Job *job, ChunkResult *res, const char *final_status,
 	SPI_finish();
 	jobs_owner_end(&sw);
 	job_end_chunk();
+	if (final_status)
+		job->finished = true;
 
 	job->errors_total += res->nerrors;
 	if (!final_status && cancel_requested)
@@ -578,6 +585,8 @@ purge_jobs(void)
 			1, types, values, NULL, SPI_OK_DELETE);
 	SPI_finish();
 	jobs_owner_end(&sw);
+	/* expired idempotency keys go at the same time */
+	(void) idempotency_purge();
 	job_end_chunk();
 }
 
@@ -598,6 +607,15 @@ static char *
 getstr(HeapTuple tup, TupleDesc desc, int att)
 {
 	return SPI_getvalue(tup, desc, att);
+}
+
+static int
+getint4(HeapTuple tup, TupleDesc desc, int att)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, att, &isnull);
+
+	return isnull ? 0 : DatumGetInt32(d);
 }
 
 static int64
@@ -629,7 +647,8 @@ claim_job(void)
 	spi_run("SELECT id, role, kind, operation, target, source, options,"
 			"  atomic, bytes_total, ckpt_offset, ckpt_line, ckpt_index,"
 			"  items_total, columns::text, errors_total, cancel_requested, status,"
-			"  EXISTS (SELECT FROM pg_catalog.pg_roles WHERE oid = role)"
+			"  EXISTS (SELECT FROM pg_catalog.pg_roles WHERE oid = role), attempts,"
+			"  EXISTS (SELECT FROM pg_catalog.pg_class WHERE oid = target)"
 			" FROM batch_ops.job_queue WHERE status IN ('queued', 'running')"
 			" ORDER BY id LIMIT 64 FOR UPDATE SKIP LOCKED",
 			0, NULL, NULL, NULL, SPI_OK_SELECT);
@@ -679,10 +698,23 @@ claim_job(void)
 
 		if (DatumGetBool(SPI_getbinval(tup, desc, 16, &isnull)))
 			status = "cancelled";
+		else if (strcmp(getstr(tup, desc, 17), "running") == 0 &&
+				 getint4(tup, desc, 19) >= JOB_MAX_ATTEMPTS)
+		{
+			/* it was interrupted each time: do not crash-loop on it */
+			status = "failed";
+			error = psprintf("the job was interrupted %d times; giving up",
+							 getint4(tup, desc, 19));
+		}
 		else if (!DatumGetBool(SPI_getbinval(tup, desc, 18, &isnull)))
 		{
 			status = "failed";
 			error = "the role that submitted the job no longer exists";
+		}
+		else if (!DatumGetBool(SPI_getbinval(tup, desc, 20, &isnull)))
+		{
+			status = "failed";
+			error = "the target table of the job no longer exists";
 		}
 
 		values[0] = Int64GetDatum(id);
@@ -724,6 +756,12 @@ claim_job(void)
 	return job;
 }
 
+/*
+ * Run one claimed job to its end.  Query cancels (cancel_job()'s SIGINT)
+ * are accepted only while the job's own work runs; the bookkeeping
+ * around it runs with them held off, and a cancel that comes too late
+ * for a job whose final status has already committed is ignored.
+ */
 static void
 run_job(Job *job)
 {
@@ -732,15 +770,23 @@ run_job(Job *job)
 
 	pgstat_report_activity(STATE_RUNNING,
 						   psprintf("batch_ops job " INT64_FORMAT " (%s)", job->id, job->kind));
+	/* superuser_arg() reads the catalog: in a transaction */
+	StartTransactionCommand();
 	SetSessionAuthorization(job->role, superuser_arg(job->role));
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(worker_cxt);
 
 	PG_TRY();
 	{
 		MemoryContextSwitchTo(job_cxt);
+		/* a cancel signal meant for an earlier job is not for this one */
+		QueryCancelPending = false;
+		RESUME_CANCEL_INTERRUPTS();
 		if (strcmp(job->kind, "import") == 0)
 			csv_import_run(job);
 		else
 			batch_job_run(job);
+		HOLD_CANCEL_INTERRUPTS();
 		MemoryContextSwitchTo(worker_cxt);
 	}
 	PG_CATCH();
@@ -748,27 +794,34 @@ run_job(Job *job)
 		ErrorData  *edata;
 		bool		cancelled;
 
+		/* errfinish() reset the holdoff counts */
+		HOLD_CANCEL_INTERRUPTS();
 		MemoryContextSwitchTo(worker_cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
 		AbortOutOfAnyTransaction();
-		/* a cancel that reached us as a query cancel too */
 		QueryCancelPending = false;
 
 		SetSessionAuthorization(BOOTSTRAP_SUPERUSERID, true);
 		SpinLockAcquire(&jobs_shared->mutex);
 		cancelled = MySlot->cancel;
-		SpinLockRelease(&jobs_shared->mutex);
-		cancelled = cancelled || edata->sqlerrcode == ERRCODE_QUERY_CANCELED;
-		if (!cancelled)
-			ereport(LOG,
-					(errmsg("batch_ops job " INT64_FORMAT " failed: %s", job->id,
-							edata->message)));
-		SpinLockAcquire(&jobs_shared->mutex);
 		MySlot->cancel = false;
 		SpinLockRelease(&jobs_shared->mutex);
-		job_finish(job, cancelled ? "cancelled" : "failed",
-				   cancelled ? NULL : edata->message);
+		/* pg_cancel_backend() on the worker cancels its job too */
+		cancelled = cancelled || edata->sqlerrcode == ERRCODE_QUERY_CANCELED;
+		if (job->finished)
+		{
+			/* the error came after the final commit: the job stands */
+		}
+		else
+		{
+			if (!cancelled)
+				ereport(LOG,
+						(errmsg("batch_ops job " INT64_FORMAT " failed: %s", job->id,
+								edata->message)));
+			job_finish(job, cancelled ? "cancelled" : "failed",
+					   cancelled ? NULL : edata->message);
+		}
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
@@ -779,6 +832,7 @@ run_job(Job *job)
 	MySlot->job_id = 0;
 	MySlot->cancel = false;
 	SpinLockRelease(&jobs_shared->mutex);
+	QueryCancelPending = false;
 	MemoryContextDelete(job_cxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
@@ -792,6 +846,8 @@ batch_ops_job_worker_main(Datum main_arg)
 	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
+	/* SIGINT is StatementCancelHandler; see run_job() for when it acts */
+	HOLD_CANCEL_INTERRUPTS();
 	BackgroundWorkerUnblockSignals();
 
 	MySlot = &jobs_shared->slots[slotno];

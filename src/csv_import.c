@@ -1,0 +1,901 @@
+/*-------------------------------------------------------------------------
+ *
+ * csv_import.c
+ *	  CSV import jobs: a streaming CSV parser feeding the batch engine.
+ *
+ * The file is read in fixed-size buffers (source.c) and cut into records
+ * the way COPY ... (FORMAT csv) does: a record ends at an unquoted line
+ * end (\n, \r\n or \r), fields are split at the delimiter, quotes and the
+ * escape character work as in COPY, and an unquoted field equal to the
+ * null string is NULL.  Line numbers count records as COPY does (a
+ * header is line 1; a quoted field spanning lines does not add lines).
+ *
+ * A record that is malformed -- an unterminated quoted field, too many or
+ * too few fields, bytes that are not valid in the file's encoding -- is
+ * a row error with the COPY message and SQLSTATE, and the import goes on
+ * with the next record.  Good records are grouped into chunks
+ * (chunk_size records, or 32 MB) and each chunk becomes a JSON array of
+ * objects, column name -> field (a JSON string, or null), passed to
+ * batch_run(BATCH_CREATE, ...) in partial mode as the job's role; the
+ * engine converts every field with its column's input function, checks
+ * the constraints it can check in advance, writes set-based and reports
+ * every failing item by index, which maps back to the record's line and
+ * raw text.
+ *
+ * Partial mode (the default): each chunk's rows, its errors and the job's
+ * checkpoint (byte offset and line number of the next unread record)
+ * commit together, so after a crash the job resumes at the checkpoint and
+ * no row is lost or imported twice.  Atomic mode runs the whole import in
+ * one transaction (its data in one subtransaction, rolled back if any row
+ * failed; the errors are kept in memory meanwhile); after a crash it
+ * starts over.
+ *
+ * Memory: one buffer of the source, the current record, and the current
+ * chunk (a context reset after each chunk), whatever the file's size.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/relation.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "item_error.h"
+#include "jobs.h"
+
+#define READ_BUFFER_SIZE	(64 * 1024)
+#define CHUNK_MAX_BYTES		(32 * 1024 * 1024)
+#define RAW_KEEP			1024
+
+static const char *valid_import_options =
+"format, header, delimiter, quote, escape, null, encoding, columns, atomic, chunk_size, max_errors";
+
+/* ---------------------------------------------------------------------
+ * Options
+ * ---------------------------------------------------------------------
+ */
+static char
+option_char(const char *name, JsonbValue *val)
+{
+	if (val->type != jbvString || val->val.string.len != 1 ||
+		IS_HIGHBIT_SET(val->val.string.val[0]) ||
+		val->val.string.val[0] == '\n' || val->val.string.val[0] == '\r')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" must be a single one-byte character", name)));
+	return val->val.string.val[0];
+}
+
+static bool
+option_bool(const char *name, JsonbValue *val)
+{
+	if (val->type != jbvBool)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" must be a boolean", name)));
+	return val->val.boolean;
+}
+
+static int64
+option_int(const char *name, JsonbValue *val, int64 min, int64 max)
+{
+	int64		n;
+
+	if (val->type != jbvNumeric)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" must be a number", name)));
+	n = DatumGetInt64(DirectFunctionCall1(numeric_int8,
+										  NumericGetDatum(val->val.numeric)));
+	if (n < min || n > max)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" must be between " INT64_FORMAT " and " INT64_FORMAT,
+						name, min, max)));
+	return n;
+}
+
+void
+import_options_parse(Jsonb *options, ImportOptions *o)
+{
+	JsonbIterator *it;
+	JsonbValue	key;
+	JsonbValue	val;
+	JsonbIteratorToken tok;
+	bool		escape_set = false;
+
+	memset(o, 0, sizeof(ImportOptions));
+	o->header = true;
+	o->delimiter = ',';
+	o->quote = '"';
+	o->null_string = "";
+	o->encoding = -1;
+	o->chunk_size = 10000;
+	o->max_errors = -1;
+
+	if (!JB_ROOT_IS_OBJECT(options))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("options must be a JSON object")));
+	it = JsonbIteratorInit(&options->root);
+	while ((tok = JsonbIteratorNext(&it, &key, true)) != WJB_DONE)
+	{
+		char	   *name;
+
+		if (tok != WJB_KEY)
+			continue;
+		name = pnstrdup(key.val.string.val, key.val.string.len);
+		(void) JsonbIteratorNext(&it, &val, true);
+
+		if (strcmp(name, "format") == 0)
+		{
+			if (val.type != jbvString || val.val.string.len != 3 ||
+				pg_strncasecmp(val.val.string.val, "csv", 3) != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("unsupported import format"),
+						 errhint("The only format is \"csv\".")));
+		}
+		else if (strcmp(name, "header") == 0)
+			o->header = option_bool(name, &val);
+		else if (strcmp(name, "delimiter") == 0)
+			o->delimiter = option_char(name, &val);
+		else if (strcmp(name, "quote") == 0)
+			o->quote = option_char(name, &val);
+		else if (strcmp(name, "escape") == 0)
+		{
+			o->escape = option_char(name, &val);
+			escape_set = true;
+		}
+		else if (strcmp(name, "null") == 0)
+		{
+			if (val.type != jbvString)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("option \"null\" must be a string")));
+			o->null_string = pnstrdup(val.val.string.val, val.val.string.len);
+		}
+		else if (strcmp(name, "encoding") == 0)
+		{
+			char	   *enc;
+
+			if (val.type != jbvString)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("option \"encoding\" must be a string")));
+			enc = pnstrdup(val.val.string.val, val.val.string.len);
+			o->encoding = pg_char_to_encoding(enc);
+			if (o->encoding < 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("\"%s\" is not a valid encoding name", enc)));
+		}
+		else if (strcmp(name, "columns") == 0)
+		{
+			if (val.type == jbvNull)
+				continue;
+			if (val.type != jbvBinary)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("option \"columns\" must be an array of column names or an object mapping CSV header names to column names")));
+			o->columns = JsonbValueToJsonb(&val);
+		}
+		else if (strcmp(name, "atomic") == 0)
+			o->atomic = option_bool(name, &val);
+		else if (strcmp(name, "chunk_size") == 0)
+			o->chunk_size = (int) option_int(name, &val, 1, 1000000);
+		else if (strcmp(name, "max_errors") == 0)
+			o->max_errors = val.type == jbvNull ? -1 :
+				option_int(name, &val, 0, PG_INT64_MAX);
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown option \"%s\"", name),
+					 errhint("Valid options for submit_import are: %s.", valid_import_options)));
+	}
+	if (!escape_set)
+		o->escape = o->quote;
+	if (o->delimiter == o->quote)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the delimiter and the quote must differ")));
+	if (strchr(o->null_string, o->delimiter) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the null string must not contain the delimiter")));
+	if (o->columns && !o->header && !JB_ROOT_IS_ARRAY(o->columns))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("without a header, \"columns\" must be an array of column names")));
+}
+
+/* ---------------------------------------------------------------------
+ * Reading records
+ * ---------------------------------------------------------------------
+ */
+typedef struct CsvReader
+{
+	Source	   *src;
+	ImportOptions *opts;
+	char	   *buf;
+	int			len;
+	int			pos;
+	bool		eof;
+	int64		offset;			/* file offset of buf[pos] */
+	int64		line;			/* records read */
+	StringInfoData raw;			/* the current record, without its line end */
+	bool		unterminated;
+	/* fields of the current record */
+	StringInfoData text;		/* field texts, each followed by \0 */
+	int			nfields;
+	int			maxfields;
+	int		   *field_start;
+	bool	   *field_null;
+	int			file_encoding;
+	int			db_encoding;
+} CsvReader;
+
+static bool
+fill(CsvReader *r)
+{
+	if (r->eof)
+		return false;
+	r->len = source_read(r->src, r->buf, READ_BUFFER_SIZE);
+	r->pos = 0;
+	if (r->len == 0)
+		r->eof = true;
+	return r->len > 0;
+}
+
+/* Read the next record into r->raw; false at the end of the file. */
+static bool
+next_record(CsvReader *r)
+{
+	const char	quote = r->opts->quote;
+	const char	escape = r->opts->escape;
+	bool		in_quote = false;
+	bool		esc_pending = false;
+	bool		any = false;
+
+	resetStringInfo(&r->raw);
+	r->unterminated = false;
+	for (;;)
+	{
+		char	   *p;
+		char	   *end;
+		char	   *start;
+
+		if (r->pos >= r->len && !fill(r))
+			break;
+		any = true;
+		start = p = r->buf + r->pos;
+		end = r->buf + r->len;
+		while (p < end)
+		{
+			char		c = *p;
+
+			if (esc_pending)
+			{
+				esc_pending = false;
+				if (c == quote || c == escape)
+				{
+					p++;
+					continue;
+				}
+			}
+			if (in_quote)
+			{
+				if (c == escape && escape != quote)
+					esc_pending = true;
+				else if (c == quote)
+					in_quote = false;
+				p++;
+				continue;
+			}
+			if (c == quote)
+			{
+				in_quote = true;
+				p++;
+				continue;
+			}
+			if (c == '\n' || c == '\r')
+			{
+				appendBinaryStringInfo(&r->raw, start, p - start);
+				r->offset += p - start + 1;
+				r->pos += p - start + 1;
+				if (c == '\r')
+				{
+					if (r->pos >= r->len)
+						(void) fill(r);
+					if (r->pos < r->len && r->buf[r->pos] == '\n')
+					{
+						r->pos++;
+						r->offset++;
+					}
+				}
+				r->line++;
+				return true;
+			}
+			p++;
+		}
+		appendBinaryStringInfo(&r->raw, start, p - start);
+		r->offset += p - start;
+		r->pos += p - start;
+	}
+	if (!any || r->raw.len == 0)
+		return false;
+	r->unterminated = in_quote;
+	r->line++;
+	return true;
+}
+
+static void
+add_field(CsvReader *r, int start, bool isnull)
+{
+	if (r->nfields == r->maxfields)
+	{
+		r->maxfields *= 2;
+		r->field_start = repalloc(r->field_start, sizeof(int) * r->maxfields);
+		r->field_null = repalloc(r->field_null, sizeof(bool) * r->maxfields);
+	}
+	r->field_start[r->nfields] = start;
+	r->field_null[r->nfields] = isnull;
+	r->nfields++;
+	appendStringInfoChar(&r->text, '\0');
+}
+
+/* Split r->raw (already in the database encoding) into fields. */
+static void
+split_fields(CsvReader *r, const char *data, int len)
+{
+	const char	quote = r->opts->quote;
+	const char	escape = r->opts->escape;
+	const char	delim = r->opts->delimiter;
+	const char *null_string = r->opts->null_string;
+	int			null_len = strlen(null_string);
+	int			i = 0;
+
+	resetStringInfo(&r->text);
+	r->nfields = 0;
+	for (;;)
+	{
+		int			start = r->text.len;
+		int			raw_start = i;
+		bool		saw_quote = false;
+		bool		in_quote = false;
+
+		while (i < len)
+		{
+			char		c = data[i];
+
+			if (in_quote)
+			{
+				if (c == escape && i + 1 < len &&
+					(data[i + 1] == quote || data[i + 1] == escape) &&
+					!(escape == quote && data[i + 1] != quote))
+				{
+					appendStringInfoChar(&r->text, data[i + 1]);
+					i += 2;
+					continue;
+				}
+				if (c == quote)
+				{
+					in_quote = false;
+					i++;
+					continue;
+				}
+				appendStringInfoChar(&r->text, c);
+				i++;
+				continue;
+			}
+			if (c == delim)
+				break;
+			if (c == quote)
+			{
+				in_quote = saw_quote = true;
+				i++;
+				continue;
+			}
+			appendStringInfoChar(&r->text, c);
+			i++;
+		}
+		add_field(r, start,
+				  !saw_quote && i - raw_start == null_len &&
+				  strncmp(data + raw_start, null_string, null_len) == 0);
+		if (i >= len)
+			break;
+		i++;					/* the delimiter */
+	}
+}
+
+/* The record in the database encoding, or NULL and the error. */
+static char *
+convert_record(char *data, int len, int encoding, ErrorData **error)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	char	   *volatile converted = NULL;
+
+	/* conversion functions only ereport; they hold no resources */
+	PG_TRY();
+	{
+		converted = pg_any_to_server(data, len, encoding);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		*error = CopyErrorData();
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	return converted;
+}
+
+/*
+ * Check the record's encoding and split it.  Returns NULL, or the error
+ * message (with *sqlstate) of a malformed record.
+ */
+static const char *
+parse_record(CsvReader *r, int *sqlstate)
+{
+	char	   *data = r->raw.data;
+	int			len = r->raw.len;
+
+	if (r->unterminated)
+	{
+		*sqlstate = ERRCODE_BAD_COPY_FILE_FORMAT;
+		return "unterminated CSV quoted field";
+	}
+	if (!pg_verify_mbstr(r->file_encoding, data, len, true))
+	{
+		*sqlstate = ERRCODE_CHARACTER_NOT_IN_REPERTOIRE;
+		return psprintf("invalid byte sequence for encoding \"%s\"",
+						pg_encoding_to_char(r->file_encoding));
+	}
+	if (r->file_encoding != r->db_encoding)
+	{
+		ErrorData  *edata = NULL;
+
+		data = convert_record(data, len, r->file_encoding, &edata);
+		if (edata)
+		{
+			*sqlstate = edata->sqlerrcode;
+			return edata->message;
+		}
+		len = strlen(data);
+	}
+	split_fields(r, data, len);
+	return NULL;
+}
+
+/* ---------------------------------------------------------------------
+ * Columns
+ * ---------------------------------------------------------------------
+ */
+
+/* Every column COPY would fill by default: not dropped, not generated. */
+static List *
+table_columns(Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	List	   *cols = NIL;
+	int			a;
+
+	for (a = 0; a < desc->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, a);
+
+		if (att->attisdropped || att->attgenerated)
+			continue;
+		cols = lappend(cols, pstrdup(NameStr(att->attname)));
+	}
+	return cols;
+}
+
+static char *
+json_text(JsonbValue *v)
+{
+	if (v->type == jbvNull)
+		return NULL;
+	if (v->type != jbvString)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"columns\" must give column names as strings")));
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+/*
+ * The table column of each field of the file (NULL: not imported), from
+ * the header and the "columns" option, as a JSON array for the job row.
+ */
+static char *
+resolve_columns(Job *job, ImportOptions *o, CsvReader *r, bool have_header)
+{
+	Relation	rel = relation_open(job->relid, AccessShareLock);
+	List	   *cols = NIL;
+	StringInfoData out;
+	ListCell   *lc;
+	int			i;
+
+	if (o->columns && JB_ROOT_IS_ARRAY(o->columns))
+	{
+		JsonbIterator *it = JsonbIteratorInit(&o->columns->root);
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+			if (tok == WJB_ELEM)
+				cols = lappend(cols, json_text(&v));
+	}
+	else if (have_header)
+	{
+		for (i = 0; i < r->nfields; i++)
+		{
+			char	   *name = r->text.data + r->field_start[i];
+			char	   *col = name;
+
+			if (o->columns)
+			{
+				JsonbValue	v;
+
+				if (getKeyJsonValueFromContainer(&o->columns->root, name,
+												 strlen(name), &v))
+					col = json_text(&v);
+			}
+			cols = lappend(cols, col ? pstrdup(col) : NULL);
+		}
+	}
+	else
+		cols = table_columns(rel);
+
+	initStringInfo(&out);
+	appendStringInfoChar(&out, '[');
+	i = 0;
+	foreach(lc, cols)
+	{
+		char	   *col = lfirst(lc);
+		ListCell   *lc2;
+
+		if (col != NULL)
+		{
+			if (get_attnum(job->relid, col) == InvalidAttrNumber)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_COLUMN),
+						 errmsg("column \"%s\" of relation \"%s\" does not exist",
+								col, RelationGetRelationName(rel)),
+						 errhint("Map CSV header names to columns, or to null to skip them, with the \"columns\" option.")));
+			foreach(lc2, cols)
+			{
+				if (lc2 == lc)
+					break;
+				if (lfirst(lc2) && strcmp(lfirst(lc2), col) == 0)
+					ereport(ERROR,
+							(errcode(ERRCODE_DUPLICATE_COLUMN),
+							 errmsg("column \"%s\" is imported more than once", col)));
+			}
+		}
+		if (i++ > 0)
+			appendStringInfoString(&out, ", ");
+		if (col)
+			escape_json(&out, col);
+		else
+			appendStringInfoString(&out, "null");
+	}
+	appendStringInfoChar(&out, ']');
+	relation_close(rel, AccessShareLock);
+	return out.data;
+}
+
+static char **
+columns_from_json(const char *json, int *ncols)
+{
+	Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
+	JsonbIterator *it = JsonbIteratorInit(&jb->root);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	  **cols = palloc(sizeof(char *) * Max(JB_ROOT_COUNT(jb), 1));
+	int			n = 0;
+
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		if (tok == WJB_ELEM)
+			cols[n++] = v.type == jbvString ?
+				pnstrdup(v.val.string.val, v.val.string.len) : NULL;
+	*ncols = n;
+	return cols;
+}
+
+/* ---------------------------------------------------------------------
+ * The import
+ * ---------------------------------------------------------------------
+ */
+typedef struct Chunk
+{
+	JsonbParseState *state;
+	int			nrows;
+	int			maxrows;
+	int64	   *lines;
+	char	  **raws;
+	int		   *rawlens;
+	int64		bytes;
+} Chunk;
+
+static void
+chunk_add_row(Chunk *chunk, CsvReader *r, char **cols, int ncols)
+{
+	JsonbValue	k;
+	JsonbValue	v;
+	char	   *copy;
+	int			i;
+	int			rawlen = Min(r->raw.len, RAW_KEEP);
+
+	if (chunk->nrows == chunk->maxrows)
+	{
+		chunk->maxrows *= 2;
+		chunk->lines = repalloc(chunk->lines, sizeof(int64) * chunk->maxrows);
+		chunk->raws = repalloc(chunk->raws, sizeof(char *) * chunk->maxrows);
+		chunk->rawlens = repalloc(chunk->rawlens, sizeof(int) * chunk->maxrows);
+	}
+	chunk->lines[chunk->nrows] = r->line;
+	chunk->raws[chunk->nrows] = pnstrdup(r->raw.data, rawlen);
+	chunk->rawlens[chunk->nrows] = rawlen;
+	chunk->nrows++;
+
+	copy = palloc(r->text.len + 1);
+	memcpy(copy, r->text.data, r->text.len);
+	pushJsonbValue(&chunk->state, WJB_BEGIN_OBJECT, NULL);
+	for (i = 0; i < ncols; i++)
+	{
+		if (cols[i] == NULL)
+			continue;
+		k.type = jbvString;
+		k.val.string.val = cols[i];
+		k.val.string.len = strlen(cols[i]);
+		pushJsonbValue(&chunk->state, WJB_KEY, &k);
+		if (r->field_null[i])
+			v.type = jbvNull;
+		else
+		{
+			v.type = jbvString;
+			v.val.string.val = copy + r->field_start[i];
+			v.val.string.len = strlen(v.val.string.val);
+		}
+		pushJsonbValue(&chunk->state, WJB_VALUE, &v);
+	}
+	pushJsonbValue(&chunk->state, WJB_END_OBJECT, NULL);
+}
+
+static void
+chunk_start(Chunk *chunk)
+{
+	memset(chunk, 0, sizeof(Chunk));
+	chunk->maxrows = 1024;
+	chunk->lines = palloc(sizeof(int64) * chunk->maxrows);
+	chunk->raws = palloc(sizeof(char *) * chunk->maxrows);
+	chunk->rawlens = palloc(sizeof(int) * chunk->maxrows);
+	pushJsonbValue(&chunk->state, WJB_BEGIN_ARRAY, NULL);
+}
+
+/* Write the chunk's good rows as the job's role; add their errors to res. */
+static void
+chunk_write(Job *job, Chunk *chunk, ChunkResult *res)
+{
+	Jsonb	   *items;
+	Jsonb	   *response;
+	JobRoleSwitch rs;
+	JsonbValue *array;
+
+	array = pushJsonbValue(&chunk->state, WJB_END_ARRAY, NULL);
+	chunk->state = NULL;
+	if (chunk->nrows == 0)
+		return;
+	items = JsonbValueToJsonb(array);
+
+	job_as_role_begin(job, &rs);
+	response = batch_run(BATCH_CREATE, job->relid, items, false, false);
+	job_as_role_end(&rs);
+
+	res->applied += jsonb_get_applied(response);
+	chunk_add_response_errors(res, response, chunk->lines, chunk->raws,
+							  chunk->rawlens, 0);
+}
+
+static void
+row_error(ChunkResult *res, CsvReader *r, int sqlstate, const char *message)
+{
+	chunk_add_error(res, r->line, -1, item_error_name(sqlstate), message,
+					unpack_sql_state(sqlstate), NULL, r->raw.data, r->raw.len);
+}
+
+typedef struct ImportState
+{
+	ImportOptions opts;
+	CsvReader	r;
+	MemoryContext job_cxt;
+	MemoryContext chunk_cxt;
+	char	  **cols;
+	int			ncols;
+} ImportState;
+
+static void
+import_chunks(Job *job, ImportState *st)
+{
+	ImportOptions *o = &st->opts;
+	CsvReader  *r = &st->r;
+	bool		atomic = o->atomic;
+	Subxact		all;
+	ChunkResult res;
+	int64		errors_before = atomic ? 0 : job->errors_total;
+	const char *final = NULL;
+	char	   *final_error = NULL;
+
+	memset(&res, 0, sizeof(res));
+	res.cxt = st->job_cxt;		/* atomic: errors outlive the chunks */
+	if (atomic)
+	{
+		job_begin_chunk();
+		subxact_begin(&all);
+	}
+	while (final == NULL)
+	{
+		Chunk		chunk;
+		int			nread = 0;
+		bool		eof = false;
+
+		job_check_cancel(job);
+		MemoryContextReset(st->chunk_cxt);
+		if (!atomic)
+		{
+			memset(&res, 0, sizeof(res));
+			res.cxt = st->chunk_cxt;
+			job_begin_chunk();
+		}
+		MemoryContextSwitchTo(st->chunk_cxt);
+
+		if (st->cols == NULL)
+		{
+			bool		have_header = false;
+
+			if (o->header)
+			{
+				int			sqlstate;
+				const char *msg;
+
+				if (!next_record(r))
+					ereport(ERROR,
+							(errcode(ERRCODE_BAD_COPY_FILE_FORMAT),
+							 errmsg("the file is empty: it has no header line")));
+				msg = parse_record(r, &sqlstate);
+				if (msg)
+					ereport(ERROR,
+							(errcode(sqlstate),
+							 errmsg("bad header line: %s", msg)));
+				have_header = true;
+			}
+			MemoryContextSwitchTo(st->job_cxt);
+			job->columns = resolve_columns(job, o, r, have_header);
+			st->cols = columns_from_json(job->columns, &st->ncols);
+			MemoryContextSwitchTo(st->chunk_cxt);
+		}
+
+		chunk_start(&chunk);
+		while (nread < o->chunk_size && chunk.bytes < CHUNK_MAX_BYTES)
+		{
+			int			sqlstate;
+			const char *msg;
+
+			if (!next_record(r))
+			{
+				eof = true;
+				break;
+			}
+			nread++;
+			chunk.bytes += r->raw.len;
+			msg = parse_record(r, &sqlstate);
+			if (msg == NULL && r->nfields != st->ncols)
+			{
+				sqlstate = ERRCODE_BAD_COPY_FILE_FORMAT;
+				msg = r->nfields > st->ncols ? "extra data after last expected column" :
+					psprintf("missing data for column \"%s\"",
+							 st->cols[r->nfields] ? st->cols[r->nfields] : "?");
+			}
+			if (msg)
+				row_error(&res, r, sqlstate, msg);
+			else
+				chunk_add_row(&chunk, r, st->cols, st->ncols);
+		}
+
+		chunk_write(job, &chunk, &res);
+		res.rows_seen += nread;
+		res.next_offset = r->offset;
+		res.next_line = r->line;
+		res.bytes_total = source_size(r->src);
+
+		if (o->max_errors >= 0 && errors_before + res.nerrors > o->max_errors)
+		{
+			final = "failed";
+			final_error = psprintf("too many bad rows: more than " INT64_FORMAT " (max_errors)",
+								   o->max_errors);
+		}
+		else if (eof)
+			final = "completed";
+
+		if (!atomic)
+		{
+			errors_before += res.nerrors;
+			job_commit_chunk_ex(job, &res, final, final_error);
+		}
+	}
+
+	if (atomic)
+	{
+		if (res.nerrors > 0)
+		{
+			subxact_rollback(&all);
+			res.applied = 0;
+			final = "failed";
+			if (final_error == NULL)
+				final_error = psprintf("%d rows failed; nothing was imported (atomic)",
+									   res.nerrors);
+		}
+		else
+			subxact_commit(&all);
+		job_commit_chunk_ex(job, &res, final, final_error);
+	}
+}
+
+void
+csv_import_run(Job *job)
+{
+	ImportState *st = palloc0(sizeof(ImportState));
+	CsvReader  *r = &st->r;
+
+	st->job_cxt = CurrentMemoryContext;
+	import_options_parse(job->options, &st->opts);
+	job_check_source_access(job->source, job->role);
+
+	r->opts = &st->opts;
+	r->buf = palloc(READ_BUFFER_SIZE);
+	initStringInfo(&r->raw);
+	initStringInfo(&r->text);
+	r->maxfields = 64;
+	r->field_start = palloc(sizeof(int) * r->maxfields);
+	r->field_null = palloc(sizeof(bool) * r->maxfields);
+	r->db_encoding = GetDatabaseEncoding();
+	r->file_encoding = st->opts.encoding >= 0 ? st->opts.encoding : r->db_encoding;
+
+	/* atomic jobs start over; partial ones resume at the checkpoint */
+	if (st->opts.atomic)
+	{
+		job->ckpt_offset = 0;
+		job->ckpt_line = 0;
+		job->columns = NULL;
+	}
+	r->offset = job->ckpt_offset;
+	r->line = job->ckpt_line;
+	if (job->columns)
+		st->cols = columns_from_json(job->columns, &st->ncols);
+	st->chunk_cxt = AllocSetContextCreate(st->job_cxt, "batch_ops import chunk",
+										  ALLOCSET_DEFAULT_SIZES);
+	r->src = source_open(job->source, r->offset, job);
+
+	PG_TRY();
+	{
+		import_chunks(job, st);
+	}
+	PG_CATCH();
+	{
+		source_close(r->src);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	source_close(r->src);
+	MemoryContextSwitchTo(st->job_cxt);
+}

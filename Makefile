@@ -50,7 +50,8 @@ REGRESS = \
 	privileges \
 	partitioned \
 	idempotency \
-	ratelimit
+	ratelimit \
+	jobs
 
 ISOLATION = concurrent_update deadlock idempotency ratelimit_shared
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso

@@ -25,7 +25,8 @@
 # whole run, 4800), BATCH_OPS_SCRIPT_TIMEOUT (per script, 900),
 # BATCH_OPS_TEST_ONLY (space-separated suite names to run, e.g.
 # "regress prove crash.sh"), BATCH_OPS_REGRESS / BATCH_OPS_ISOLATION (test
-# lists instead of the Makefile's REGRESS / ISOLATION), BATCH_OPS_FSYNC (on).
+# lists instead of the Makefile's REGRESS / ISOLATION), BATCH_OPS_FSYNC (on),
+# BATCH_OPS_NO_BUILD (1 = do not build and install, use what is installed).
 
 set -euo pipefail
 
@@ -36,7 +37,8 @@ source "$ROOT/scripts/lib.sh"
 
 PORT="${BATCH_OPS_TEST_PORT:-5498}"
 RUN_DIR="$ROOT/.test-run"
-CLUSTER="$RUN_DIR/pgdata"
+# one cluster directory per port, so that runs on different ports can coexist
+if [[ "$PORT" == 5498 ]]; then CLUSTER="$RUN_DIR/pgdata"; else CLUSTER="$RUN_DIR/pgdata-$PORT"; fi
 BUDGET="${BATCH_OPS_TEST_BUDGET:-4800}"
 SCRIPT_TIMEOUT="${BATCH_OPS_SCRIPT_TIMEOUT:-900}"
 ONLY="${BATCH_OPS_TEST_ONLY:-}"
@@ -174,7 +176,9 @@ fi
 
 hr "build and install"
 t0="$(date +%s)"
-if ! bo_build_install; then
+if [[ "${BATCH_OPS_NO_BUILD:-0}" == 1 ]]; then
+	echo "BATCH_OPS_NO_BUILD=1: using the installed batch_ops"
+elif ! bo_build_install; then
 	record build fail $(($(date +%s) - t0))
 	summary
 	exit 1

@@ -29,6 +29,7 @@ OBJS = \
 	src/worker.o \
 	src/source.o \
 	src/csv_import.o \
+	src/copy_path.o \
 	src/batch_job.o
 
 SHLIB_LINK += -lcurl

@@ -56,6 +56,12 @@
 #define CHUNK_MAX_BYTES		(32 * 1024 * 1024)
 #define RAW_KEEP			1024
 
+/* records and bytes per run handed to COPY (copy_path.c) */
+#define RUN_RECORDS			8192
+#define RUN_BYTES			(4 * 1024 * 1024)
+/* commit a chunk early rather than overflow the subxid cache (64) */
+#define CHUNK_MAX_SUBXACTS	48
+
 static const char *valid_import_options =
 "format, header, delimiter, quote, escape, null, encoding, columns, atomic, chunk_size, max_errors";
 
@@ -716,13 +722,97 @@ row_error(ChunkResult *res, CsvReader *r, int sqlstate, const char *message)
 
 typedef struct ImportState
 {
+	Job		   *job;
 	ImportOptions opts;
 	CsvReader	r;
 	MemoryContext job_cxt;
 	MemoryContext chunk_cxt;
 	char	  **cols;
 	int			ncols;
+	bool		copy_checked;	/* copy was decided */
+	CopyPath   *copy;			/* the COPY fast path, or NULL */
+	RecordRun	run;			/* records waiting for it */
 } ImportState;
+
+/* Take the current record the batch engine's way: parse it, or fail it. */
+static void
+take_record(ImportState *st, Chunk *chunk, ChunkResult *res)
+{
+	CsvReader  *r = &st->r;
+	int			sqlstate;
+	const char *msg = parse_record(r, &sqlstate);
+
+	if (msg == NULL && r->nfields != st->ncols)
+	{
+		sqlstate = ERRCODE_BAD_COPY_FILE_FORMAT;
+		msg = r->nfields > st->ncols ? "extra data after last expected column" :
+			psprintf("missing data for column \"%s\"",
+					 st->cols[r->nfields] ? st->cols[r->nfields] : "?");
+	}
+	if (msg)
+		row_error(res, r, sqlstate, msg);
+	else
+		chunk_add_row(chunk, r, st->cols, st->ncols);
+}
+
+/* copy_path.c's fallback: records of a run through the batch engine. */
+static void
+engine_fallback(void *arg, RecordRun *run, int first, int last, ChunkResult *res)
+{
+	ImportState *st = arg;
+	CsvReader  *r = &st->r;
+	int64		reader_line = r->line;
+	Chunk		chunk;
+	int			i;
+
+	chunk_start(&chunk);
+	for (i = first; i < last; i++)
+	{
+		resetStringInfo(&r->raw);
+		appendBinaryStringInfo(&r->raw, run->data.data + run->start[i],
+							   run->start[i + 1] - run->start[i] - 1);
+		r->unterminated = false;
+		r->line = run->line[i];
+		take_record(st, &chunk, res);
+	}
+	r->line = reader_line;
+	chunk_write(st->job, &chunk, res);
+}
+
+/* Write the records collected for COPY, as the job's role. */
+static void
+apply_run(ImportState *st, ChunkResult *res)
+{
+	JobRoleSwitch rs;
+
+	if (st->run.nrec == 0)
+		return;
+	job_as_role_begin(st->job, &rs);
+	copy_path_apply(st->copy, &st->run, res);
+	job_as_role_end(&rs);
+	record_run_reset(&st->run);
+}
+
+/* COPY would end the data at a line "\." */
+static bool
+copy_end_marker(CsvReader *r)
+{
+	return r->raw.len == 2 && r->raw.data[0] == '\\' && r->raw.data[1] == '.';
+}
+
+/* Decide once per run of the job whether COPY can write the rows. */
+static void
+choose_path(ImportState *st)
+{
+	MemoryContext old = MemoryContextSwitchTo(st->job_cxt);
+
+	st->copy = copy_path_begin(st->job, &st->opts, st->cols, st->ncols,
+							   RUN_RECORDS, engine_fallback, st);
+	if (st->copy)
+		record_run_init(&st->run);
+	st->copy_checked = true;
+	MemoryContextSwitchTo(old);
+}
 
 static void
 import_chunks(Job *job, ImportState *st)
@@ -748,6 +838,7 @@ import_chunks(Job *job, ImportState *st)
 		Chunk		chunk;
 		int			nread = 0;
 		bool		eof = false;
+		int64		subxacts_before;
 
 		job_check_cancel(job);
 		MemoryContextReset(st->chunk_cxt);
@@ -785,12 +876,14 @@ import_chunks(Job *job, ImportState *st)
 			MemoryContextSwitchTo(st->chunk_cxt);
 		}
 
-		chunk_start(&chunk);
-		while (nread < o->chunk_size && chunk.bytes < CHUNK_MAX_BYTES)
-		{
-			int			sqlstate;
-			const char *msg;
+		if (!st->copy_checked)
+			choose_path(st);
+		subxacts_before = copy_path_subxacts(st->copy);
 
+		chunk_start(&chunk);
+		while (nread < o->chunk_size && chunk.bytes < CHUNK_MAX_BYTES &&
+			   copy_path_subxacts(st->copy) - subxacts_before < CHUNK_MAX_SUBXACTS)
+		{
 			if (!next_record(r))
 			{
 				eof = true;
@@ -798,20 +891,26 @@ import_chunks(Job *job, ImportState *st)
 			}
 			nread++;
 			chunk.bytes += r->raw.len;
-			msg = parse_record(r, &sqlstate);
-			if (msg == NULL && r->nfields != st->ncols)
+			if (st->copy && !r->unterminated && !copy_end_marker(r))
 			{
-				sqlstate = ERRCODE_BAD_COPY_FILE_FORMAT;
-				msg = r->nfields > st->ncols ? "extra data after last expected column" :
-					psprintf("missing data for column \"%s\"",
-							 st->cols[r->nfields] ? st->cols[r->nfields] : "?");
+				record_run_add(&st->run, r->raw.data, r->raw.len, r->line);
+				if (st->run.nrec >= RUN_RECORDS || st->run.data.len >= RUN_BYTES)
+					apply_run(st, &res);
+				continue;
 			}
-			if (msg)
-				row_error(&res, r, sqlstate, msg);
-			else
-				chunk_add_row(&chunk, r, st->cols, st->ncols);
+			/* keep file order: what COPY has waiting goes first */
+			if (st->copy)
+				apply_run(st, &res);
+			take_record(st, &chunk, &res);
+			if (st->copy)
+			{
+				chunk_write(job, &chunk, &res);
+				chunk_start(&chunk);
+			}
 		}
 
+		if (st->copy)
+			apply_run(st, &res);
 		chunk_write(job, &chunk, &res);
 		res.rows_seen += nread;
 		res.next_offset = r->offset;
@@ -857,6 +956,7 @@ csv_import_run(Job *job)
 	ImportState *st = palloc0(sizeof(ImportState));
 	CsvReader  *r = &st->r;
 
+	st->job = job;
 	st->job_cxt = CurrentMemoryContext;
 	import_options_parse(job->options, &st->opts);
 	job_check_source_access(job->source, job->role);

@@ -99,6 +99,21 @@ item_error_from_edata(ErrorData *edata)
 	return err;
 }
 
+/* A copy in the current memory context. */
+ItemError *
+item_error_copy(const ItemError *err)
+{
+	ItemError  *copy = palloc(sizeof(ItemError));
+
+	copy->name = err->name;
+	copy->sqlerrcode = err->sqlerrcode;
+	copy->message = pstrdup(err->message);
+	copy->detail = err->detail ? pstrdup(err->detail) : NULL;
+	copy->constraint = err->constraint ? pstrdup(err->constraint) : NULL;
+	copy->column = err->column ? pstrdup(err->column) : NULL;
+	return copy;
+}
+
 void
 subxact_begin(Subxact *sx)
 {

@@ -37,6 +37,7 @@ extern ItemError *item_error_make(const char *name, int sqlerrcode,
 								  const char *column,
 								  const char *fmt,...) pg_attribute_printf(4, 5);
 extern ItemError *item_error_from_edata(ErrorData *edata);
+extern ItemError *item_error_copy(const ItemError *err);
 
 /*
  * The subtransaction envelope of PL/pgSQL's exec_stmt_block, in three

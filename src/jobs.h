@@ -161,6 +161,30 @@ extern void csv_import_run(Job *job);
 extern void import_options_parse(Jsonb *options, ImportOptions *opts);
 extern void batch_job_run(Job *job);
 
+/* copy_path.c: runs of CSV records written by COPY, split at failures */
+typedef struct RecordRun
+{
+	StringInfoData data;		/* the records as in the file, each + '\n' */
+	int			nrec;
+	int			maxrec;
+	int		   *start;			/* offset of record i in data; [nrec] = len */
+	int64	   *line;			/* its line number (COPY's count) */
+} RecordRun;
+
+typedef struct CopyPath CopyPath;
+
+/* Write records [first, last) of a run some other way (the batch engine). */
+typedef void (*CopyFallback) (void *arg, RecordRun *run, int first, int last,
+							  ChunkResult *res);
+
+extern void record_run_init(RecordRun *run);
+extern void record_run_reset(RecordRun *run);
+extern void record_run_add(RecordRun *run, const char *data, int len, int64 line);
+extern CopyPath *copy_path_begin(Job *job, ImportOptions *o, char **cols, int ncols,
+								 int run_records, CopyFallback fallback, void *arg);
+extern void copy_path_apply(CopyPath *cp, RecordRun *run, ChunkResult *res);
+extern int64 copy_path_subxacts(CopyPath *cp);
+
 /* source.c: a byte stream from a server file or an http(s) URL */
 typedef struct Source Source;
 extern Source *source_open(const char *location, int64 offset, Job *job);

@@ -470,6 +470,17 @@ job_commit_chunk_ex(Job *job, ChunkResult *res, const char *final_status,
 	}
 	SPI_finish();
 	jobs_owner_end(&sw);
+
+	/*
+	 * A chunk's rows and its checkpoint commit together, so losing the
+	 * last commits in a crash only moves the job back to an earlier
+	 * checkpoint: no need to wait for the WAL flush.  The final commit
+	 * does wait (and with it every earlier one), so a job reported
+	 * finished stays finished.
+	 */
+	if (!final_status)
+		(void) set_config_option("synchronous_commit", "off", PGC_SUSET,
+								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 	job_end_chunk();
 	if (final_status)
 		job->finished = true;

@@ -1,0 +1,384 @@
+/*-------------------------------------------------------------------------
+ *
+ * copy_path.c
+ *	  The fast path of CSV imports: runs of records written by COPY's own
+ *	  executor, split at the rows that fail.
+ *
+ * csv_import.c cuts the file into records; where the import allows it
+ * (every CSV field goes to a column, no row-level security applies, the
+ * job's role may INSERT every column, no generated column is given), the
+ * records are collected into runs (RecordRun: the records' bytes as in
+ * the file, each ended by a newline) and a run is handed to COPY FROM
+ * through the COPY API (BeginCopyFrom with a data source callback, then
+ * CopyFrom(), as DoCopy() does), inside a subtransaction.  A clean run
+ * therefore costs what COPY costs: multi-row heap inserts, no per-row
+ * executor start-up, no JSON.
+ *
+ * When COPY fails, the subtransaction is rolled back and the failing
+ * record is found from COPY's own line counter (cur_lineno), which is
+ * exact for the errors that COPY raises while it handles that row: bad
+ * values and malformed records (class 22), NOT NULL and CHECK (23502,
+ * 23514, also "no partition for the row"), and unique or exclusion
+ * violations found while inserting index entries (23505, 23P01: COPY sets
+ * the line of each buffered row as it flushes).  Then the records before
+ * it are written again (recursively: they may hold a failure COPY had
+ * not reached yet, since rows are buffered before they are inserted), the
+ * failing record becomes a row error with COPY's message, and COPY goes on
+ * after it.  A failure on the last record of a run might come from the
+ * end of the statement (a deferred unique check) rather than from that
+ * record, so that record is tried once more on its own to confirm it.
+ *
+ * Every other error that is a row's fault -- a foreign key or an AFTER
+ * trigger, whose errors COPY raises only at the end of the statement, or
+ * a BEFORE trigger's RAISE -- is not tied to a line: the run is given to
+ * the batch engine instead (the fallback callback), which finds the
+ * failing rows by bisection.  Errors that are not a row's fault (a
+ * deadlock, a cancel, out of memory) are re-thrown as they are.
+ *
+ * Cost: one subtransaction for a clean run; about two per bad row, with
+ * an XID only for those that wrote something.  Runs shrink after a
+ * failure found while inserting (so that less is written and thrown
+ * away) and grow again after each success.  The caller commits its
+ * transaction after a bounded number of subtransactions, so the
+ * backend's subtransaction cache (64) is not overflowed.
+ *
+ * Locking: every attempt opens the target with RowExclusiveLock, as COPY
+ * FROM does; the lock is held to the end of the job's transaction.
+ *
+ * Memory: each attempt works in a context of its own, reset before the
+ * next one (COPY's state lives there too, so it survives the rollback
+ * long enough to read the line it failed on).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/pg_class.h"
+#include "commands/copy.h"
+#include "commands/copyfrom_internal.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_relation.h"
+#include "utils/acl.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/snapmgr.h"
+
+#include "item_error.h"
+#include "jobs.h"
+
+#define ATTEMPT_MIN_RECORDS		64
+
+struct CopyPath
+{
+	Oid			relid;
+	List	   *attnames;		/* String nodes, in the order of the fields */
+	List	   *options;		/* DefElems for BeginCopyFrom */
+	int			attempt_max;	/* records per COPY attempt, adapted */
+	int			attempt_limit;
+	int64		subxacts;		/* attempts so far */
+	MemoryContext attempt_cxt;
+	CopyFallback fallback;
+	void	   *fallback_arg;
+};
+
+/* What the data source callback reads: the records of one attempt. */
+static const char *feed_data;
+static int	feed_len;
+static int	feed_pos;
+
+static int
+copy_feed(void *outbuf, int minread, int maxread)
+{
+	int			n = Min(maxread, feed_len - feed_pos);
+
+	memcpy(outbuf, feed_data + feed_pos, n);
+	feed_pos += n;
+	return n;
+}
+
+/* ---------------------------------------------------------------------
+ * Runs of records
+ * ---------------------------------------------------------------------
+ */
+void
+record_run_init(RecordRun *run)
+{
+	initStringInfo(&run->data);
+	run->maxrec = 1024;
+	run->nrec = 0;
+	run->start = palloc(sizeof(int) * (run->maxrec + 1));
+	run->line = palloc(sizeof(int64) * run->maxrec);
+	run->start[0] = 0;
+}
+
+void
+record_run_reset(RecordRun *run)
+{
+	resetStringInfo(&run->data);
+	run->nrec = 0;
+	run->start[0] = 0;
+}
+
+void
+record_run_add(RecordRun *run, const char *data, int len, int64 line)
+{
+	if (run->nrec == run->maxrec)
+	{
+		run->maxrec *= 2;
+		run->start = repalloc(run->start, sizeof(int) * (run->maxrec + 1));
+		run->line = repalloc(run->line, sizeof(int64) * run->maxrec);
+	}
+	appendBinaryStringInfo(&run->data, data, len);
+	appendStringInfoChar(&run->data, '\n');
+	run->line[run->nrec] = line;
+	run->nrec++;
+	run->start[run->nrec] = run->data.len;
+}
+
+/* ---------------------------------------------------------------------
+ * Can COPY do it?
+ * ---------------------------------------------------------------------
+ */
+static bool
+copy_allowed(Relation rel, Oid role, char **cols, int ncols)
+{
+	bool		table_insert;
+	int			i;
+
+	if (check_enable_rls(RelationGetRelid(rel), role, true) == RLS_ENABLED)
+		return false;
+	table_insert = pg_class_aclcheck(RelationGetRelid(rel), role, ACL_INSERT) == ACLCHECK_OK;
+	for (i = 0; i < ncols; i++)
+	{
+		AttrNumber	attnum;
+
+		if (cols[i] == NULL)
+			return false;		/* a skipped field: COPY cannot skip */
+		attnum = get_attnum(RelationGetRelid(rel), cols[i]);
+		if (attnum == InvalidAttrNumber ||
+			TupleDescAttr(RelationGetDescr(rel), attnum - 1)->attgenerated)
+			return false;
+		if (!table_insert &&
+			pg_attribute_aclcheck(RelationGetRelid(rel), attnum, role,
+								  ACL_INSERT) != ACLCHECK_OK)
+			return false;
+	}
+	return true;
+}
+
+static DefElem *
+copy_option(const char *name, const char *value)
+{
+	return makeDefElem(pstrdup(name), (Node *) makeString(pstrdup(value)), -1);
+}
+
+static char *
+char_string(char c)
+{
+	char		s[2] = {c, '\0'};
+
+	return pstrdup(s);
+}
+
+/*
+ * The fast path for this import, or NULL when COPY cannot write it as
+ * the batch engine would (see copy_allowed).  Call in a transaction;
+ * the result lives in the current memory context.
+ */
+CopyPath *
+copy_path_begin(Job *job, ImportOptions *o, char **cols, int ncols,
+				int run_records, CopyFallback fallback, void *arg)
+{
+	Relation	rel = table_open(job->relid, AccessShareLock);
+	CopyPath   *cp;
+	bool		allowed = copy_allowed(rel, job->role, cols, ncols);
+	int			i;
+
+	table_close(rel, AccessShareLock);
+	if (!allowed)
+		return NULL;
+
+	cp = palloc0(sizeof(CopyPath));
+	cp->relid = job->relid;
+	for (i = 0; i < ncols; i++)
+		cp->attnames = lappend(cp->attnames, makeString(pstrdup(cols[i])));
+	cp->options = list_make5(copy_option("format", "csv"),
+							 copy_option("delimiter", char_string(o->delimiter)),
+							 copy_option("quote", char_string(o->quote)),
+							 copy_option("escape", char_string(o->escape)),
+							 copy_option("null", o->null_string));
+	if (o->encoding >= 0)
+		cp->options = lappend(cp->options,
+							  copy_option("encoding", pg_encoding_to_char(o->encoding)));
+	cp->attempt_limit = cp->attempt_max = Max(run_records, ATTEMPT_MIN_RECORDS);
+	cp->attempt_cxt = AllocSetContextCreate(CurrentMemoryContext,
+											"batch_ops COPY attempt",
+											ALLOCSET_DEFAULT_SIZES);
+	cp->fallback = fallback;
+	cp->fallback_arg = arg;
+	return cp;
+}
+
+int64
+copy_path_subxacts(CopyPath *cp)
+{
+	return cp ? cp->subxacts : 0;
+}
+
+/* ---------------------------------------------------------------------
+ * One attempt
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * COPY records [first, last) of the run in a subtransaction.  NULL when
+ * it worked; else the error (a row's fault: anything else is re-thrown)
+ * and, in *lineno, the line of the attempt COPY was at (1 = first, 0 =
+ * before any).
+ */
+static ItemError *
+copy_attempt(CopyPath *cp, RecordRun *run, int first, int last, uint64 *lineno)
+{
+	CopyFromStateData *volatile cstate = NULL;
+	ItemError  *err = NULL;
+	Subxact		sx;
+
+	feed_data = run->data.data + run->start[first];
+	feed_len = run->start[last] - run->start[first];
+	feed_pos = 0;
+	*lineno = 0;
+	cp->subxacts++;
+
+	subxact_begin(&sx);
+	PG_TRY();
+	{
+		Relation	rel = table_open(cp->relid, RowExclusiveLock);
+		ParseState *pstate = make_parsestate(NULL);
+
+		(void) addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock,
+											 NULL, false, false);
+		PushActiveSnapshot(GetTransactionSnapshot());
+		cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, copy_feed,
+							   cp->attnames, cp->options);
+		(void) CopyFrom(cstate);
+		EndCopyFrom(cstate);
+		PopActiveSnapshot();
+		table_close(rel, NoLock);
+		subxact_commit(&sx);
+		CommandCounterIncrement();
+	}
+	PG_CATCH();
+	{
+		if (cstate != NULL)
+			*lineno = cstate->cur_lineno;
+		err = subxact_abort(&sx);
+	}
+	PG_END_TRY();
+	return err;
+}
+
+/* Errors COPY raises while it handles the row its line counter names. */
+static bool
+error_has_line(int sqlerrcode)
+{
+	return ERRCODE_TO_CATEGORY(sqlerrcode) == ERRCODE_DATA_EXCEPTION ||
+		sqlerrcode == ERRCODE_NOT_NULL_VIOLATION ||
+		sqlerrcode == ERRCODE_CHECK_VIOLATION ||
+		sqlerrcode == ERRCODE_UNIQUE_VIOLATION ||
+		sqlerrcode == ERRCODE_EXCLUSION_VIOLATION;
+}
+
+/* Found while inserting index entries, after the rows were written. */
+static bool
+error_after_write(int sqlerrcode)
+{
+	return sqlerrcode == ERRCODE_UNIQUE_VIOLATION ||
+		sqlerrcode == ERRCODE_EXCLUSION_VIOLATION;
+}
+
+static void
+add_row_error(ChunkResult *res, RecordRun *run, int rec, ItemError *err)
+{
+	int			len = run->start[rec + 1] - run->start[rec] - 1;
+
+	chunk_add_error(res, run->line[rec], -1, err->name, err->message,
+					unpack_sql_state(err->sqlerrcode), err->detail,
+					run->data.data + run->start[rec], len);
+}
+
+/* ---------------------------------------------------------------------
+ * A run
+ * ---------------------------------------------------------------------
+ */
+static void
+apply_range(CopyPath *cp, RecordRun *run, int first, int last, ChunkResult *res)
+{
+	check_stack_depth();
+	while (first < last)
+	{
+		int			n = Min(last - first, cp->attempt_max);
+		MemoryContext old = MemoryContextSwitchTo(cp->attempt_cxt);
+		ItemError  *err;
+		uint64		lineno;
+		int			bad;
+
+		MemoryContextReset(cp->attempt_cxt);
+		err = copy_attempt(cp, run, first, first + n, &lineno);
+		MemoryContextSwitchTo(old);
+		if (err == NULL)
+		{
+			res->applied += n;
+			first += n;
+			cp->attempt_max = Min(cp->attempt_max * 2, cp->attempt_limit);
+			continue;
+		}
+		if (lineno < 1 || lineno > (uint64) n || !error_has_line(err->sqlerrcode))
+		{
+			/* not tied to a line: the batch engine finds the rows */
+			cp->fallback(cp->fallback_arg, run, first, first + n, res);
+			first += n;
+			continue;
+		}
+		if (error_after_write(err->sqlerrcode))
+			cp->attempt_max = Max(cp->attempt_max / 2, ATTEMPT_MIN_RECORDS);
+
+		bad = first + (int) lineno - 1;
+		/* err lives in the attempt context: keep it out of the prefix's way */
+		err = item_error_copy(err);
+		if (bad > first)
+			apply_range(cp, run, first, bad, res);
+		if (bad == first + n - 1)
+		{
+			/* maybe the end of the statement failed, not this record */
+			MemoryContextSwitchTo(cp->attempt_cxt);
+			MemoryContextReset(cp->attempt_cxt);
+			if (copy_attempt(cp, run, bad, bad + 1, &lineno) == NULL)
+			{
+				MemoryContextSwitchTo(old);
+				res->applied++;
+				first = bad + 1;
+				continue;
+			}
+			MemoryContextSwitchTo(old);
+		}
+		add_row_error(res, run, bad, err);
+		first = bad + 1;
+	}
+}
+
+/*
+ * Write the records of the run (as the job's role: the caller switches),
+ * counting them in res as applied or failed.
+ */
+void
+copy_path_apply(CopyPath *cp, RecordRun *run, ChunkResult *res)
+{
+	apply_range(cp, run, 0, run->nrec, res);
+	MemoryContextReset(cp->attempt_cxt);
+}

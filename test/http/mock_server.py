@@ -19,15 +19,18 @@ Content: rows of "id,name,qty" (a header line, then i,name-i,i%10 for i in
   /slow.csv?rows=N&piece=B&delay=S[&norange=1]
                                     as /data.csv, but sent B bytes at a time
                                     with S seconds between pieces
-  /chunked.csv?rows=N&piece=B       Transfer-Encoding: chunked, no
-                                    Content-Length, pieces of B bytes
+  /chunked.csv?rows=N&piece=B[&delay=S]
+                                    Transfer-Encoding: chunked, no
+                                    Content-Length, pieces of B bytes with
+                                    S seconds (default 0) between them
   /drop.csv?rows=N&after=K          Content-Length of all N rows, but the
                                     connection is closed after the header,
                                     K complete rows and half of row K+1
   /mixed.csv                        a fixed file with good and bad rows
                                     (see MIXED below)
   /multiline.csv                    a quoted line end, then a bad row
-  /redirect.csv                     302 to /data.csv (redirects must not be
+  /redirect.csv                     302 to /data.csv?rows=5&from=redirect
+                                    (redirects must not be
                                     followed by the importer)
   anything else                     404
 
@@ -132,13 +135,14 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_body(MULTILINE.encode("ascii"), q, head)
             elif path == "/chunked.csv":
                 self.send_chunked(rows_body(self.qint(q, "rows", 100)),
-                                  max(1, self.qint(q, "piece", 100)), head)
+                                  max(1, self.qint(q, "piece", 100)),
+                                  self.qfloat(q, "delay", 0.0), head)
             elif path == "/drop.csv":
                 self.send_dropped(self.qint(q, "rows", 100),
                                   self.qint(q, "after", 10), head)
             elif path == "/redirect.csv":
                 self.send_response(302)
-                self.send_header("Location", "/data.csv")
+                self.send_header("Location", "/data.csv?rows=5&from=redirect")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
             else:
@@ -190,7 +194,7 @@ class Handler(BaseHTTPRequestHandler):
             if i + piece < len(data):
                 time.sleep(delay)
 
-    def send_chunked(self, body, piece, head):
+    def send_chunked(self, body, piece, delay, head):
         self.send_response(200)
         self.send_header("Content-Type", "text/csv")
         self.send_header("Transfer-Encoding", "chunked")
@@ -201,6 +205,8 @@ class Handler(BaseHTTPRequestHandler):
             part = body[i:i + piece]
             self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
             self.wfile.flush()
+            if delay and i + piece < len(body):
+                time.sleep(delay)
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 

@@ -11,7 +11,8 @@
  * and the items as canonical jsonb text (keys sorted, no insignificant
  * white space), so a retry that sends the same JSON matches.
  *
- * Claim, before the work:
+ * Claim, before the work (a new key, the common case, is inserted at once,
+ * step 2; only when that finds the key taken does the claim start at 1):
  *	1. Look the key up.  Same hash and a stored response: a replay, the
  *	   stored response is the answer.  Another hash: ERROR (BO422).
  *	2. Absent: INSERT ... ON CONFLICT (role, key) DO NOTHING.  If another
@@ -50,6 +51,7 @@
 #include <limits.h>
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
@@ -403,6 +405,12 @@ idempotency_claim(const char *key, BatchOp op, Oid relid, Jsonb *items,
 									(int64) batch_ops_idempotency_ttl * USECS_PER_SEC);
 
 	key_table_open(&acc, key_table_owner(false));
+	/*
+	 * The common case, a new key: claim it at once, without a lookup (not in
+	 * a read-only transaction, where a replay must still work).
+	 */
+	if (!XactReadOnly)
+		claimed = key_exec(STMT_INSERT, values, NULL) == 1;
 	for (attempt = 0; attempt < CLAIM_ATTEMPTS && !claimed; attempt++)
 	{
 		state = key_lookup(&acc, values, hash, now, &response);

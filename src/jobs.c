@@ -442,7 +442,8 @@ check_source_access(const char *source, Oid role)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to import from a file"),
 				 errdetail("Only roles with privileges of the \"pg_read_server_files\" role may import from a server file, as for COPY FROM a file."),
-				 errhint("Anyone can import from STDIN with COPY, or give an http(s) URL.")));
+				 errhint("An administrator can run GRANT pg_read_server_files TO %s.",
+						 quote_identifier(GetUserNameFromId(role, false)))));
 }
 
 /* The same check in a job worker, which may be between transactions. */

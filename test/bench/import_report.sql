@@ -90,13 +90,13 @@ SELECT measurement,
 	   CASE WHEN target IS NOT NULL THEN '<= ' || to_char(target, 'FM990.00') || 'x'
 			WHEN ord = 4 THEN 'cannot skip bad rows' END AS target,
 	   CASE WHEN ord = 1 THEN ''
-			WHEN ord = 4 THEN 'n/a'
+			WHEN ord = 4 OR secs IS NULL THEN 'n/a'
 			WHEN NOT completed THEN 'n/a (aborted)'
 			WHEN nratio = 0 OR target IS NULL THEN 'n/a'
 			WHEN ratio <= target THEN 'PASS'
 			ELSE 'FAIL' END AS result,
 	   concat_ws(', ',
-		 CASE WHEN ord = 4 THEN NULL
+		 CASE WHEN ord = 4 OR secs IS NULL THEN NULL
 			  WHEN ok THEN 'ok'
 			  ELSE 'CHECK FAILED' END,
 		 CASE WHEN rows_min = rows_max THEN rows_min || ' rows'

@@ -21,6 +21,7 @@ import ssl
 import sys
 import urllib.request
 
+sys.dont_write_bytecode = True     # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mock_server  # noqa: E402
 

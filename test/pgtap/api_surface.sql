@@ -82,8 +82,8 @@ LANGUAGE sql STABLE AS
 $$ SELECT to_regprocedure(format('batch_ops.%I(%s)', $1, array_to_string($2, ','))) $$;
 
 -- functions: 12 x 10 checks, 9 not STRICT, 2 over all of them; the view 6;
--- tables 8; PUBLIC and the tables 8; batch_ops_fetch 3; settings 10 x 2 + 2
-SELECT plan(12 * 10 + 9 + 2 + 6 + 8 + 8 + 3 + 10 * 2 + 2);
+-- tables 8; PUBLIC and the tables 8; batch_ops_fetch 3; settings 11 x 2 + 2
+SELECT plan(12 * 10 + 9 + 2 + 6 + 8 + 8 + 3 + 11 * 2 + 2);
 
 -- ------------------------------------------------------------ functions
 SELECT has_function('batch_ops', name, args,
@@ -212,7 +212,7 @@ SELECT is((SELECT rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR 
           'batch_ops_fetch has no other attribute (superuser, createrole, createdb, replication, bypassrls)');
 
 -- ------------------------------------------------------------ settings
--- Defaults are boot_val (what the setting is when nothing sets it; a test
+-- The settings and defaults of README "Settings".  Defaults are boot_val (what the setting is when nothing sets it; a test
 -- cluster may set others); time settings are compared as intervals, so
 -- their unit counts.  Context: superuser (SET only by a superuser, and per
 -- role with ALTER ROLE ... SET), sighup (postgresql.conf and reload),
@@ -229,8 +229,9 @@ INSERT INTO bo_tap_guc VALUES
  (7,  'batch_ops.max_async_items',    '1000000',  false, 'superuser'),
  (8,  'batch_ops.job_ttl',            '7 days',   true,  'sighup'),
  (9,  'batch_ops.max_workers',        '2',        false, 'postmaster'),
+ (10, 'batch_ops.poll_interval',      '60 s',     true,  'sighup'),
  -- who may import from which URLs: an ordinary role must not widen it
- (10, 'batch_ops.fetch_url_prefixes', '',         false, 'superuser');
+ (11, 'batch_ops.fetch_url_prefixes', '',         false, 'superuser');
 
 SELECT CASE WHEN g.is_interval
             THEN is((SELECT (s.boot_val || ' ' || s.unit)::interval FROM pg_settings s

@@ -109,7 +109,7 @@ SET ROLE regress_bo_tap_jp_bob;
 SELECT batch_ops.submit_batch('create', 'regress_bo_tap_jobs.items',
                               '[{"id": 10, "name": "bob"}, {"id": 10, "name": "dup"}]') AS bob_job \gset
 RESET ROLE;
--- submitted with INSERT, run without it
+-- submitted with these privileges, run without them
 REVOKE INSERT ON regress_bo_tap_jobs.revoked FROM regress_bo_tap_jp_alice;
 REVOKE pg_read_server_files, batch_ops_fetch FROM regress_bo_tap_jp_carol;
 COMMIT;
@@ -119,7 +119,7 @@ COMMIT;
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 
-SELECT plan(67);
+SELECT plan(75);
 
 -- Run stmt as regress_bo_tap_jp_<r>; its first column, as text.
 CREATE FUNCTION regress_bo_tap_jobs.as_role(r text, stmt text) RETURNS text
@@ -239,8 +239,8 @@ SELECT is(ARRAY(SELECT job_id FROM batch_ops.jobs
                  WHERE job_id IN (:alice_job, :revoked_job, :rls_job, :bob_job, :carol_file_job,
                                   :carol_url_job, :bob_queued)
                  ORDER BY job_id),
-          ARRAY[:alice_job, :revoked_job, :rls_job, :bob_job, :carol_file_job, :carol_url_job,
-                :bob_queued]::bigint[],
+          ARRAY(SELECT unnest(ARRAY[:alice_job, :revoked_job, :rls_job, :bob_job, :carol_file_job,
+                                    :carol_url_job, :bob_queued]::bigint[]) ORDER BY 1),
           'a superuser sees the jobs of every role in batch_ops.jobs');
 SELECT is(batch_ops.job(:bob_job)->>'submitted_by', 'regress_bo_tap_jp_bob',
           'a superuser can look at bob''s job');
@@ -250,28 +250,27 @@ SELECT is((SELECT count(*) FROM batch_ops.job_errors(:alice_job)), 1::bigint,
 -- ------------------------------------------------ the job tables themselves
 SELECT is(regress_bo_tap_jobs.code_as('alice', s), '42501', d)
   FROM (VALUES
-    (1,  'SELECT count(*) FROM batch_ops.job_queue', 'alice cannot read batch_ops.job_queue'),
-    (2,  'SELECT count(*) FROM batch_ops.job_error', 'nor batch_ops.job_error'),
-    (3,  'SELECT count(*) FROM batch_ops.job_item', 'nor batch_ops.job_item'),
-    (4,  format('INSERT INTO batch_ops.job_queue (role, kind, operation, target) '
-                'VALUES (%s, ''batch'', ''create'', ''regress_bo_tap_jobs.items''::regclass)',
-                'regress_bo_tap_jp_bob'::regrole::oid),
+    ('SELECT count(*) FROM batch_ops.job_queue', 'alice cannot read batch_ops.job_queue'),
+    ('SELECT count(*) FROM batch_ops.job_error', 'nor batch_ops.job_error'),
+    ('SELECT count(*) FROM batch_ops.job_item', 'nor batch_ops.job_item'),
+    (format('INSERT INTO batch_ops.job_queue (role, kind, operation, target) '
+            'VALUES (%s, ''batch'', ''create'', ''regress_bo_tap_jobs.items''::regclass)',
+            'regress_bo_tap_jp_bob'::regrole::oid),
          'alice cannot queue a job in bob''s name by writing job_queue'),
-    (5,  format('UPDATE batch_ops.job_queue SET status = ''cancelled'' WHERE id = %s', :bob_queued),
+    (format('UPDATE batch_ops.job_queue SET status = ''cancelled'' WHERE id = %s', :bob_queued),
          'nor update job_queue'),
-    (6,  format('DELETE FROM batch_ops.job_queue WHERE id = %s', :bob_job), 'nor delete from job_queue'),
-    (7,  'TRUNCATE batch_ops.job_queue', 'nor truncate job_queue'),
-    (8,  format('INSERT INTO batch_ops.job_error (job_id, pos, error) VALUES (%s, 99, ''x'')', :bob_job),
+    (format('DELETE FROM batch_ops.job_queue WHERE id = %s', :bob_job), 'nor delete from job_queue'),
+    ('TRUNCATE batch_ops.job_queue', 'nor truncate job_queue'),
+    (format('INSERT INTO batch_ops.job_error (job_id, pos, error) VALUES (%s, 99, ''x'')', :bob_job),
          'nor write job_error'),
-    (9,  'UPDATE batch_ops.job_error SET message = NULL', 'nor update job_error'),
-    (10, 'DELETE FROM batch_ops.job_error', 'nor delete from job_error'),
-    (11, format('INSERT INTO batch_ops.job_item (job_id, idx, item) VALUES (%s, 99, ''{}'')', :bob_queued),
+    ('UPDATE batch_ops.job_error SET message = NULL', 'nor update job_error'),
+    ('DELETE FROM batch_ops.job_error', 'nor delete from job_error'),
+    (format('INSERT INTO batch_ops.job_item (job_id, idx, item) VALUES (%s, 99, ''{}'')', :bob_queued),
          'nor add items to a job through job_item'),
-    (12, 'UPDATE batch_ops.job_item SET item = ''{}''', 'nor change the items of a queued job'),
-    (13, 'DELETE FROM batch_ops.job_item', 'nor delete from job_item'),
-    (14, 'SELECT nextval(''batch_ops.job_queue_id_seq'')', 'nor use the job id sequence')
-  ) AS t(n, s, d)
- ORDER BY n;
+    ('UPDATE batch_ops.job_item SET item = ''{}''', 'nor change the items of a queued job'),
+    ('DELETE FROM batch_ops.job_item', 'nor delete from job_item'),
+    ('SELECT nextval(''batch_ops.job_queue_id_seq'')', 'nor use the job id sequence')
+  ) AS t(s, d);
 SELECT is((SELECT item FROM batch_ops.job_item WHERE job_id = :bob_queued),
           '{"id": 11, "name": "q"}'::jsonb, 'bob''s queued item is as he gave it');
 
@@ -353,10 +352,9 @@ SELECT throws_ok(regress_bo_tap_jobs.sql_as('alice',
                      format('SELECT batch_ops.submit_batch(%L, ''regress_bo_tap_jobs.readonly'', %L)', op, items)),
                  '42501', 'permission denied for table readonly',
                  format('submit_batch(''%s'') into a table alice may only read: permission denied at submit', op))
-  FROM (VALUES (1, 'create', '[{"id": 1, "v": "x"}]'),
-               (2, 'update', '[{"id": 1, "v": "x"}]'),
-               (3, 'delete', '[1]')) AS t(n, op, items)
- ORDER BY n;
+  FROM (VALUES ('create', '[{"id": 1, "v": "x"}]'),
+               ('update', '[{"id": 1, "v": "x"}]'),
+               ('delete', '[1]')) AS t(op, items);
 SELECT matches(regress_bo_tap_jobs.try_as('alice',
                    $$SELECT batch_ops.submit_batch('update', 'regress_bo_tap_jobs.readonly', '[]')$$),
                'detail: [^;]*UPDATE privilege',
@@ -373,9 +371,9 @@ SELECT throws_ok(regress_bo_tap_jobs.sql_as('reader',
                  '42501', 'permission denied for table readonly',
                  'reading server files does not give the right to write a table');
 
--- Privileges are checked again when the job runs: the job submitted with
--- INSERT and run after the privilege was revoked wrote nothing and reports
--- every item as permission_denied.
+-- Table privileges are checked again when the job runs (as the role): the
+-- job submitted with INSERT and run after it was revoked wrote nothing and
+-- reports its item as permission_denied.
 SELECT is(batch_ops.job(:revoked_job)->'results'->'created', '0'::jsonb,
           'the job that lost its INSERT privilege created nothing');
 SELECT is((SELECT array_agg(ARRAY[error, e->>'sqlstate']) FROM
@@ -434,12 +432,12 @@ BEGIN
        FROM batch_ops.job_queue
       WHERE role IN (SELECT oid FROM pg_roles
                       WHERE rolname IN ('regress_bo_tap_jp_alice', 'regress_bo_tap_jp_bob',
-                                           'regress_bo_tap_jp_carol'));
+                                        'regress_bo_tap_jp_carol'));
 END $$;
 DELETE FROM batch_ops.job_queue
  WHERE role IN (SELECT oid FROM pg_roles
                  WHERE rolname IN ('regress_bo_tap_jp_alice', 'regress_bo_tap_jp_bob',
-                                           'regress_bo_tap_jp_carol'));
+                                   'regress_bo_tap_jp_carol'));
 DROP SCHEMA regress_bo_tap_jobs CASCADE;
 DROP ROLE regress_bo_tap_jp_alice, regress_bo_tap_jp_bob, regress_bo_tap_jp_carol;
 \if :bo_tap_drop_extension

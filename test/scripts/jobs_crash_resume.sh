@@ -229,9 +229,10 @@ restart() {
 }
 
 next_job_runs() { # WHAT
+	local j
+	j="$(jt_q "SELECT batch_ops.submit_batch('create', 'after_crash', '[{\"v\": 1}]')")"
 	jt_is "$1: the workers run a new job after the restart" \
-		"$(jt_q "SELECT batch_ops.wait_job(batch_ops.submit_batch('create', 'after_crash',
-		            '[{\"v\": 1}]'), '60 s')->>'status'" 2>&1)" completed
+		"$(jt_q "SELECT batch_ops.wait_job($j, '60 s')->>'status'")" completed
 }
 
 # ---------------------------------------------------------------- partial jobs

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+#
+# batch_ops — benchmark of idempotency keys and rate limits (issue #3).
+#
+#   test/bench/idempotency.sh          (make bench runs it after run.sh)
+#
+# The same 100-item batch_create calls, one statement (transaction) each as
+# an application sends them, in four ways:
+#
+#   nokey      batch_create(t, items)                       the baseline
+#   key        ... idempotency_key => a fresh key per call  target: <= 1.15 x nokey
+#   replay     the same calls with the same keys again      target: >= 5 x faster than key
+#   ratelimit  nokey with batch_ops.rate_limit on (high     target: <= 1.02 x nokey
+#              enough never to refuse)
+#
+# Each round runs the four in that order on a truncated table (replay right
+# after key, on its rows); the report takes the median over the rounds of
+# each ratio within a round, so drift of the machine cancels out.
+#
+# Knobs: BENCH_IDEM_CALLS (calls per run, 500), BENCH_IDEM_ROUNDS (7),
+# BENCH_IDEM_ITEMS (items per call, 100), BENCH_NO_BUILD (1 = do not build),
+# BATCH_OPS_BENCH_EXISTING=1 with PGHOST/PGPORT: use that server.
+# Exit status: 0 when the benchmark ran, whatever the figures.
+
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+CALLS=${BENCH_IDEM_CALLS:-500}
+ROUNDS=${BENCH_IDEM_ROUNDS:-7}
+ITEMS=${BENCH_IDEM_ITEMS:-100}
+PORT=5478
+RUNDIR=$root/.test-run/bench-idem
+resdir=$here/results
+mkdir -p "$resdir"
+work=$(mktemp -d "${TMPDIR:-/tmp}/bo-bench-idem.XXXXXX")
+
+die() { echo "bench-idem: $*" >&2; exit 1; }
+for v in CALLS ROUNDS ITEMS; do
+	[[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || die "$v must be a positive integer"
+done
+
+cluster_started=
+cleanup() {
+	local rc=$?
+	if [[ -n $cluster_started ]]; then
+		bo_cluster_stop "$RUNDIR" >/dev/null 2>&1 || true
+	fi
+	rm -rf "$work"
+	exit $rc
+}
+trap cleanup EXIT
+
+if [[ ${BATCH_OPS_BENCH_EXISTING:-0} == 1 && -n ${PGHOST:-} && -n ${PGPORT:-} ]]; then
+	mode="existing server (PGHOST=$PGHOST PGPORT=$PGPORT)"
+else
+	# shellcheck source=/dev/null
+	source "$root/scripts/lib.sh"
+	bo_ensure_deps
+	[[ ${BENCH_NO_BUILD:-0} == 1 ]] || bo_build_install
+	cluster_started=1
+	BATCH_OPS_FSYNC=on bo_cluster_start "$RUNDIR" "$PORT"
+	mode="throwaway cluster (.test-run/bench-idem, port $PORT)"
+fi
+
+psql_() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+
+psql_ >/dev/null <<SQL
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS batch_ops;
+DROP SCHEMA IF EXISTS bo_idem CASCADE;
+CREATE SCHEMA bo_idem;
+CREATE TABLE bo_idem.t (id bigint PRIMARY KEY, sku text NOT NULL UNIQUE,
+                        qty int NOT NULL CHECK (qty >= 0), price numeric(12,2), note text)
+    WITH (autovacuum_enabled = off);
+CREATE TABLE bo_idem.batches (n int PRIMARY KEY, items jsonb NOT NULL);
+INSERT INTO bo_idem.batches
+SELECT n, (SELECT jsonb_agg(jsonb_build_object('id', n * $ITEMS + i, 'sku', 'sku-' || (n * $ITEMS + i),
+                                              'qty', i % 50, 'price', i % 1000 + 0.25, 'note', 'note ' || i)
+                            ORDER BY i)
+           FROM generate_series(1, $ITEMS) AS i)
+FROM generate_series(1, $CALLS) AS n;
+SQL
+
+# script METHOD ROUND: CALLS statements, timed inside the session.
+script() {
+	local method=$1 round=$2 n call
+	echo "SET synchronous_commit = on;"
+	[[ $method == ratelimit ]] && echo "SET batch_ops.rate_limit = 1000000000;"
+	echo "SELECT extract(epoch FROM clock_timestamp()) AS t0 \\gset"
+	for ((n = 1; n <= CALLS; n++)); do
+		case $method in
+		nokey | ratelimit) call="batch_ops.batch_create('bo_idem.t', items)" ;;
+		key | replay) call="batch_ops.batch_create('bo_idem.t', items, idempotency_key => 'bench-$round-$n')" ;;
+		esac
+		echo "SELECT length($call::text) FROM bo_idem.batches WHERE n = $n;"
+	done
+	echo "SELECT 'RESULT', extract(epoch FROM clock_timestamp()) - :t0;"
+}
+
+reset_sql="TRUNCATE bo_idem.t; DELETE FROM batch_ops.idempotency_keys; CHECKPOINT;"
+declare -A secs
+for ((round = 1; round <= ROUNDS; round++)); do
+	for method in nokey ratelimit key replay; do
+		[[ $method == replay ]] || psql_ -c "$reset_sql" >/dev/null
+		script "$method" "$round" >"$work/run.sql"
+		secs[$method,$round]=$(psql_ -f "$work/run.sql" | awk -F'|' '/^RESULT\|/ { print $2 }')
+	done
+	rows=$(psql_ -c "SELECT count(*) FROM bo_idem.t")
+	[[ $rows == $((CALLS * ITEMS)) ]] || die "round $round: $rows rows after the replay, expected $((CALLS * ITEMS))"
+	printf '  round %d: nokey %.3f s  ratelimit %.3f s  key %.3f s  replay %.3f s\n' "$round" \
+		"${secs[nokey,$round]}" "${secs[ratelimit,$round]}" "${secs[key,$round]}" "${secs[replay,$round]}"
+done
+
+# median of one ratio over the rounds
+median_ratio() {
+	local num=$1 den=$2 r
+	for ((r = 1; r <= ROUNDS; r++)); do
+		awk -v a="${secs[$num,$r]}" -v b="${secs[$den,$r]}" 'BEGIN { printf "%.6f\n", a / b }'
+	done | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+median_secs() {
+	local m=$1 r
+	for ((r = 1; r <= ROUNDS; r++)); do echo "${secs[$m,$r]}"; done |
+		sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+key_ratio=$(median_ratio key nokey)
+replay_speedup=$(median_ratio key replay)
+rl_ratio=$(median_ratio ratelimit nokey)
+verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { ok = (op == "<=") ? v <= t : v >= t; print ok ? "PASS" : "FAIL" }'; }
+
+report=$work/report.txt
+{
+	echo "batch_ops idempotency / rate-limit benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"
+	echo "server: $mode; $CALLS calls of $ITEMS items per run, one statement each, $ROUNDS rounds; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo
+	printf '| %-38s | %9s | %-24s | %-8s | %s |\n' measurement "s/run" "ratio (median of rounds)" target result
+	printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..40})" "-----------:" "--------------------------" "----------" "-------"
+	printf '| %-38s | %9.3f | %-24s | %-8s | %s |\n' "batch_create, no key (baseline)" "$(median_secs nokey)" "1.00x" "" ""
+	printf '| %-38s | %9.3f | %-24s | %-8s | %s |\n' "batch_create, fresh key" "$(median_secs key)" \
+		"$(printf '%.3fx nokey' "$key_ratio")" "<= 1.15x" "$(verdict "$key_ratio" '<=' 1.15)"
+	printf '| %-38s | %9.3f | %-24s | %-8s | %s |\n' "replay of the same calls" "$(median_secs replay)" \
+		"$(printf '%.1fx faster than key' "$replay_speedup")" ">= 5x" "$(verdict "$replay_speedup" '>=' 5)"
+	printf '| %-38s | %9.3f | %-24s | %-8s | %s |\n' "batch_create, rate limit on" "$(median_secs ratelimit)" \
+		"$(printf '%.3fx nokey' "$rl_ratio")" "<= 1.02x" "$(verdict "$rl_ratio" '<=' 1.02)"
+} >"$report"
+cp "$report" "$resdir/idempotency.txt"
+echo
+cat "$report"
+echo
+echo "bench-idem: report saved to test/bench/results/idempotency.txt"
+psql_ -c "SET client_min_messages = warning; DROP SCHEMA bo_idem CASCADE; DELETE FROM batch_ops.idempotency_keys" >/dev/null

@@ -87,16 +87,30 @@ struct CopyPath
 	void	   *fallback_arg;
 };
 
-/* What the data source callback reads: the records of one attempt. */
+/*
+ * What the data source callback reads: an empty header line, then the
+ * records of one attempt.  COPY skips the header (HEADER true), and having
+ * seen its line end it counts the line feeds inside quoted fields from the
+ * first record on, as it does for a file (it does not before it knows the
+ * file's line ends).  So COPY's line N is line N - 1 of the records.
+ */
 static const char *feed_data;
 static int	feed_len;
 static int	feed_pos;
+static bool feed_header_sent;
 
 static int
 copy_feed(void *outbuf, int minread, int maxread)
 {
-	int			n = Min(maxread, feed_len - feed_pos);
+	int			n;
 
+	if (!feed_header_sent)
+	{
+		((char *) outbuf)[0] = '\n';
+		feed_header_sent = true;
+		return 1;
+	}
+	n = Min(maxread, feed_len - feed_pos);
 	memcpy(outbuf, feed_data + feed_pos, n);
 	feed_pos += n;
 	return n;
@@ -114,6 +128,7 @@ record_run_init(RecordRun *run)
 	run->nrec = 0;
 	run->start = palloc(sizeof(int) * (run->maxrec + 1));
 	run->line = palloc(sizeof(int64) * run->maxrec);
+	run->nl = palloc(sizeof(int) * run->maxrec);
 	run->start[0] = 0;
 }
 
@@ -126,17 +141,19 @@ record_run_reset(RecordRun *run)
 }
 
 void
-record_run_add(RecordRun *run, const char *data, int len, int64 line)
+record_run_add(RecordRun *run, const char *data, int len, int64 line, int nl)
 {
 	if (run->nrec == run->maxrec)
 	{
 		run->maxrec *= 2;
 		run->start = repalloc(run->start, sizeof(int) * (run->maxrec + 1));
 		run->line = repalloc(run->line, sizeof(int64) * run->maxrec);
+		run->nl = repalloc(run->nl, sizeof(int) * run->maxrec);
 	}
 	appendBinaryStringInfo(&run->data, data, len);
 	appendStringInfoChar(&run->data, '\n');
 	run->line[run->nrec] = line;
+	run->nl[run->nrec] = nl;
 	run->nrec++;
 	run->start[run->nrec] = run->data.len;
 }
@@ -208,11 +225,12 @@ copy_path_begin(Job *job, ImportOptions *o, char **cols, int ncols,
 	cp->relid = job->relid;
 	for (i = 0; i < ncols; i++)
 		cp->attnames = lappend(cp->attnames, makeString(pstrdup(cols[i])));
-	cp->options = list_make5(copy_option("format", "csv"),
+	cp->options = list_make5(copy_option("header", "true"),
+							 copy_option("format", "csv"),
 							 copy_option("delimiter", char_string(o->delimiter)),
 							 copy_option("quote", char_string(o->quote)),
-							 copy_option("escape", char_string(o->escape)),
 							 copy_option("null", o->null_string));
+	cp->options = lappend(cp->options, copy_option("escape", char_string(o->escape)));
 	if (o->encoding >= 0)
 		cp->options = lappend(cp->options,
 							  copy_option("encoding", pg_encoding_to_char(o->encoding)));
@@ -252,6 +270,7 @@ copy_attempt(CopyPath *cp, RecordRun *run, int first, int last, uint64 *lineno)
 	feed_data = run->data.data + run->start[first];
 	feed_len = run->start[last] - run->start[first];
 	feed_pos = 0;
+	feed_header_sent = false;
 	*lineno = 0;
 	cp->subxacts++;
 
@@ -275,12 +294,32 @@ copy_attempt(CopyPath *cp, RecordRun *run, int first, int last, uint64 *lineno)
 	}
 	PG_CATCH();
 	{
-		if (cstate != NULL)
-			*lineno = cstate->cur_lineno;
+		/* the header is line 1 */
+		if (cstate != NULL && cstate->cur_lineno > 1)
+			*lineno = cstate->cur_lineno - 1;
 		err = subxact_abort(&sx);
 	}
 	PG_END_TRY();
 	return err;
+}
+
+/*
+ * The record of [first, last) on which COPY's line counter stood: COPY
+ * counts the line feeds inside quoted fields too.  -1 if none.
+ */
+static int
+record_at_line(RecordRun *run, int first, int last, uint64 lineno)
+{
+	uint64		seen = 0;
+	int			k;
+
+	for (k = first; k < last && lineno > 0; k++)
+	{
+		seen += 1 + run->nl[k];
+		if (lineno <= seen)
+			return k;
+	}
+	return -1;
 }
 
 /* Errors COPY raises while it handles the row its line counter names. */
@@ -338,7 +377,8 @@ apply_range(CopyPath *cp, RecordRun *run, int first, int last, ChunkResult *res)
 			cp->attempt_max = Min(cp->attempt_max * 2, cp->attempt_limit);
 			continue;
 		}
-		if (lineno < 1 || lineno > (uint64) n || !error_has_line(err->sqlerrcode))
+		bad = record_at_line(run, first, first + n, lineno);
+		if (bad < 0 || !error_has_line(err->sqlerrcode))
 		{
 			/* not tied to a line: the batch engine finds the rows */
 			cp->fallback(cp->fallback_arg, run, first, first + n, res);
@@ -348,7 +388,6 @@ apply_range(CopyPath *cp, RecordRun *run, int first, int last, ChunkResult *res)
 		if (error_after_write(err->sqlerrcode))
 			cp->attempt_max = Max(cp->attempt_max / 2, ATTEMPT_MIN_RECORDS);
 
-		bad = first + (int) lineno - 1;
 		/* err lives in the attempt context: keep it out of the prefix's way */
 		err = item_error_copy(err);
 		if (bad > first)

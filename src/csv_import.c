@@ -7,8 +7,9 @@
  * the way COPY ... (FORMAT csv) does: a record ends at an unquoted line
  * end (\n, \r\n or \r), fields are split at the delimiter, quotes and the
  * escape character work as in COPY, and an unquoted field equal to the
- * null string is NULL.  Line numbers count records as COPY does (a
- * header is line 1; a quoted field spanning lines does not add lines).
+ * null string is NULL.  Line numbers count lines as COPY does: a header
+ * is line 1, a line end inside a quoted field counts too, and a record is
+ * known by its last line (the line COPY names in its errors).
  *
  * A record that is malformed -- an unterminated quoted field, too many or
  * too few fields, bytes that are not valid in the file's encoding -- is
@@ -237,7 +238,9 @@ typedef struct CsvReader
 	int			pos;
 	bool		eof;
 	int64		offset;			/* file offset of buf[pos] */
-	int64		line;			/* records read */
+	int64		line;			/* lines read, as COPY counts them */
+	int			rec_nl;			/* line feeds inside quotes, current record */
+	int			rec_cr;			/* lone carriage returns inside quotes */
 	StringInfoData raw;			/* the current record, without its line end */
 	bool		unterminated;
 	/* fields of the current record */
@@ -274,6 +277,7 @@ next_record(CsvReader *r)
 
 	resetStringInfo(&r->raw);
 	r->unterminated = false;
+	r->rec_nl = r->rec_cr = 0;
 	for (;;)
 	{
 		char	   *p;
@@ -304,6 +308,10 @@ next_record(CsvReader *r)
 					esc_pending = true;
 				else if (c == quote)
 					in_quote = false;
+				else if (c == '\n')
+					r->rec_nl++;
+				else if (c == '\r' && p + 1 < end && p[1] != '\n')
+					r->rec_cr++;
 				p++;
 				continue;
 			}
@@ -328,7 +336,7 @@ next_record(CsvReader *r)
 						r->offset++;
 					}
 				}
-				r->line++;
+				r->line += 1 + r->rec_nl + r->rec_cr;
 				return true;
 			}
 			p++;
@@ -340,7 +348,7 @@ next_record(CsvReader *r)
 	if (!any || r->raw.len == 0)
 		return false;
 	r->unterminated = in_quote;
-	r->line++;
+	r->line += 1 + r->rec_nl + r->rec_cr;
 	return true;
 }
 
@@ -893,7 +901,7 @@ import_chunks(Job *job, ImportState *st)
 			chunk.bytes += r->raw.len;
 			if (st->copy && !r->unterminated && !copy_end_marker(r))
 			{
-				record_run_add(&st->run, r->raw.data, r->raw.len, r->line);
+				record_run_add(&st->run, r->raw.data, r->raw.len, r->line, r->rec_nl);
 				if (st->run.nrec >= RUN_RECORDS || st->run.data.len >= RUN_BYTES)
 					apply_run(st, &res);
 				continue;

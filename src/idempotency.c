@@ -228,13 +228,19 @@ request_hash(BatchOp op, Oid relid, Jsonb *items, bool atomic)
 	bytea	   *hash = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
 
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "batch_ops request 1\n%s\n%u\n%s\n",
+	appendStringInfo(&buf, "batch_ops request 2\n%s\n%u\n%s\n",
 					 op_name(op), relid, atomic ? "atomic" : "partial");
-	(void) JsonbToCString(&buf, &items->root, VARSIZE(items));
 
+	/*
+	 * The items in jsonb's binary form, which is canonical (keys sorted,
+	 * duplicates removed, numbers as numeric) and on-disk stable, so equal
+	 * JSON hashes the same without being printed first.
+	 */
 	ctx = pg_cryptohash_create(PG_SHA256);
 	if (pg_cryptohash_init(ctx) < 0 ||
 		pg_cryptohash_update(ctx, (uint8 *) buf.data, buf.len) < 0 ||
+		pg_cryptohash_update(ctx, (uint8 *) VARDATA(items),
+							 VARSIZE(items) - VARHDRSZ) < 0 ||
 		pg_cryptohash_final(ctx, (uint8 *) VARDATA(hash),
 							PG_SHA256_DIGEST_LENGTH) < 0)
 		elog(ERROR, "could not compute the request hash: %s",

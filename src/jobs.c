@@ -389,19 +389,55 @@ source_is_url(const char *location)
 		pg_strncasecmp(location, "https://", 8) == 0;
 }
 
+/* A prefix in the form source_normalize_url() gives, or NULL. */
+static char *
+prefix_normalized(const char *prefix)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	char	   *volatile result = NULL;
+
+	/* source_normalize_url() holds no resource when it throws */
+	PG_TRY();
+	{
+		result = source_normalize_url(prefix);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+	}
+	PG_END_TRY();
+	/* libcurl adds "/" to a bare host: keep the prefix as narrow as given */
+	if (result && strlen(result) == strlen(prefix) + 1 &&
+		result[strlen(result) - 1] == '/' && prefix[strlen(prefix) - 1] != '/')
+		result[strlen(result) - 1] = '\0';
+	return result;
+}
+
+/*
+ * Does the URL, as it will be fetched (normalized), start with one of the
+ * allowed prefixes?  Prefixes are normalized too ("HTTP://Host/a/" is
+ * "http://host/a/"); one libcurl cannot parse allows nothing.
+ */
 static bool
 url_prefix_allowed(const char *url)
 {
 	char	   *list;
 	char	   *tok;
 	char	   *save;
+	char	   *normalized;
 
 	if (batch_ops_fetch_url_prefixes == NULL || batch_ops_fetch_url_prefixes[0] == '\0')
 		return true;
+	normalized = source_normalize_url(url);
 	list = pstrdup(batch_ops_fetch_url_prefixes);
 	for (tok = strtok_r(list, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save))
-		if (strncmp(url, tok, strlen(tok)) == 0)
+	{
+		char	   *prefix = prefix_normalized(tok);
+
+		if (prefix && strncmp(normalized, prefix, strlen(prefix)) == 0)
 			return true;
+	}
 	return false;
 }
 

@@ -168,7 +168,8 @@ typedef struct RecordRun
 	int			nrec;
 	int			maxrec;
 	int		   *start;			/* offset of record i in data; [nrec] = len */
-	int64	   *line;			/* its line number (COPY's count) */
+	int64	   *line;			/* its (last) line in the file, COPY's count */
+	int		   *nl;				/* line feeds inside its quoted fields */
 } RecordRun;
 
 typedef struct CopyPath CopyPath;
@@ -179,7 +180,8 @@ typedef void (*CopyFallback) (void *arg, RecordRun *run, int first, int last,
 
 extern void record_run_init(RecordRun *run);
 extern void record_run_reset(RecordRun *run);
-extern void record_run_add(RecordRun *run, const char *data, int len, int64 line);
+extern void record_run_add(RecordRun *run, const char *data, int len, int64 line,
+						   int nl);
 extern CopyPath *copy_path_begin(Job *job, ImportOptions *o, char **cols, int ncols,
 								 int run_records, CopyFallback fallback, void *arg);
 extern void copy_path_apply(CopyPath *cp, RecordRun *run, ChunkResult *res);
@@ -192,5 +194,6 @@ extern int	source_read(Source *src, char *buf, int len);
 extern int64 source_size(Source *src);	/* -1 if unknown */
 extern void source_close(Source *src);
 extern bool source_is_url(const char *location);
+extern char *source_normalize_url(const char *url);
 
 #endif							/* BATCH_OPS_JOBS_H */

@@ -57,10 +57,46 @@ struct Source
 	long		status;
 	int64		offset;
 	int64		skip;			/* bytes still to drop (no Range support) */
+	char	   *range;			/* "offset-" when resuming */
 	char		errbuf[CURL_ERROR_SIZE];
 };
 
 static bool curl_ready = false;
+
+/*
+ * The URL as libcurl requests it: parsed and put back together, "." and
+ * ".." path segments resolved.  The access check (jobs.c) compares this
+ * form with batch_ops.fetch_url_prefixes and the worker fetches this form,
+ * so "prefix/../elsewhere" cannot leave the prefix.
+ */
+char *
+source_normalize_url(const char *url)
+{
+	CURLU	   *h = curl_url();
+	char	   *out = NULL;
+	char	   *result;
+	CURLUcode	rc;
+
+	if (h == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	rc = curl_url_set(h, CURLUPART_URL, url, 0);
+	if (rc == CURLUE_OK)
+		rc = curl_url_get(h, CURLUPART_URL, &out, 0);
+	if (rc != CURLUE_OK)
+	{
+		curl_url_cleanup(h);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid URL \"%s\"", url),
+				 errdetail("%s", curl_url_strerror(rc))));
+	}
+	result = pstrdup(out);
+	curl_free(out);
+	curl_url_cleanup(h);
+	return result;
+}
 
 static void
 check_status(Source *src)
@@ -161,7 +197,7 @@ source_open(const char *location, int64 offset, Job *job)
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("could not create a libcurl handle")));
 	src->buf = palloc(HTTP_BUFFER_MAX);
-	curl_easy_setopt(src->easy, CURLOPT_URL, location);
+	curl_easy_setopt(src->easy, CURLOPT_URL, source_normalize_url(location));
 	curl_easy_setopt(src->easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(src->easy, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(src->easy, CURLOPT_NOSIGNAL, 1L);
@@ -174,7 +210,15 @@ source_open(const char *location, int64 offset, Job *job)
 	curl_easy_setopt(src->easy, CURLOPT_WRITEDATA, src);
 	curl_easy_setopt(src->easy, CURLOPT_BUFFERSIZE, 65536L);
 	if (offset > 0)
-		curl_easy_setopt(src->easy, CURLOPT_RESUME_FROM_LARGE, (curl_off_t) offset);
+	{
+		/*
+		 * A plain Range request: with CURLOPT_RESUME_FROM libcurl would give
+		 * up on a server that answers 200, instead of letting check_status()
+		 * skip what was read before.
+		 */
+		src->range = psprintf(INT64_FORMAT "-", offset);
+		curl_easy_setopt(src->easy, CURLOPT_RANGE, src->range);
+	}
 	curl_multi_add_handle(src->multi, src->easy);
 	return src;
 }

@@ -9,7 +9,7 @@
 --   pgloader rows      job (submit->wait_job) / pgloader on the same kind
 --                      of file: below 1 = the job is faster
 -- psql variables: max_job_clean, max_job_dirty, max_pgl_clean,
--- max_pgl_dirty (the targets).
+-- max_pgl_dirty (the targets), repeat (repetitions asked for).
 
 \set ON_ERROR_STOP 1
 
@@ -98,13 +98,13 @@ SELECT measurement,
 	   concat_ws(', ',
 		 CASE WHEN ord = 4 OR secs IS NULL THEN NULL
 			  WHEN ok THEN 'ok'
-			  ELSE 'CHECK FAILED' END,
+			  ELSE 'WRONG COUNTS' END,
 		 CASE WHEN rows_min = rows_max THEN rows_min || ' rows'
 			  ELSE rows_min || '-' || rows_max || ' rows' END,
 		 CASE WHEN err_max IS NULL THEN NULL
 			  WHEN err_min = err_max THEN err_min || ' errors'
 			  ELSE err_min || '-' || err_max || ' errors' END,
-		 CASE WHEN reps <> 3 THEN reps || ' run(s)' END,
+		 CASE WHEN reps <> :repeat THEN reps || ' run(s)' END,
 		 notes) AS "check / notes"
   FROM report
  ORDER BY ord;

@@ -255,3 +255,9 @@ echo "bench: report saved to test/bench/results/latest.txt"
 if [[ ${BENCH_KEEP:-0} != 1 ]]; then
 	psql_ -c "SET client_min_messages = warning; DROP SCHEMA bo_bench CASCADE" >/dev/null
 fi
+
+# ---------------------------------------------------------------- import benchmark
+# CSV import jobs vs COPY and pgloader (test/bench/import.sh), on this server.
+if [[ ${BENCH_IMPORT:-1} == 1 ]]; then
+	BATCH_OPS_BENCH_EXISTING=1 "$here/import.sh"
+fi

@@ -108,7 +108,7 @@ AS 'MODULE_PATHNAME', 'rate_limit_status'
 LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE ROWS 1;
 
 COMMENT ON FUNCTION batch_ops.rate_limit_status() IS
-'token buckets of the item rate limit: the caller''s (all roles'' for a superuser); tokens is NULL when no limit applies';
+'token buckets of the item rate limit: the caller''s (all roles'' for a superuser or a member of pg_read_all_stats); tokens is NULL when no limit applies';
 
 -- ====================================================================
 -- Async jobs (issue #4): the job queue, CSV imports and submit_batch.

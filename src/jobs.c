@@ -374,11 +374,17 @@ check_target(Oid relid, AclMode mode, const char *privname)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("cannot run a job on relation \"%s\"", get_rel_name(relid)),
 				 errdetail("Only tables and partitioned tables can be job targets.")));
-	if (pg_class_aclcheck(relid, GetUserId(), mode) != ACLCHECK_OK)
+	/*
+	 * As for the batch functions, privileges on some columns are enough for
+	 * INSERT and UPDATE: each item is then checked column by column.
+	 */
+	if (pg_class_aclcheck(relid, GetUserId(), mode) != ACLCHECK_OK &&
+		(mode == ACL_DELETE ||
+		 pg_attribute_aclcheck_all(relid, GetUserId(), mode, ACLMASK_ANY) != ACLCHECK_OK))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for table %s", get_rel_name(relid)),
-				 errdetail("Jobs run as the role that submits them, which needs %s privilege on the table.",
+				 errdetail("Jobs run as the role that submits them, which needs %s privilege on the table or some of its columns.",
 						   privname)));
 }
 

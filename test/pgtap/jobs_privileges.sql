@@ -383,24 +383,21 @@ SELECT is((SELECT array_agg(ARRAY[error, e->>'sqlstate']) FROM
           'its item is a permission_denied error (42501)');
 SELECT is((SELECT count(*) FROM regress_bo_tap_jobs.revoked), 0::bigint, 'and the table is empty');
 
--- The privilege checked at submit is the table's (README: "the target needs
--- INSERT (imports, create), UPDATE or DELETE privilege for the submitting
--- role at submit time"): privileges on some columns only are not enough,
--- although batch_create and batch_update accept them.
+-- As for batch_create and batch_update, INSERT or UPDATE privilege on some
+-- columns is enough to submit (the items are then checked column by
+-- column); with none at all the submit fails (above).
 CREATE TABLE regress_bo_tap_jobs.cols (id integer PRIMARY KEY, name text, secret text);
 INSERT INTO regress_bo_tap_jobs.cols VALUES (1, 'one', 's');
 GRANT SELECT (id, name), INSERT (id, name), UPDATE (name) ON regress_bo_tap_jobs.cols TO regress_bo_tap_jp_alice;
 SELECT is(regress_bo_tap_jobs.as_role('alice',
               $$SELECT batch_ops.batch_create('regress_bo_tap_jobs.cols', '[{"id": 2, "name": "two"}]')->>'errors'$$),
           '[]', 'batch_create accepts a role with INSERT on the columns it gives');
-SELECT throws_ok(regress_bo_tap_jobs.sql_as('alice',
-                     $$SELECT batch_ops.submit_batch('create', 'regress_bo_tap_jobs.cols', '[{"id": 3, "name": "three"}]')$$),
-                 '42501', 'permission denied for table cols',
-                 'submit_batch(''create'') needs INSERT on the table, not only on columns');
-SELECT throws_ok(regress_bo_tap_jobs.sql_as('alice',
-                     $$SELECT batch_ops.submit_batch('update', 'regress_bo_tap_jobs.cols', '[{"id": 1, "name": "uno"}]')$$),
-                 '42501', 'permission denied for table cols',
-                 'submit_batch(''update'') needs UPDATE on the table, not only on columns');
+SELECT lives_ok(regress_bo_tap_jobs.sql_as('alice',
+                    $$SELECT batch_ops.submit_batch('create', 'regress_bo_tap_jobs.cols', '[{"id": 3, "name": "three"}]')$$),
+                'submit_batch(''create'') accepts INSERT on the columns it gives');
+SELECT lives_ok(regress_bo_tap_jobs.sql_as('alice',
+                    $$SELECT batch_ops.submit_batch('update', 'regress_bo_tap_jobs.cols', '[{"id": 1, "name": "uno"}]')$$),
+                'submit_batch(''update'') accepts UPDATE on the columns it changes');
 
 -- Row-level security applies to a job's rows, row by row: alice's own row
 -- was created, the one for bob is a permission_denied item.

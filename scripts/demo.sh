@@ -8,7 +8,8 @@
 # Installs what is missing, builds and installs the extension, starts a
 # throwaway PostgreSQL 15 cluster in .demo/pgdata (port 5499, or
 # $BATCH_OPS_DEMO_PORT) with batch_ops preloaded, creates a small table and
-# shows batch_create (partial and atomic), batch_update and batch_delete.
+# shows batch_create (partial and atomic), batch_update, batch_delete, an
+# idempotency key and an async CSV import job.
 # The cluster keeps running afterwards so you can try things yourself;
 # running the demo again starts from scratch.
 
@@ -84,6 +85,30 @@ step "batch_delete: delete B-200 and D-400 by key, plus a key that does not exis
 run_sql "SELECT jsonb_pretty(batch_ops.batch_delete('orders',
     (SELECT jsonb_agg(id ORDER BY id) FROM orders WHERE sku IN ('B-200', 'D-400')) || '[999]'));"
 table
+
+step "Idempotency key: the same call twice runs once; the second answer is the stored one"
+run_sql "SELECT batch_ops.batch_create('orders', '[{\"sku\": \"K-1\", \"qty\": 1}]', idempotency_key => 'demo-1');"
+run_sql "SELECT batch_ops.batch_create('orders', '[{\"sku\": \"K-1\", \"qty\": 1}]', idempotency_key => 'demo-1');"
+run_sql "SELECT format('K-1 rows: %s', count(*)) FROM orders WHERE sku = 'K-1';"
+
+step "Async CSV import in a background worker: 10,000 rows from a server file, 3 of them bad"
+csv="$BATCH_OPS_SCRATCH/demo-orders.csv"
+{
+	echo "sku,qty,note"
+	for ((i = 1; i <= 10000; i++)); do
+		case $i in
+		2500) echo "IMP-$i,many,not a number" ;;
+		5000) echo "IMP-$i,-3,fails the CHECK" ;;
+		7500) echo "IMP-1,1,duplicate of line 2" ;;
+		*) echo "IMP-$i,$((i % 9 + 1)),imported" ;;
+		esac
+	done
+} >"$csv"
+chmod 644 "$csv"
+job=$(bo_psql -At -c "SELECT batch_ops.submit_import('orders', '$csv', '{\"header\": true}')")
+echo "   > SELECT batch_ops.submit_import('orders', '$csv', '{\"header\": true}');  -- job $job"
+run_sql "SELECT jsonb_pretty(batch_ops.wait_job($job, '60 s') - 'submitted_at' - 'started_at' - 'finished_at');"
+run_sql "SELECT line, error, message FROM batch_ops.job_errors($job);"
 
 data="$BATCH_OPS_CLUSTER_DIR"
 cat <<EOF

@@ -84,8 +84,7 @@ batch_job_run(Job *job)
 	MemoryContext job_cxt = CurrentMemoryContext;
 	MemoryContext chunk_cxt = AllocSetContextCreate(job_cxt, "batch_ops batch chunk",
 													ALLOCSET_DEFAULT_SIZES);
-	JsonbValue	v;
-	int			chunk_size = 1000;
+	BatchOptions opts;
 	bool		atomic = job->atomic;
 	int64		next = atomic ? 0 : Max(job->ckpt_index, 0);
 	int64		total = Max(job->items_total, 0);
@@ -94,10 +93,7 @@ batch_job_run(Job *job)
 	ChunkResult res;
 	Subxact		all;
 
-	if (getKeyJsonValueFromContainer(&job->options->root, "chunk_size", 10, &v) &&
-		v.type == jbvNumeric)
-		chunk_size = (int) DatumGetInt64(DirectFunctionCall1(numeric_int8,
-															 NumericGetDatum(v.val.numeric)));
+	batch_options_parse(job->options, &opts);
 
 	memset(&res, 0, sizeof(res));
 	res.cxt = job_cxt;
@@ -127,7 +123,7 @@ batch_job_run(Job *job)
 
 		if (next < total)
 		{
-			items = fetch_items(job, next, chunk_size, &n);
+			items = fetch_items(job, next, opts.chunk_size, &n);
 			job_as_role_begin(job, &rs);
 			response = batch_run(job->op, job->relid, items, false, false);
 			job_as_role_end(&rs);
@@ -143,18 +139,6 @@ batch_job_run(Job *job)
 			job_commit_chunk_ex(job, &res, final, final_error);
 	}
 	if (atomic)
-	{
-		if (res.nerrors > 0)
-		{
-			subxact_rollback(&all);
-			res.applied = 0;
-			final = "failed";
-			final_error = psprintf("%d items failed; nothing was applied (atomic)",
-								   res.nerrors);
-		}
-		else
-			subxact_commit(&all);
-		job_commit_chunk_ex(job, &res, final, final_error);
-	}
+		job_commit_atomic(job, &all, &res, final, final_error, "items", "applied");
 	MemoryContextSwitchTo(job_cxt);
 }

@@ -82,44 +82,79 @@ option_char(const char *name, JsonbValue *val)
 	return val->val.string.val[0];
 }
 
-static bool
-option_bool(const char *name, JsonbValue *val)
+/* One option of submit_import (job_options_foreach's callback). */
+static void
+import_option(const char *name, JsonbValue *val, void *arg)
 {
-	if (val->type != jbvBool)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("option \"%s\" must be a boolean", name)));
-	return val->val.boolean;
-}
+	ImportOptions *o = arg;
 
-static int64
-option_int(const char *name, JsonbValue *val, int64 min, int64 max)
-{
-	int64		n;
+	if (strcmp(name, "format") == 0)
+	{
+		if (val->type != jbvString || val->val.string.len != 3 ||
+			pg_strncasecmp(val->val.string.val, "csv", 3) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unsupported import format"),
+					 errhint("The only format is \"csv\".")));
+	}
+	else if (strcmp(name, "header") == 0)
+		o->header = job_option_bool(name, val);
+	else if (strcmp(name, "delimiter") == 0)
+		o->delimiter = option_char(name, val);
+	else if (strcmp(name, "quote") == 0)
+		o->quote = option_char(name, val);
+	else if (strcmp(name, "escape") == 0)
+		o->escape = option_char(name, val);
+	else if (strcmp(name, "null") == 0)
+	{
+		if (val->type != jbvString)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"null\" must be a string")));
+		o->null_string = pnstrdup(val->val.string.val, val->val.string.len);
+	}
+	else if (strcmp(name, "encoding") == 0)
+	{
+		char	   *enc;
 
-	if (val->type != jbvNumeric)
+		if (val->type != jbvString)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"encoding\" must be a string")));
+		enc = pnstrdup(val->val.string.val, val->val.string.len);
+		o->encoding = pg_char_to_encoding(enc);
+		if (o->encoding < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("\"%s\" is not a valid encoding name", enc)));
+	}
+	else if (strcmp(name, "columns") == 0)
+	{
+		if (val->type == jbvNull)
+			return;
+		if (val->type != jbvBinary)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"columns\" must be an array of column names or an object mapping CSV header names to column names")));
+		o->columns = JsonbValueToJsonb(val);
+	}
+	else if (strcmp(name, "atomic") == 0)
+		o->atomic = job_option_bool(name, val);
+	else if (strcmp(name, "chunk_size") == 0)
+		o->chunk_size = (int) job_option_int(name, val, 1, 1000000);
+	else if (strcmp(name, "max_errors") == 0)
+		o->max_errors = val->type == jbvNull ? -1 :
+			job_option_int(name, val, 0, PG_INT64_MAX);
+	else
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("option \"%s\" must be a number", name)));
-	n = DatumGetInt64(DirectFunctionCall1(numeric_int8,
-										  NumericGetDatum(val->val.numeric)));
-	if (n < min || n > max)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("option \"%s\" must be between " INT64_FORMAT " and " INT64_FORMAT,
-						name, min, max)));
-	return n;
+				 errmsg("unknown option \"%s\"", name),
+				 errhint("Valid options for submit_import are: %s.", valid_import_options)));
 }
 
 void
 import_options_parse(Jsonb *options, ImportOptions *o)
 {
-	JsonbIterator *it;
-	JsonbValue	key;
-	JsonbValue	val;
-	JsonbIteratorToken tok;
-	bool		escape_set = false;
-
 	memset(o, 0, sizeof(ImportOptions));
 	o->header = true;
 	o->delimiter = ',';
@@ -129,87 +164,9 @@ import_options_parse(Jsonb *options, ImportOptions *o)
 	o->chunk_size = 10000;
 	o->max_errors = -1;
 
-	if (!JB_ROOT_IS_OBJECT(options))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("options must be a JSON object")));
-	it = JsonbIteratorInit(&options->root);
-	while ((tok = JsonbIteratorNext(&it, &key, true)) != WJB_DONE)
-	{
-		char	   *name;
+	job_options_foreach(options, import_option, o);
 
-		if (tok != WJB_KEY)
-			continue;
-		name = pnstrdup(key.val.string.val, key.val.string.len);
-		(void) JsonbIteratorNext(&it, &val, true);
-
-		if (strcmp(name, "format") == 0)
-		{
-			if (val.type != jbvString || val.val.string.len != 3 ||
-				pg_strncasecmp(val.val.string.val, "csv", 3) != 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("unsupported import format"),
-						 errhint("The only format is \"csv\".")));
-		}
-		else if (strcmp(name, "header") == 0)
-			o->header = option_bool(name, &val);
-		else if (strcmp(name, "delimiter") == 0)
-			o->delimiter = option_char(name, &val);
-		else if (strcmp(name, "quote") == 0)
-			o->quote = option_char(name, &val);
-		else if (strcmp(name, "escape") == 0)
-		{
-			o->escape = option_char(name, &val);
-			escape_set = true;
-		}
-		else if (strcmp(name, "null") == 0)
-		{
-			if (val.type != jbvString)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("option \"null\" must be a string")));
-			o->null_string = pnstrdup(val.val.string.val, val.val.string.len);
-		}
-		else if (strcmp(name, "encoding") == 0)
-		{
-			char	   *enc;
-
-			if (val.type != jbvString)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("option \"encoding\" must be a string")));
-			enc = pnstrdup(val.val.string.val, val.val.string.len);
-			o->encoding = pg_char_to_encoding(enc);
-			if (o->encoding < 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("\"%s\" is not a valid encoding name", enc)));
-		}
-		else if (strcmp(name, "columns") == 0)
-		{
-			if (val.type == jbvNull)
-				continue;
-			if (val.type != jbvBinary)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("option \"columns\" must be an array of column names or an object mapping CSV header names to column names")));
-			o->columns = JsonbValueToJsonb(&val);
-		}
-		else if (strcmp(name, "atomic") == 0)
-			o->atomic = option_bool(name, &val);
-		else if (strcmp(name, "chunk_size") == 0)
-			o->chunk_size = (int) option_int(name, &val, 1, 1000000);
-		else if (strcmp(name, "max_errors") == 0)
-			o->max_errors = val.type == jbvNull ? -1 :
-				option_int(name, &val, 0, PG_INT64_MAX);
-		else
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("unknown option \"%s\"", name),
-					 errhint("Valid options for submit_import are: %s.", valid_import_options)));
-	}
-	if (!escape_set)
+	if (o->escape == '\0')
 		o->escape = o->quote;
 	if (o->delimiter == o->quote)
 		ereport(ERROR,
@@ -942,20 +899,7 @@ import_chunks(Job *job, ImportState *st)
 	}
 
 	if (atomic)
-	{
-		if (res.nerrors > 0)
-		{
-			subxact_rollback(&all);
-			res.applied = 0;
-			final = "failed";
-			if (final_error == NULL)
-				final_error = psprintf("%d rows failed; nothing was imported (atomic)",
-									   res.nerrors);
-		}
-		else
-			subxact_commit(&all);
-		job_commit_chunk_ex(job, &res, final, final_error);
-	}
+		job_commit_atomic(job, &all, &res, final, final_error, "rows", "imported");
 }
 
 void

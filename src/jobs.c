@@ -579,16 +579,20 @@ batch_ops_submit_import(PG_FUNCTION_ARGS)
 							   opts.atomic, -1));
 }
 
-static void
-batch_options_parse(Jsonb *options, bool *atomic, int *chunk_size)
+/* ---------------------------------------------------------------------
+ * Options
+ * ---------------------------------------------------------------------
+ */
+
+/* Call fn for each key of the options object, with its value. */
+void
+job_options_foreach(Jsonb *options, JobOptionFn fn, void *arg)
 {
 	JsonbIterator *it;
 	JsonbValue	key;
 	JsonbValue	val;
 	JsonbIteratorToken tok;
 
-	*atomic = false;
-	*chunk_size = 1000;
 	if (!JB_ROOT_IS_OBJECT(options))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -602,30 +606,62 @@ batch_options_parse(Jsonb *options, bool *atomic, int *chunk_size)
 			continue;
 		name = pnstrdup(key.val.string.val, key.val.string.len);
 		(void) JsonbIteratorNext(&it, &val, true);
-		if (strcmp(name, "atomic") == 0 && val.type == jbvBool)
-			*atomic = val.val.boolean;
-		else if (strcmp(name, "chunk_size") == 0 && val.type == jbvNumeric)
-		{
-			int64		n = DatumGetInt64(DirectFunctionCall1(numeric_int8,
-															  NumericGetDatum(val.val.numeric)));
-
-			if (n < 1 || n > 100000)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("chunk_size must be between 1 and 100000")));
-			*chunk_size = (int) n;
-		}
-		else if (strcmp(name, "atomic") == 0 || strcmp(name, "chunk_size") == 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid value for option \"%s\"", name),
-					 errhint("atomic takes a boolean, chunk_size a number.")));
-		else
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("unknown option \"%s\"", name),
-					 errhint("Valid options for submit_batch are: atomic, chunk_size.")));
+		fn(name, &val, arg);
 	}
+}
+
+bool
+job_option_bool(const char *name, JsonbValue *val)
+{
+	if (val->type != jbvBool)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" must be a boolean", name)));
+	return val->val.boolean;
+}
+
+int64
+job_option_int(const char *name, JsonbValue *val, int64 min, int64 max)
+{
+	int64		n;
+
+	if (val->type != jbvNumeric)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" must be a number", name)));
+	n = DatumGetInt64(DirectFunctionCall1(numeric_int8,
+										  NumericGetDatum(val->val.numeric)));
+	if (n < min || n > max)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" must be between " INT64_FORMAT " and " INT64_FORMAT,
+						name, min, max)));
+	return n;
+}
+
+static void
+batch_option(const char *name, JsonbValue *val, void *arg)
+{
+	BatchOptions *o = arg;
+
+	if (strcmp(name, "atomic") == 0)
+		o->atomic = job_option_bool(name, val);
+	else if (strcmp(name, "chunk_size") == 0)
+		o->chunk_size = (int) job_option_int(name, val, 1, 100000);
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown option \"%s\"", name),
+				 errhint("Valid options for submit_batch are: atomic, chunk_size.")));
+}
+
+/* The options of submit_batch, checked at submit and read by the worker. */
+void
+batch_options_parse(Jsonb *options, BatchOptions *o)
+{
+	o->atomic = false;
+	o->chunk_size = 1000;
+	job_options_foreach(options, batch_option, o);
 }
 
 Datum
@@ -636,8 +672,7 @@ batch_ops_submit_batch(PG_FUNCTION_ARGS)
 	Jsonb	   *items;
 	Jsonb	   *options;
 	BatchOp		op;
-	bool		atomic;
-	int			chunk_size;
+	BatchOptions opts;
 	int			n;
 	int64		id;
 	OwnerSwitch sw;
@@ -666,7 +701,7 @@ batch_ops_submit_batch(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown operation \"%s\"", opname),
 				 errhint("The operation is one of create, update, delete.")));
-	batch_options_parse(options, &atomic, &chunk_size);
+	batch_options_parse(options, &opts);
 
 	if (!JB_ROOT_IS_ARRAY(items) || JB_ROOT_IS_SCALAR(items))
 		ereport(ERROR,
@@ -693,7 +728,7 @@ batch_ops_submit_batch(PG_FUNCTION_ARGS)
 			break;
 	}
 
-	id = insert_job("batch", op, relid, NULL, options, atomic, n);
+	id = insert_job("batch", op, relid, NULL, options, opts.atomic, n);
 
 	values[0] = Int64GetDatum(id);
 	values[1] = JsonbPGetDatum(items);

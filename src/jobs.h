@@ -16,6 +16,7 @@
 #include "storage/spin.h"
 #include "utils/jsonb.h"
 
+#include "item_error.h"
 #include "target.h"
 
 /* GUC variables (jobs.c) */
@@ -113,6 +114,16 @@ typedef struct ImportOptions
 	int64		max_errors;		/* -1 = no limit */
 } ImportOptions;
 
+/* Options of a submit_batch job (jobs.c). */
+typedef struct BatchOptions
+{
+	bool		atomic;
+	int			chunk_size;
+} BatchOptions;
+
+/* Call for each key of a job's options object. */
+typedef void (*JobOptionFn) (const char *name, JsonbValue *val, void *arg);
+
 /* Raise the privileges to the job tables' owner, with a safe search_path. */
 typedef struct OwnerSwitch
 {
@@ -125,6 +136,10 @@ typedef struct OwnerSwitch
 extern void jobs_owner_begin(OwnerSwitch *sw);
 extern void jobs_owner_end(OwnerSwitch *sw);
 extern void jobs_init(void);
+extern void job_options_foreach(Jsonb *options, JobOptionFn fn, void *arg);
+extern bool job_option_bool(const char *name, JsonbValue *val);
+extern int64 job_option_int(const char *name, JsonbValue *val, int64 min, int64 max);
+extern void batch_options_parse(Jsonb *options, BatchOptions *o);
 extern bool jobs_preloaded(void);
 extern void jobs_wake_launcher(Oid dboid);
 extern void notify_job_status(int64 job_id, const char *status);
@@ -153,6 +168,9 @@ typedef struct JobRoleSwitch
 extern void job_begin_chunk(void);
 extern void job_commit_chunk_ex(Job *job, ChunkResult *res,
 								const char *final_status, const char *error);
+extern void job_commit_atomic(Job *job, Subxact *all, ChunkResult *res,
+							  const char *final, char *final_error,
+							  const char *what, const char *done);
 extern void job_as_role_begin(Job *job, JobRoleSwitch *rs);
 extern void job_as_role_end(JobRoleSwitch *rs);
 

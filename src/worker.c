@@ -68,6 +68,7 @@
 #include "utils/timestamp.h"
 
 #include "idempotency.h"
+#include "item_error.h"
 #include "jobs.h"
 
 /* advisory lock tag field 4: not 1 or 2, which user advisory locks use */
@@ -494,6 +495,30 @@ job_commit_chunk_ex(Job *job, ChunkResult *res, const char *final_status,
 	}
 	if (!final_status)
 		job_check_cancel(job);
+}
+
+/*
+ * The end of an atomic job, whose work ran in one subtransaction: rolled
+ * back if any row or item failed (the job fails, its errors are kept),
+ * kept otherwise; either way the result commits with the final status.
+ * "what" and "done" word the failure: "rows", "imported".
+ */
+void
+job_commit_atomic(Job *job, Subxact *all, ChunkResult *res, const char *final,
+				  char *final_error, const char *what, const char *done)
+{
+	if (res->nerrors > 0)
+	{
+		subxact_rollback(all);
+		res->applied = 0;
+		final = "failed";
+		if (final_error == NULL)
+			final_error = psprintf("%d %s failed; nothing was %s (atomic)",
+								   res->nerrors, what, done);
+	}
+	else
+		subxact_commit(all);
+	job_commit_chunk_ex(job, res, final, final_error);
 }
 
 /* Finish a job that failed or was cancelled, in a transaction of its own. */

@@ -85,8 +85,9 @@ COMMENT ON COLUMN batch_ops.idempotency_keys.expires_at IS
 'created_at + batch_ops.idempotency_ttl; an expired key counts as absent';
 
 --
--- Deletes expired keys (every role's).  Runs the DELETE as the key table's
--- owner; not executable by PUBLIC: grant it to the role that schedules it.
+-- Deletes expired keys and finished jobs past batch_ops.job_ttl (every
+-- role's).  Runs the DELETEs as the tables' owner; not executable by
+-- PUBLIC: grant it to the role that schedules it.
 --
 CREATE FUNCTION batch_ops.purge()
 RETURNS bigint
@@ -96,7 +97,7 @@ LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
 REVOKE ALL ON FUNCTION batch_ops.purge() FROM PUBLIC;
 
 COMMENT ON FUNCTION batch_ops.purge() IS
-'delete expired idempotency keys; returns how many were deleted';
+'delete expired idempotency keys and finished jobs older than batch_ops.job_ttl; returns how many were deleted';
 
 --
 -- The caller's token bucket (every role's for a superuser or a member of

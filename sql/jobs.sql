@@ -193,4 +193,19 @@ SELECT batch_ops.submit_batch('create', 'items', '[]') AS job \gset
 SELECT w->>'status' AS status, w->'progress' AS progress, w->'results' AS results
   FROM batch_ops.wait_job(:job) AS w;
 
+--
+-- batch_ops.purge() deletes finished jobs older than batch_ops.job_ttl
+-- (7 days by default), with their errors, as the workers do when they
+-- start; here a finished job is made to look old.
+--
+SHOW batch_ops.job_ttl;
+SELECT batch_ops.submit_batch('create', 'items',
+    '[{"id": 500, "name": "old"}, {"id": 500, "name": "dup"}]') AS job \gset
+SELECT batch_ops.wait_job(:job)->>'status' AS status;
+SELECT count(*) AS errors FROM batch_ops.job_errors(:job);
+UPDATE batch_ops.job_queue SET finished_at = now() - interval '8 days' WHERE id = :job;
+SELECT batch_ops.purge() >= 1 AS purged;
+SELECT count(*) AS jobs_left FROM batch_ops.jobs WHERE job_id = :job;
+SELECT count(*) AS errors_left FROM batch_ops.job_error WHERE job_id = :job;
+
 DROP SCHEMA bo_jobs CASCADE;

@@ -70,7 +70,6 @@
 
 #include "idempotency.h"
 
-PG_FUNCTION_INFO_V1(batch_ops_purge);
 
 int			batch_ops_idempotency_ttl = 86400;
 
@@ -497,16 +496,4 @@ idempotency_purge(void)
 	n = (int64) key_exec(STMT_PURGE, values, NULL);
 	key_table_close(&acc);
 	return n;
-}
-
-/*
- * batch_ops.purge() RETURNS bigint
- *
- * Deletes the expired keys of every role; expired keys are already
- * ignored by the batch functions, so this only reclaims the space.
- */
-Datum
-batch_ops_purge(PG_FUNCTION_ARGS)
-{
-	PG_RETURN_INT64(idempotency_purge());
 }

@@ -57,10 +57,12 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
+#include "idempotency.h"
 #include "jobs.h"
 
 PG_FUNCTION_INFO_V1(batch_ops_submit_import);
 PG_FUNCTION_INFO_V1(batch_ops_submit_batch);
+PG_FUNCTION_INFO_V1(batch_ops_purge);
 PG_FUNCTION_INFO_V1(batch_ops_job);
 PG_FUNCTION_INFO_V1(batch_ops_wait_job);
 PG_FUNCTION_INFO_V1(batch_ops_cancel_job);
@@ -577,6 +579,50 @@ batch_ops_submit_import(PG_FUNCTION_ARGS)
 
 	PG_RETURN_INT64(insert_job("import", BATCH_CREATE, relid, source, options,
 							   opts.atomic, -1));
+}
+
+/* ---------------------------------------------------------------------
+ * Purge
+ * ---------------------------------------------------------------------
+ */
+
+/* Delete finished jobs (and so their errors) older than batch_ops.job_ttl. */
+int64
+jobs_purge(void)
+{
+	OwnerSwitch sw;
+	Oid			types[1] = {INT4OID};
+	Datum		values[1];
+	int64		n;
+
+	values[0] = Int32GetDatum(batch_ops_job_ttl);
+	jobs_owner_begin(&sw);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	spi_exec("DELETE FROM batch_ops.job_queue"
+			 " WHERE status IN ('completed', 'failed', 'cancelled')"
+			 " AND finished_at < now() - make_interval(secs => $1)",
+			 1, types, values, NULL, SPI_OK_DELETE);
+	n = (int64) SPI_processed;
+	SPI_finish();
+	jobs_owner_end(&sw);
+	return n;
+}
+
+/*
+ * batch_ops.purge() RETURNS bigint
+ *
+ * Deletes the expired idempotency keys of every role and the finished jobs
+ * past batch_ops.job_ttl of every role; returns how many of both.  Expired
+ * keys are already ignored by the batch functions, so this only reclaims
+ * space.  Not executable by PUBLIC.
+ */
+Datum
+batch_ops_purge(PG_FUNCTION_ARGS)
+{
+	int64		n = idempotency_purge();
+
+	PG_RETURN_INT64(n + jobs_purge());
 }
 
 /* ---------------------------------------------------------------------

@@ -136,6 +136,7 @@ typedef struct OwnerSwitch
 extern void jobs_owner_begin(OwnerSwitch *sw);
 extern void jobs_owner_end(OwnerSwitch *sw);
 extern void jobs_init(void);
+extern int64 jobs_purge(void);
 extern void job_options_foreach(Jsonb *options, JobOptionFn fn, void *arg);
 extern bool job_option_bool(const char *name, JsonbValue *val);
 extern int64 job_option_int(const char *name, JsonbValue *val, int64 min, int64 max);

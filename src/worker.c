@@ -603,25 +603,12 @@ extension_installed(void)
 	return found;
 }
 
+/* What batch_ops.purge() does, each time a worker starts in a database. */
 static void
 purge_jobs(void)
 {
-	OwnerSwitch sw;
-	Oid			types[1] = {INT4OID};
-	Datum		values[1];
-
-	values[0] = Int32GetDatum(batch_ops_job_ttl);
 	job_begin_chunk();
-	jobs_owner_begin(&sw);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	spi_run("DELETE FROM batch_ops.job_queue"
-			" WHERE status IN ('completed', 'failed', 'cancelled')"
-			" AND finished_at < now() - make_interval(secs => $1)",
-			1, types, values, NULL, SPI_OK_DELETE);
-	SPI_finish();
-	jobs_owner_end(&sw);
-	/* expired idempotency keys go at the same time */
+	(void) jobs_purge();
 	(void) idempotency_purge();
 	job_end_chunk();
 }

@@ -355,13 +355,22 @@ add_row_error(ChunkResult *res, RecordRun *run, int rec, ItemError *err)
  * A run
  * ---------------------------------------------------------------------
  */
+/*
+ * Write records [first, last).  A "fresh" range is tried in attempts of
+ * cp->attempt_max records, which halves after a failure found while
+ * inserting and doubles after a fresh attempt that worked; a range that
+ * is not fresh -- the records before a unique violation, which COPY has
+ * just inserted without a failure -- goes in one attempt and teaches
+ * nothing about the size.
+ */
 static void
-apply_range(CopyPath *cp, RecordRun *run, int first, int last, ChunkResult *res)
+apply_range(CopyPath *cp, RecordRun *run, int first, int last, ChunkResult *res,
+			bool fresh)
 {
 	check_stack_depth();
 	while (first < last)
 	{
-		int			n = Min(last - first, cp->attempt_max);
+		int			n = fresh ? Min(last - first, cp->attempt_max) : last - first;
 		MemoryContext old = MemoryContextSwitchTo(cp->attempt_cxt);
 		ItemError  *err;
 		uint64		lineno;
@@ -374,7 +383,8 @@ apply_range(CopyPath *cp, RecordRun *run, int first, int last, ChunkResult *res)
 		{
 			res->applied += n;
 			first += n;
-			cp->attempt_max = Min(cp->attempt_max * 2, cp->attempt_limit);
+			if (fresh)
+				cp->attempt_max = Min(cp->attempt_max * 2, cp->attempt_limit);
 			continue;
 		}
 		bad = record_at_line(run, first, first + n, lineno);
@@ -388,10 +398,15 @@ apply_range(CopyPath *cp, RecordRun *run, int first, int last, ChunkResult *res)
 		if (error_after_write(err->sqlerrcode))
 			cp->attempt_max = Max(cp->attempt_max / 2, ATTEMPT_MIN_RECORDS);
 
-		/* err lives in the attempt context: keep it out of the prefix's way */
+		/*
+		 * The records before the bad one: after a failure found while
+		 * inserting they were all inserted; after one found while reading,
+		 * COPY may not have inserted them yet, so they may hold a failure.
+		 * (err lives in the attempt context: keep it out of their way.)
+		 */
 		err = item_error_copy(err);
 		if (bad > first)
-			apply_range(cp, run, first, bad, res);
+			apply_range(cp, run, first, bad, res, !error_after_write(err->sqlerrcode));
 		if (bad == first + n - 1)
 		{
 			/* maybe the end of the statement failed, not this record */
@@ -418,6 +433,6 @@ apply_range(CopyPath *cp, RecordRun *run, int first, int last, ChunkResult *res)
 void
 copy_path_apply(CopyPath *cp, RecordRun *run, ChunkResult *res)
 {
-	apply_range(cp, run, 0, run->nrec, res);
+	apply_range(cp, run, 0, run->nrec, res, true);
 	MemoryContextReset(cp->attempt_cxt);
 }

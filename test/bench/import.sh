@@ -17,6 +17,8 @@
 #   BENCH_IMPORT_ROWS=1000000       data rows per file
 #   BENCH_IMPORT_REPEAT=3           runs of every measurement (medians)
 #   BENCH_IMPORT_PGLOADER=1         0 = leave pgloader out
+#   BENCH_IMPORT_DUPS=1             0 = leave out the job on a file whose
+#                                   bad rows (1 %) are all duplicates (info)
 #   BENCH_IMPORT_PGLOADER_DIRTY_REPEAT=1   runs of pgloader on the dirty
 #                                   file without the rows it cannot parse
 #                                   (about 2 minutes per run)
@@ -38,6 +40,7 @@ root=$(cd "$here/../.." && pwd)
 NROWS=${BENCH_IMPORT_ROWS:-1000000}
 REPEAT=${BENCH_IMPORT_REPEAT:-3}
 WANT_PGL=${BENCH_IMPORT_PGLOADER:-1}
+WANT_DUPS=${BENCH_IMPORT_DUPS:-1}
 PGL_DIRTY_REPEAT=${BENCH_IMPORT_PGLOADER_DIRTY_REPEAT:-1}
 PGL_TIMEOUT=${BENCH_IMPORT_PGLOADER_TIMEOUT:-600}
 KEEP=${BENCH_KEEP:-0}
@@ -80,7 +83,7 @@ cleanup() {
 		psql -X -q -c "SET client_min_messages = warning; DROP SCHEMA IF EXISTS bo_bench_import CASCADE" >/dev/null 2>&1 || true
 	fi
 	if [[ $KEEP != 1 && -n $files_dir ]]; then
-		rm -f "$files_dir"/bo-import-{clean,dirty,dirty-pgl}.csv
+		rm -f "$files_dir"/bo-import-{clean,dirty,dirty-pgl,dups}.csv
 		if [[ -n $own_files_dir ]]; then rmdir "$files_dir" 2>/dev/null || true; fi
 	fi
 	rm -rf "$work"
@@ -134,6 +137,8 @@ fi
 f_clean=$files_dir/bo-import-clean.csv
 f_dirty=$files_dir/bo-import-dirty.csv
 f_dirty_pgl=$files_dir/bo-import-dirty-pgl.csv
+f_dups=
+[[ $WANT_DUPS == 1 ]] && f_dups=$files_dir/bo-import-dups.csv
 
 # ---------------------------------------------------------------- pgloader
 pgloader_status=
@@ -165,15 +170,29 @@ else
 fi
 
 # ---------------------------------------------------------------- setup
+# The library measured is the one the server loaded when it started
+# (shared_preload_libraries): say when that was, and whether the installed
+# file is newer (then the server runs an older build than the one installed).
+so_file=$(pg_config --pkglibdir 2>/dev/null || echo /usr/lib/postgresql/15/lib)/batch_ops.so
+so_epoch=$(stat -c %Y "$so_file" 2>/dev/null || echo 0)
+pm_epoch=$(psql_ -c "SELECT extract(epoch FROM pg_postmaster_start_time())::bigint")
+utc() { date -u -d "@$1" '+%Y-%m-%d %H:%M:%S UTC'; }
+if [[ $so_epoch -eq 0 ]]; then
+	so_info="server started $(utc "$pm_epoch")"
+elif [[ $so_epoch -le $pm_epoch ]]; then
+	so_info="batch_ops.so of $(utc "$so_epoch"), loaded at server start $(utc "$pm_epoch")"
+else
+	so_info="server started $(utc "$pm_epoch") with an OLDER batch_ops.so than the one installed at $(utc "$so_epoch") (restart it to measure that)"
+fi
 load_start=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
 bench_start=$(date +%s)
 say "writing the CSV files ($NROWS rows each) to $files_dir ..."
 schema_made=1
-psql_ -v nrows="$NROWS" -v clean="$f_clean" -v dirty="$f_dirty" -v dirty_pgl="$f_dirty_pgl" \
+psql_ -v nrows="$NROWS" -v clean="$f_clean" -v dirty="$f_dirty" -v dirty_pgl="$f_dirty_pgl" -v dups="$f_dups" \
 	-f "$here/import_setup.sql" >/dev/null
 read -r n_good n_bad n_dup n_extra n_quote < <(psql_ -F ' ' -c "SELECT good, bad, bad_dup, bad_extra, bad_quote FROM bo_bench_import.expect")
 # the server wrote them: make sure we (pgloader) can read them, and warm the cache
-for f in "$f_clean" "$f_dirty" "$f_dirty_pgl"; do
+for f in "$f_clean" "$f_dirty" "$f_dirty_pgl" $f_dups; do
 	[[ -r $f ]] || die "cannot read $f (written by the server)"
 	cat "$f" >/dev/null
 done
@@ -201,6 +220,10 @@ record() {
 	local IFS=,
 	psql_ -c "INSERT INTO bo_bench_import.results (${cols[*]}) VALUES (${vals[*]})" >/dev/null
 }
+# sizes: "table-bytes index-bytes" of the table under test.
+sizes() {
+	psql_ -F ' ' -c "SELECT pg_relation_size('bo_bench_import.t'), pg_indexes_size('bo_bench_import.t')"
+}
 q() { # SQL literal
 	local s=${1//\'/\'\'}
 	printf "'%s'" "$s"
@@ -219,18 +242,22 @@ run_copy() {
 	SELECT 'RESULT', :t1 - :t0, pg_current_wal_lsn() - :'l0'::pg_lsn,
 		   pg_backend_pid(),
 		   (s[14]::bigint + s[15]::bigint) / :hz.0,
-		   substring(pg_read_file('/proc/self/status') FROM 'VmHWM:\s*(\d+)')
-	  FROM string_to_array(pg_read_file('/proc/self/stat'), ' ') AS s;
+		   substring(st FROM 'VmHWM:\s*(\d+)'), substring(st FROM 'RssAnon:\s*(\d+)'),
+		   substring(st FROM 'RssShmem:\s*(\d+)')
+	  FROM string_to_array(pg_read_file('/proc/self/stat'), ' ') AS s,
+		   pg_read_file('/proc/self/status') AS st;
 	EOF
-	local rows
+	local rows heap idx
 	rows=$(psql_ -c "SELECT count(*) FROM bo_bench_import.t")
+	read -r heap idx < <(sizes)
 	if [[ $rc -eq 0 ]]; then
-		local secs wal pid cpu hwm
-		IFS='|' read -r _ secs wal pid cpu hwm < <(grep '^RESULT|' "$out")
+		local secs wal pid cpu hwm anon shm
+		IFS='|' read -r _ secs wal pid cpu hwm anon shm < <(grep '^RESULT|' "$out")
 		local ok=false
 		[[ $rows -eq $((n_good + n_bad)) ]] && ok=true
 		record rep="$rep" method="'copy'" file="'$file'" secs="$secs" cpu_secs="$cpu" wal_bytes="$wal" \
-			rows_loaded="$rows" ok="$ok" completed=true pid="$pid" hwm_kb="${hwm:-NULL}"
+			rows_loaded="$rows" ok="$ok" completed=true pid="$pid" hwm_kb="${hwm:-NULL}" \
+			anon_kb="${anon:-NULL}" shmem_kb="${shm:-NULL}" heap_bytes="$heap" index_bytes="$idx"
 		printf '  rep %d  %-9s %-9s %8.2f s   rows %s\n' "$rep" COPY "$file" "$secs" "$rows"
 	elif [[ $file == dirty ]]; then
 		# expected: COPY stops at the first bad row and loads nothing
@@ -280,7 +307,7 @@ rss_sampler() {
 sampler_pid=
 run_job() {
 	local file=$1 rep=$2 path out=$work/job.out samples=$work/rss.txt stop=$work/rss.stop
-	case $file in clean) path=$f_clean ;; dirty) path=$f_dirty ;; esac
+	case $file in clean) path=$f_clean ;; dirty) path=$f_dirty ;; dups) path=$f_dups ;; esac
 	prepare
 	rm -f "$samples" "$stop"
 	: >"$samples"
@@ -322,12 +349,13 @@ run_job() {
 			   count(*) FILTER (WHERE error = 'conflict')
 		  FROM batch_ops.job_errors($id)")
 
-	local expect_rows expect_bad expect_dup ok=true problems=()
-	if [[ $file == clean ]]; then
-		expect_rows=$((n_good + n_bad)) expect_bad=0 expect_dup=0
-	else
-		expect_rows=$n_good expect_bad=$n_bad expect_dup=$n_dup
-	fi
+	local expect_rows expect_bad expect_dup ok=true problems=() heap idx
+	case $file in
+	clean) expect_rows=$((n_good + n_bad)) expect_bad=0 expect_dup=0 ;;
+	dirty) expect_rows=$n_good expect_bad=$n_bad expect_dup=$n_dup ;;
+	dups) expect_rows=$n_good expect_bad=$n_bad expect_dup=$n_bad ;;
+	esac
+	read -r heap idx < <(sizes)
 	[[ $rows -eq $expect_rows ]] || problems+=("count(*) $rows, expected $expect_rows")
 	[[ $created -eq $expect_rows ]] || problems+=("created $created, expected $expect_rows")
 	[[ $errors_total -eq $expect_bad ]] || problems+=("errors_total $errors_total, expected $expect_bad")
@@ -346,12 +374,13 @@ run_job() {
 	local hwm=NULL anon=NULL shm=NULL cpu=NULL nsamp=0
 	if [[ -n $wpid && -s $samples ]]; then
 		read -r nsamp hwm anon shm cpu < <(awk -v p="$wpid" -v hz="$clk_tck" '
-			$1 == p { n++; if ($2 >= h) { h = $2; s = $5 } if ($4 > a) a = $4; if ($6 > c) c = $6 }
+			$1 == p { n++; if ($2 > h) h = $2; if ($4 > a) a = $4; if ($5 > s) s = $5; if ($6 > c) c = $6 }
 			END { if (n) printf "%d %d %d %d %.2f\n", n, h, a, s, c / hz; else print "0 NULL NULL NULL NULL" }' "$samples")
 	fi
 	record rep="$rep" method="'job'" file="'$file'" secs="$secs" job_secs="$job_secs" cpu_secs="$cpu" \
 		wal_bytes="$wal" rows_loaded="$rows" errors="$errors_total" ok="$ok" completed=true \
-		pid="${wpid:-NULL}" hwm_kb="$hwm" anon_kb="$anon" shmem_kb="$shm" samples="$nsamp" note="$note"
+		pid="${wpid:-NULL}" hwm_kb="$hwm" anon_kb="$anon" shmem_kb="$shm" samples="$nsamp" note="$note" \
+		heap_bytes="$heap" index_bytes="$idx"
 	printf '  rep %d  %-9s %-9s %8.2f s  (started->finished %.2f s)  rows %s  errors %s  worker %s VmHWM %s MB\n' \
 		"$rep" job "$file" "$secs" "$job_secs" "$rows" "$errors_total" "${wpid:-?}" \
 		"$(awk -v k="$hwm" 'BEGIN { if (k == "NULL") print "?"; else printf "%.1f", k / 1024 }')"
@@ -394,8 +423,9 @@ run_pgloader() {
 		TIMEFORMAT='%R %U %S'
 		time timeout "$PGL_TIMEOUT" pgloader --root-dir "$rdir" --logfile "$rdir/pgloader.log" "$cmd" >"$log" 2>&1
 	) 2>"$tfile" || rc=$?
-	local secs usr sys wal rows bad_ids
+	local secs usr sys wal rows bad_ids heap idx
 	read -r secs usr sys <"$tfile"
+	read -r heap idx < <(sizes)
 	wal=$(psql_ -c "SELECT pg_current_wal_lsn() - '$l0'::pg_lsn")
 	IFS='|' read -r rows bad_ids < <(psql_ -c "
 		SELECT count(*), count(*) FILTER (WHERE id % 100 = 50) FROM bo_bench_import.t")
@@ -444,18 +474,22 @@ run_pgloader() {
 	fi
 	record rep="$rep" method="'pgloader'" file="'$file'" secs="$secs" \
 		cpu_secs="$(awk -v u="$usr" -v s="$sys" 'BEGIN { print u + s }')" wal_bytes="$wal" \
-		rows_loaded="$rows" errors="${perrors:-NULL}" ok="$ok" completed="$completed" note="$note"
+		rows_loaded="$rows" errors="${perrors:-NULL}" ok="$ok" completed="$completed" note="$note" \
+		heap_bytes="$heap" index_bytes="$idx"
 	printf '  rep %d  %-9s %-9s %8.2f s   rows %s  errors (its count) %s%s\n' "$rep" pgloader "$file" "$secs" \
 		"$rows" "${perrors:-?}" "${fatal:+  FATAL: $fatal}"
 }
 
 # ---------------------------------------------------------------- runs
-say "$REPEAT repetition(s): COPY clean, COPY dirty (fails), job clean, job dirty, pgloader clean, pgloader dirty"
+say "$REPEAT repetition(s): COPY clean, COPY dirty (fails), job clean, job dirty,$([[ $WANT_DUPS == 1 ]] && echo ' job dups,') pgloader clean, pgloader dirty"
 for ((rep = 1; rep <= REPEAT; rep++)); do
 	run_copy clean "$rep"
 	run_copy dirty "$rep"
 	run_job clean "$rep"
 	run_job dirty "$rep"
+	if [[ $WANT_DUPS == 1 ]]; then
+		run_job dups "$rep"
+	fi
 	run_pgloader clean "$rep"
 	run_pgloader dirty "$rep"
 	if ((rep <= PGL_DIRTY_REPEAT)); then
@@ -476,12 +510,14 @@ report=$work/import.txt
 {
 	echo "batch_ops CSV import benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo "server: PostgreSQL $server_version, $mode; batch_ops $ext_version; source $rev"
+	echo "library: $so_info"
 	echo "machine: $(nproc) cores, $cpu; load average before the bench $load_start; benchmark took ${elapsed}s"
 	echo "settings: fsync=$fsync, synchronous_commit=$sync, shared_buffers=$sb, wal_level=$wal_level, max_wal_size=$mwal"
 	echo "table: (id bigint PRIMARY KEY, sku text NOT NULL UNIQUE, qty int NOT NULL CHECK (qty >= 0), price numeric(12,2), note text)"
 	echo "files: $NROWS rows + header, note field quoted; clean $(size_mb "$f_clean"); 1 % bad $(size_mb "$f_dirty"): $n_bad bad rows"
 	echo "       (type error, CHECK, NOT NULL, duplicate sku of the previous row ($n_dup), a sixth field ($n_extra),"
 	echo "       a quote inside the sku field closing in the qty field ($n_quote): about $((n_bad / 6)) of each kind)"
+	[[ -n $f_dups ]] && echo "       all duplicates: the same $n_bad bad rows, each the sku of the previous row"
 	echo "runs: TRUNCATE + VACUUM + CHECKPOINT before each; $REPEAT repetition(s) in the order COPY, job, pgloader;"
 	echo "      job = batch_ops.submit_import(..., '{\"format\": \"csv\", \"header\": true}') then wait_job from the same session"
 	echo "      pgloader $([[ -z $pgloader_status ]] && echo "${pgl_version:-?}: LOAD CSV ... WITH on error resume next (default batch rows 25000), over $pgl_uri" || echo "$pgloader_status")"
@@ -489,9 +525,10 @@ report=$work/import.txt
 	echo
 	psql -X -q -v ON_ERROR_STOP=1 -v max_job_clean="$MAX_JOB_CLEAN" -v max_job_dirty="$MAX_JOB_DIRTY" \
 		-v max_pgl_clean="$MAX_PGL_CLEAN" -v max_pgl_dirty="$MAX_PGL_DIRTY" -v repeat="$REPEAT" -f "$here/import_report.sql"
-	echo "VmHWM = peak resident set of the process, shared memory included (RssShmem: shared_buffers pages it touched);"
-	echo "peak RssAnon = highest private memory seen by sampling every 0.1 s. CPU s: job worker from /proc/<pid>/stat"
-	echo "(last sample, up to 0.1 s short), COPY backend the same; pgloader = the client process (its server backends not counted)."
+	echo "VmHWM = peak resident set of the process, shared memory included (RssShmem: the shared_buffers pages it touched);"
+	echo "peak RssAnon = highest private memory seen (job: sampled every 0.1 s; COPY: at the end). CPU s: job worker from"
+	echo "/proc/<pid>/stat (last sample, up to 0.1 s short), COPY backend at the end; pgloader = the client process"
+	echo "(user + sys; its server backends not counted)."
 } >"$report"
 
 cp "$report" "$resdir/import.txt"

@@ -8,6 +8,9 @@
 --                      submit->wait_job returned)
 --   pgloader rows      job (submit->wait_job) / pgloader on the same kind
 --                      of file: below 1 = the job is faster
+-- CPU ratio = CPU time of the job worker / CPU time of the COPY backend
+-- (same repetition, median): less sensitive than wall time to other load on
+-- the machine, which the worker and the backend both wait for.
 -- psql variables: max_job_clean, max_job_dirty, max_pgl_clean,
 -- max_pgl_dirty (the targets), repeat (repetitions asked for).
 
@@ -18,6 +21,8 @@ SELECT r.*,
 	   -- the clean COPY and the jobs of the same repetition
 	   (SELECT c.secs FROM bo_bench_import.results c
 		 WHERE c.method = 'copy' AND c.file = 'clean' AND c.rep = r.rep) AS copy_clean,
+	   (SELECT c.cpu_secs FROM bo_bench_import.results c
+		 WHERE c.method = 'copy' AND c.file = 'clean' AND c.rep = r.rep) AS copy_cpu,
 	   (SELECT j.secs FROM bo_bench_import.results j
 		 WHERE j.method = 'job' AND j.file = 'clean' AND j.rep = r.rep) AS job_clean,
 	   (SELECT j.secs FROM bo_bench_import.results j
@@ -28,40 +33,44 @@ CREATE TEMP VIEW measure AS
 -- ord, measurement, value per repetition, ratio per repetition, what the
 -- ratio is, target (ratio <= target), and the run's checks
 SELECT 1 AS ord, 'COPY FROM file, clean' AS measurement, secs AS v, 1.0::float8 AS ratio,
-	   'baseline' AS vs, NULL::float8 AS target, r.*
+	   'baseline' AS vs, NULL::float8 AS target, 1.0::float8 AS cpu_ratio, r.*
   FROM runs r WHERE method = 'copy' AND file = 'clean'
 UNION ALL
 SELECT 2, 'import job, clean: started -> finished', job_secs, job_secs / copy_clean,
-	   'job / COPY clean', :max_job_clean, r.*
+	   'job / COPY clean', :max_job_clean, cpu_secs / copy_cpu, r.*
   FROM runs r WHERE method = 'job' AND file = 'clean'
 UNION ALL
 SELECT 3, 'import job, clean: submit -> wait_job', secs, secs / copy_clean,
-	   'job / COPY clean', :max_job_clean, r.*
+	   'job / COPY clean', :max_job_clean, NULL, r.*
   FROM runs r WHERE method = 'job' AND file = 'clean'
 UNION ALL
-SELECT 4, 'COPY FROM file, 1 % bad rows', secs, NULL, 'cannot', NULL, r.*
+SELECT 4, 'COPY FROM file, 1 % bad rows', secs, NULL, 'cannot', NULL, NULL, r.*
   FROM runs r WHERE method = 'copy' AND file = 'dirty'
 UNION ALL
 SELECT 5, 'import job, 1 % bad: started -> finished', job_secs, job_secs / copy_clean,
-	   'job / COPY clean', :max_job_dirty, r.*
+	   'job / COPY clean', :max_job_dirty, cpu_secs / copy_cpu, r.*
   FROM runs r WHERE method = 'job' AND file = 'dirty'
 UNION ALL
 SELECT 6, 'import job, 1 % bad: submit -> wait_job', secs, secs / copy_clean,
-	   'job / COPY clean', :max_job_dirty, r.*
+	   'job / COPY clean', :max_job_dirty, NULL, r.*
   FROM runs r WHERE method = 'job' AND file = 'dirty'
 UNION ALL
-SELECT 7, 'pgloader, clean', secs, job_clean / secs,
-	   'job / pgloader', :max_pgl_clean, r.*
+SELECT 7, 'import job, 1 % bad, all duplicates: started -> finished', job_secs, job_secs / copy_clean,
+	   'job / COPY clean', NULL, cpu_secs / copy_cpu, r.*
+  FROM runs r WHERE method = 'job' AND file = 'dups'
+UNION ALL
+SELECT 8, 'pgloader, clean', secs, job_clean / secs,
+	   'job / pgloader', :max_pgl_clean, NULL, r.*
   FROM runs r WHERE method = 'pgloader' AND file = 'clean'
 UNION ALL
-SELECT 8, 'pgloader, 1 % bad (same file)', secs,
+SELECT 9, 'pgloader, 1 % bad (same file)', secs,
 	   CASE WHEN completed THEN job_dirty / secs END,
-	   'job / pgloader', :max_pgl_dirty, r.*
+	   'job / pgloader', :max_pgl_dirty, NULL, r.*
   FROM runs r WHERE method = 'pgloader' AND file = 'dirty'
 UNION ALL
-SELECT 9, 'pgloader, 1 % bad minus the mid-quote rows', secs,
+SELECT 10, 'pgloader, 1 % bad minus the mid-quote rows', secs,
 	   CASE WHEN completed THEN job_dirty / secs END,
-	   'job (full dirty file) / pgloader', :max_pgl_dirty, r.*
+	   'job (full dirty file) / pgloader', :max_pgl_dirty, NULL, r.*
   FROM runs r WHERE method = 'pgloader' AND file = 'dirty_pgl';
 
 CREATE TEMP VIEW report AS
@@ -71,6 +80,7 @@ SELECT ord, measurement, vs, target,
 	   (max(v) - min(v)) / nullif(percentile_cont(0.5) WITHIN GROUP (ORDER BY v), 0) AS spread,
 	   percentile_cont(0.5) WITHIN GROUP (ORDER BY ratio) AS ratio,
 	   count(ratio) AS nratio,
+	   percentile_cont(0.5) WITHIN GROUP (ORDER BY cpu_ratio) AS cpu_ratio,
 	   bool_and(completed) AS completed,
 	   bool_and(ok) AS ok,
 	   min(rows_loaded) AS rows_min, max(rows_loaded) AS rows_max,
@@ -87,10 +97,14 @@ SELECT measurement,
 	   CASE WHEN ord = 1 THEN 'baseline'
 			WHEN nratio > 0 THEN to_char(ratio, 'FM990.00') || 'x ' || vs
 			ELSE 'n/a' END AS ratio,
+	   CASE WHEN ord = 1 THEN 'baseline'
+			ELSE to_char(cpu_ratio, 'FM990.00') || 'x' END AS "CPU ratio",
 	   CASE WHEN target IS NOT NULL THEN '<= ' || to_char(target, 'FM990.00') || 'x'
-			WHEN ord = 4 THEN 'cannot skip bad rows' END AS target,
+			WHEN ord = 4 THEN 'cannot skip bad rows'
+			WHEN ord = 7 THEN 'info' END AS target,
 	   CASE WHEN ord = 1 THEN ''
 			WHEN ord = 4 OR secs IS NULL THEN 'n/a'
+			WHEN ord = 7 THEN 'info'
 			WHEN NOT completed THEN 'n/a (aborted)'
 			WHEN nratio = 0 OR target IS NULL THEN 'n/a'
 			WHEN ratio <= target THEN 'PASS'
@@ -110,7 +124,7 @@ SELECT measurement,
  ORDER BY ord;
 
 \echo
-\echo 'Peak memory and CPU per run (job: the job worker; COPY: its backend; pgloader: the pgloader process, CPU only)'
+\echo 'Peak memory, CPU, WAL and table size per run (job: the job worker; COPY: its backend; pgloader: the pgloader process, CPU only)'
 SELECT rep, method, file,
 	   pid,
 	   CASE WHEN hwm_kb IS NOT NULL THEN to_char(hwm_kb / 1024.0, 'FM99990.0') END AS "VmHWM MB",
@@ -120,8 +134,10 @@ SELECT rep, method, file,
 	   to_char(cpu_secs, 'FM9990.00') AS "CPU s",
 	   to_char(coalesce(job_secs, secs), 'FM9990.00') AS "wall s",
 	   to_char(cpu_secs / nullif(coalesce(job_secs, secs), 0), 'FM990.00') AS "CPU/wall",
-	   to_char(wal_bytes / 1048576.0, 'FM99990') AS "WAL MB"
+	   to_char(wal_bytes / 1048576.0, 'FM99990') AS "WAL MB",
+	   to_char(heap_bytes / 1048576.0, 'FM99990') AS "table MB",
+	   to_char(index_bytes / 1048576.0, 'FM99990') AS "indexes MB"
   FROM bo_bench_import.results
- WHERE method <> 'copy' OR file = 'clean'
+ WHERE (method <> 'copy' OR file = 'clean') AND secs IS NOT NULL
  ORDER BY CASE method WHEN 'copy' THEN 0 WHEN 'job' THEN 1 ELSE 2 END,
-		  CASE file WHEN 'clean' THEN 0 WHEN 'dirty' THEN 1 ELSE 2 END, rep;
+		  CASE file WHEN 'clean' THEN 0 WHEN 'dirty' THEN 1 WHEN 'dups' THEN 2 ELSE 3 END, rep;

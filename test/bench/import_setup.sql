@@ -5,6 +5,8 @@
 --   dirty      server path of the file with 1 % bad rows
 --   dirty_pgl  server path of the dirty file without the rows pgloader's
 --              CSV reader cannot get past (see below)
+--   dups       server path of a file whose bad rows (1 %) are all
+--              duplicates, or '' for none
 -- Everything lives in schema bo_bench_import; import.sh drops it at the end.
 -- The files are written by the server (COPY TO), so the caller must be a
 -- superuser or a member of pg_write_server_files.
@@ -42,8 +44,10 @@ CREATE TABLE bo_bench_import.results (
 	pid         int,				-- job worker (or COPY backend)
 	hwm_kb      bigint,				-- VmHWM of that process
 	anon_kb     bigint,				-- highest RssAnon sampled (private memory)
-	shmem_kb    bigint,				-- RssShmem when VmHWM was last seen growing
+	shmem_kb    bigint,				-- highest RssShmem sampled (shared buffers touched)
 	samples     int,				-- RSS samples taken (job)
+	heap_bytes  bigint,				-- size of the table afterwards (bloat from rolled-back writes)
+	index_bytes bigint,				-- size of its indexes afterwards
 	note        text
 );
 
@@ -60,8 +64,10 @@ CREATE TABLE bo_bench_import.results (
 --                    qty field on the same line ('sku-..."x,350"y'): the
 --                    delimiter between them is quoted, so the record has
 --                    4 fields                         22P04  missing data for column "note"
+-- With dups_only every bad row is of kind 3.
 -- The note field is always quoted, as CSV exporters do.
-CREATE FUNCTION bo_bench_import.lines(nrows int, dirty boolean)
+CREATE FUNCTION bo_bench_import.lines(nrows int, dirty boolean,
+									  dups_only boolean DEFAULT false)
 RETURNS TABLE (n int, kind int, line text)
 LANGUAGE sql STABLE
 BEGIN ATOMIC
@@ -84,7 +90,9 @@ BEGIN ATOMIC
 				  s.n || ',' || s.sku || '"x,' || s.qty || '"y,' || s.price || ',' || s.note
 		   END
 	  FROM (SELECT g.n,
-				   CASE WHEN dirty AND g.n % 100 = 50 THEN (g.n / 100) % 6 END AS kind,
+				   CASE WHEN dirty AND g.n % 100 = 50 THEN
+						  CASE WHEN dups_only THEN 3 ELSE (g.n / 100) % 6 END
+				   END AS kind,
 				   'sku-' || lpad(g.n::text, 8, '0') AS sku,
 				   g.n % 500 AS qty,
 				   round((g.n % 100000) / 100.0, 2) AS price,
@@ -109,3 +117,9 @@ COPY (SELECT line FROM bo_bench_import.lines(:nrows, true) ORDER BY n) TO :'dirt
 -- every other bad row, so that its dirty-data handling can be timed.
 COPY (SELECT line FROM bo_bench_import.lines(:nrows, true)
 	   WHERE kind IS DISTINCT FROM 5 ORDER BY n) TO :'dirty_pgl';
+-- Duplicates are the one kind of bad row that COPY finds only while it
+-- inserts (when it flushes its buffered rows into the indexes).
+SELECT :'dups' <> '' AS want_dups \gset
+\if :want_dups
+COPY (SELECT line FROM bo_bench_import.lines(:nrows, true, true) ORDER BY n) TO :'dups';
+\endif

@@ -101,6 +101,7 @@ batch_job_run(Job *job)
 	if (atomic)
 	{
 		job_begin_chunk();
+		job_check_target(job);
 		subxact_begin(&all);
 	}
 	while (final == NULL)
@@ -118,6 +119,7 @@ batch_job_run(Job *job)
 			res.cxt = chunk_cxt;
 			res.bytes_total = -1;
 			job_begin_chunk();
+			job_check_target(job);
 		}
 		MemoryContextSwitchTo(chunk_cxt);
 

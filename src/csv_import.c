@@ -796,6 +796,7 @@ import_chunks(Job *job, ImportState *st)
 	if (atomic)
 	{
 		job_begin_chunk();
+		job_check_target(job);
 		subxact_begin(&all);
 	}
 	while (final == NULL)
@@ -812,6 +813,7 @@ import_chunks(Job *job, ImportState *st)
 			memset(&res, 0, sizeof(res));
 			res.cxt = st->chunk_cxt;
 			job_begin_chunk();
+			job_check_target(job);
 		}
 		MemoryContextSwitchTo(st->chunk_cxt);
 

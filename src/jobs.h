@@ -146,6 +146,7 @@ extern void jobs_wake_launcher(Oid dboid);
 extern void notify_job_status(int64 job_id, const char *status);
 extern void job_check_source_access(const char *source, Oid role);
 extern void job_check_cancel(Job *job);
+extern void job_check_target(Job *job);
 extern void chunk_add_error(ChunkResult *res, int64 line, int64 index,
 							const char *name, const char *message,
 							const char *sqlstate, const char *detail,

@@ -58,6 +58,7 @@
 #include "storage/latch.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
+#include "storage/pmsignal.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
@@ -65,6 +66,7 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "idempotency.h"
@@ -453,7 +455,7 @@ job_commit_chunk_ex(Job *job, ChunkResult *res, const char *final_status,
 			"     THEN least(99, floor(100.0 * $2 / coalesce($8, bytes_total)))::int"
 			"   WHEN kind = 'batch' AND $13 > 0 THEN least(99, floor(100.0 * $4 / $13))::int"
 			"   ELSE progress END,"
-			" finished_at = CASE WHEN $10 THEN now() END"
+			" finished_at = CASE WHEN $10 THEN pg_catalog.clock_timestamp() END"
 			" WHERE id = $1 RETURNING cancel_requested",
 			14, types, values, nulls, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed == 1)
@@ -558,6 +560,9 @@ job_check_cancel(Job *job)
 	bool		cancel;
 
 	CHECK_FOR_INTERRUPTS();
+	/* a worker must not go on writing once the postmaster is gone */
+	if (!PostmasterIsAlive())
+		proc_exit(1);
 	SpinLockAcquire(&jobs_shared->mutex);
 	cancel = MySlot->cancel;
 	SpinLockRelease(&jobs_shared->mutex);
@@ -565,6 +570,21 @@ job_check_cancel(Job *job)
 		ereport(ERROR,
 				(errcode(ERRCODE_QUERY_CANCELED),
 				 errmsg("job " INT64_FORMAT " was cancelled", job->id)));
+}
+
+/*
+ * In a chunk's transaction, before the job touches its table: lock it as
+ * the statements will, so that it cannot be dropped under the chunk, and
+ * fail the job with a clear message if it already was.
+ */
+void
+job_check_target(Job *job)
+{
+	LockRelationOid(job->relid, RowExclusiveLock);
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(job->relid)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("the target table of the job no longer exists")));
 }
 
 /* Run fn as the job's role; GUCs it changes are undone afterwards. */
@@ -659,6 +679,8 @@ claim_job(void)
 {
 	OwnerSwitch sw;
 	Job		   *job = NULL;
+	SPITupleTable *candidates;
+	uint64		ncandidates;
 	uint64		r;
 	int			queued = 0;
 	MemoryContext old;
@@ -675,11 +697,14 @@ claim_job(void)
 			" FROM batch_ops.job_queue WHERE status IN ('queued', 'running')"
 			" ORDER BY id LIMIT 64 FOR UPDATE SKIP LOCKED",
 			0, NULL, NULL, NULL, SPI_OK_SELECT);
+	/* the UPDATE below replaces SPI_tuptable and SPI_processed */
+	candidates = SPI_tuptable;
+	ncandidates = SPI_processed;
 
-	for (r = 0; r < SPI_processed; r++)
+	for (r = 0; r < ncandidates; r++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[r];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
+		HeapTuple	tup = candidates->vals[r];
+		TupleDesc	desc = candidates->tupdesc;
 		int64		id = getint8(tup, desc, 1);
 		char	   *op;
 		bool		isnull;
@@ -747,8 +772,8 @@ claim_job(void)
 		else
 			nulls[2] = 'n';
 		spi_run("UPDATE batch_ops.job_queue SET status = $2, error = $3,"
-				" started_at = coalesce(started_at, now()),"
-				" finished_at = CASE WHEN $2 <> 'running' THEN now() END,"
+				" started_at = coalesce(started_at, pg_catalog.clock_timestamp()),"
+				" finished_at = CASE WHEN $2 <> 'running' THEN pg_catalog.clock_timestamp() END,"
 				" worker_pid = pg_catalog.pg_backend_pid(), attempts = attempts + 1"
 				" WHERE id = $1",
 				3, types, values, nulls, SPI_OK_UPDATE);

@@ -14,6 +14,7 @@
 #   jt_true DESC SQL          the query must return t
 #   jt_wait DESC SECS SQL     poll (every 0.1 s, at most SECS) until SQL
 #                             returns t; a FAIL on timeout, returns 1
+#   jt_wait_ok DESC SECS SQL  the same, and an "ok" when it succeeds
 #   jt_bg CMD...              run CMD in the background; killed (by pid)
 #                             at exit
 #   jt_done                   summary; exit 0 when every check passed
@@ -28,6 +29,7 @@ JT_LIB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=/dev/null
 source "${BATCH_OPS_LIB:-$JT_LIB_DIR/../../../scripts/lib.sh}"
 
+export BATCH_OPS_QUIET=1
 JT_T0="$(date +%s)"
 JT_FAILS=0
 JT_CHECKS=0
@@ -75,18 +77,21 @@ jt_sql() {
 # jt_q [psql args] SQL — jt_sql -c SQL, but never fails the script: prints
 # the error instead (for values that are then checked).
 jt_q() {
-	local sql="${@: -1}" args=("${@:1:$#-1}")
+	local argv=("$@")
+	local sql="${argv[-1]}" args=("${argv[@]:0:$#-1}")
 	jt_sql "${args[@]}" -c "$sql" 2>&1 || true
 }
 
 jt_true() { # [psql args] DESC SQL
-	local desc="${@: -2:1}" sql="${@: -1}" args=("${@:1:$#-2}")
+	local argv=("$@")
+	local desc="${argv[-2]}" sql="${argv[-1]}" args=("${argv[@]:0:$#-2}")
 	jt_is "$desc" "$(jt_q "${args[@]}" "$sql")" t
 }
 
 # jt_wait [psql args] DESC SECS SQL — returns 0 when SQL returned t in time.
 jt_wait() {
-	local desc="${@: -3:1}" secs="${@: -2:1}" sql="${@: -1}" args=("${@:1:$#-3}")
+	local argv=("$@")
+	local desc="${argv[-3]}" secs="${argv[-2]}" sql="${argv[-1]}" args=("${argv[@]:0:$#-3}")
 	local deadline got=""
 	deadline=$(($(date +%s%N) / 1000000 + secs * 1000))
 	while (($(date +%s%N) / 1000000 < deadline)); do
@@ -96,6 +101,13 @@ jt_wait() {
 	done
 	jt_fail "$desc (not within ${secs}s)" "last answer: $(head -c 1000 <<<"$got")"
 	return 1
+}
+
+# jt_wait_ok: jt_wait that also counts as a passed check when it succeeds.
+jt_wait_ok() {
+	jt_wait "$@" || return 1
+	local argv=("$@")
+	jt_ok "${argv[-3]}"
 }
 
 jt_bg() {
@@ -113,9 +125,10 @@ _jt_cleanup() {
 		wait "$p" 2>/dev/null || true
 	done
 	if ((rc != 0 || JT_FAILS > 0)) && [[ -n "${BATCH_OPS_CLUSTER_LOG:-}" && -r "${BATCH_OPS_CLUSTER_LOG:-}" ]]; then
-		echo "---- server log of $JT_NAME (last 60 lines) ----"
-		tail -n 60 "$BATCH_OPS_CLUSTER_LOG" | sed 's/^/    /'
-		echo "---- end of server log ----"
+		echo "---- server log of $JT_NAME: errors and job messages (last 40) ----"
+		grep -E 'ERROR|FATAL|PANIC|TRAP|terminated|exited with|batch_ops' "$BATCH_OPS_CLUSTER_LOG" |
+			grep -v 'STATEMENT:' | tail -n 40 | sed 's/^/    /'
+		echo "---- end of server log ($BATCH_OPS_CLUSTER_LOG) ----"
 	fi
 	if ((JT_STARTED)); then
 		bo_cluster_stop "$JT_DIR" fast >/dev/null 2>&1 ||

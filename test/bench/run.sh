@@ -261,3 +261,9 @@ fi
 if [[ ${BENCH_IMPORT:-1} == 1 ]]; then
 	BATCH_OPS_BENCH_EXISTING=1 "$here/import.sh"
 fi
+
+# ---------------------------------------------------------------- idempotency / rate limits
+# Keys, replays and the rate-limit check (test/bench/idempotency.sh), on this server.
+if [[ ${BENCH_IDEMPOTENCY:-1} == 1 ]]; then
+	BATCH_OPS_BENCH_EXISTING=1 "$here/idempotency.sh"
+fi

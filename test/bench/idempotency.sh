@@ -12,6 +12,8 @@
 #   replay     the same calls with the same keys again      target: >= 5 x faster than key
 #   ratelimit  nokey with batch_ops.rate_limit on (high     target: <= 1.02 x nokey
 #              enough never to refuse)
+#   floor      a plain SELECT of the same stored responses  info: what any statement
+#              (with the items read, as the replay does)     that answers them costs
 #
 # Each round runs the four in that order on a truncated table (replay right
 # after key, on its rows); the report takes the median over the rounds of
@@ -92,6 +94,7 @@ script() {
 		case $method in
 		nokey | ratelimit) call="batch_ops.batch_create('bo_idem.t', items)" ;;
 		key | replay) call="batch_ops.batch_create('bo_idem.t', items, idempotency_key => 'bench-$round-$n')" ;;
+		floor) call="(SELECT response FROM batch_ops.idempotency_keys WHERE key = 'bench-$round-$n' AND jsonb_typeof(items) = 'array')" ;;
 		esac
 		echo "SELECT length($call::text) FROM bo_idem.batches WHERE n = $n;"
 	done
@@ -101,15 +104,15 @@ script() {
 reset_sql="TRUNCATE bo_idem.t; DELETE FROM batch_ops.idempotency_keys; CHECKPOINT;"
 declare -A secs
 for ((round = 1; round <= ROUNDS; round++)); do
-	for method in nokey ratelimit key replay; do
-		[[ $method == replay ]] || psql_ -c "$reset_sql" >/dev/null
+	for method in nokey ratelimit key replay floor; do
+		[[ $method == replay || $method == floor ]] || psql_ -c "$reset_sql" >/dev/null
 		script "$method" "$round" >"$work/run.sql"
 		secs[$method,$round]=$(psql_ -f "$work/run.sql" | awk -F'|' '/^RESULT\|/ { print $2 }')
 	done
 	rows=$(psql_ -c "SELECT count(*) FROM bo_idem.t")
 	[[ $rows == $((CALLS * ITEMS)) ]] || die "round $round: $rows rows after the replay, expected $((CALLS * ITEMS))"
-	printf '  round %d: nokey %.3f s  ratelimit %.3f s  key %.3f s  replay %.3f s\n' "$round" \
-		"${secs[nokey,$round]}" "${secs[ratelimit,$round]}" "${secs[key,$round]}" "${secs[replay,$round]}"
+	printf '  round %d: nokey %.3f s  ratelimit %.3f s  key %.3f s  replay %.3f s  floor %.3f s\n' "$round" \
+		"${secs[nokey,$round]}" "${secs[ratelimit,$round]}" "${secs[key,$round]}" "${secs[replay,$round]}" "${secs[floor,$round]}"
 done
 
 # median of one ratio over the rounds
@@ -128,6 +131,7 @@ median_secs() {
 key_ratio=$(median_ratio key nokey)
 replay_speedup=$(median_ratio key replay)
 rl_ratio=$(median_ratio ratelimit nokey)
+floor_ratio=$(median_ratio replay floor)
 verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { ok = (op == "<=") ? v <= t : v >= t; print ok ? "PASS" : "FAIL" }'; }
 
 report=$work/report.txt
@@ -142,6 +146,8 @@ report=$work/report.txt
 		"$(printf '%.3fx nokey' "$key_ratio")" "<= 1.15x" "$(verdict "$key_ratio" '<=' 1.15)"
 	printf '| %-38s | %9.3f | %-24s | %-8s | %s |\n' "replay of the same calls" "$(median_secs replay)" \
 		"$(printf '%.1fx faster than key' "$replay_speedup")" ">= 5x" "$(verdict "$replay_speedup" '>=' 5)"
+	printf '| %-38s | %9.3f | %-24s | %-8s | %s |\n' "floor: SELECT of the stored response" "$(median_secs floor)" \
+		"$(printf 'replay = %.2fx floor' "$floor_ratio")" "info" ""
 	printf '| %-38s | %9.3f | %-24s | %-8s | %s |\n' "batch_create, rate limit on" "$(median_secs ratelimit)" \
 		"$(printf '%.3fx nokey' "$rl_ratio")" "<= 1.02x" "$(verdict "$rl_ratio" '<=' 1.02)"
 } >"$report"

@@ -193,6 +193,30 @@ SELECT * FROM jobs ORDER BY id;
 -- A data error raised by a trigger is the item's fault (class 22).
 SELECT batch_ops.batch_create('jobs', '[{"id": 7, "action": "ok"}, {"id": 8, "action": "raise 22012"}]');
 
+-- A batch inside a batch (a trigger that calls batch_create), and a batch
+-- after an error that PL/pgSQL caught, in the same transaction: each call
+-- has memory of its own and works as usual.
+CREATE TABLE audit_log (id serial PRIMARY KEY, note text);
+CREATE TABLE watched (id integer PRIMARY KEY);
+CREATE FUNCTION watched_log() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM batch_ops.batch_create('audit_log',
+        jsonb_build_array(jsonb_build_object('note', 'row ' || NEW.id)));
+    RETURN NEW;
+END $$;
+CREATE TRIGGER watched_log AFTER INSERT ON watched FOR EACH ROW EXECUTE FUNCTION watched_log();
+SELECT batch_ops.batch_create('watched', '[{"id": 1}, {"id": 2}]') AS watched;
+DO $$
+BEGIN
+    BEGIN
+        PERFORM batch_ops.batch_create('jobs', '[{"id": 9, "action": "raise 40001"}]');
+    EXCEPTION WHEN serialization_failure THEN
+        RAISE NOTICE 'caught: %', SQLERRM;
+    END;
+    PERFORM batch_ops.batch_create('watched', '[{"id": 3}]');
+END $$;
+SELECT note FROM audit_log ORDER BY id;
+
 SET client_min_messages = warning;
 DROP SCHEMA bo_errors CASCADE;
 DROP SERVER bo_errors_server;

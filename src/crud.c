@@ -45,6 +45,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -994,12 +995,69 @@ any_error(Batch *batch)
  * Entry points
  * ---------------------------------------------------------------------
  */
+
+/*
+ * The memory of a batch.  A batch of 1000 items needs a few MB; freed at
+ * the end of each call, glibc gives much of it back to the kernel and
+ * takes page faults to get it again on the next call (about 15% of a clean
+ * 1000-item batch_create).  So a call that is not nested in another batch
+ * uses a context kept for the session, whose first block of
+ * BATCH_KEPT_BLOCK bytes survives the reset at the end of the call -- a
+ * backend that runs batches keeps that much allocated, as work_mem is for
+ * a sort.  An error that leaves the kept context in use is cleaned up at
+ * the end of the transaction; nested calls meanwhile get contexts of their
+ * own.
+ */
+#define BATCH_KEPT_BLOCK	(4 * 1024 * 1024)
+
+static MemoryContext kept_cxt = NULL;
+static bool kept_in_use = false;
+
+static void
+kept_cxt_xact_callback(XactEvent event, void *arg)
+{
+	if (kept_in_use && (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT ||
+						event == XACT_EVENT_PARALLEL_ABORT ||
+						event == XACT_EVENT_PREPARE))
+	{
+		MemoryContextReset(kept_cxt);
+		kept_in_use = false;
+	}
+}
+
+static MemoryContext
+batch_memory_get(void)
+{
+	if (kept_in_use)
+		return AllocSetContextCreate(CurrentMemoryContext, "batch_ops batch",
+									 ALLOCSET_DEFAULT_SIZES);
+	if (kept_cxt == NULL)
+	{
+		kept_cxt = AllocSetContextCreate(TopMemoryContext, "batch_ops batch",
+										 BATCH_KEPT_BLOCK, ALLOCSET_DEFAULT_INITSIZE,
+										 ALLOCSET_DEFAULT_MAXSIZE);
+		RegisterXactCallback(kept_cxt_xact_callback, NULL);
+	}
+	kept_in_use = true;
+	return kept_cxt;
+}
+
+static void
+batch_memory_release(MemoryContext cxt)
+{
+	if (cxt == kept_cxt)
+	{
+		MemoryContextReset(cxt);
+		kept_in_use = false;
+	}
+	else
+		MemoryContextDelete(cxt);
+}
+
 static Batch *
 batch_begin(BatchOp op, Oid relid, Jsonb *items, bool atomic)
 {
-	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext,
-											  "batch_ops batch",
-											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext cxt = batch_memory_get();
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	Batch	   *batch = palloc0(sizeof(Batch));
 
@@ -1024,7 +1082,7 @@ batch_end(Batch *batch)
 		ExecDropSingleTupleTableSlot(batch->slot);
 		FreeExecutorState(batch->estate);
 	}
-	MemoryContextDelete(batch->cxt);
+	batch_memory_release(batch->cxt);
 }
 
 /* Read, check, write; in atomic mode undo everything if an item failed. */

@@ -36,9 +36,12 @@
  * deadlock, a cancel, out of memory) are re-thrown as they are.
  *
  * Cost: one subtransaction for a clean run; about two per bad row, with
- * an XID only for those that wrote something.  Runs shrink after a
+ * an XID only for those that wrote something.  Attempts shrink after a
  * failure found while inserting (so that less is written and thrown
- * away) and grow again after each success.  The caller commits its
+ * away) and grow again after each fresh attempt that worked; the rows
+ * before such a failure, just inserted once, go back in one attempt and
+ * change nothing in the size.  COPY's line counter is read relative to an
+ * empty header line sent first (see copy_feed).  The caller commits its
  * transaction after a bounded number of subtransactions, so the
  * backend's subtransaction cache (64) is not overflowed.
  *

@@ -54,7 +54,7 @@ cleanup() {
 trap cleanup EXIT
 
 if [[ ${BATCH_OPS_BENCH_EXISTING:-0} == 1 && -n ${PGHOST:-} && -n ${PGPORT:-} ]]; then
-	mode="existing server (PGHOST=$PGHOST PGPORT=$PGPORT)"
+	mode_desc="existing server (PGHOST=$PGHOST PGPORT=$PGPORT)"
 else
 	# shellcheck source=/dev/null
 	source "$root/scripts/lib.sh"
@@ -62,7 +62,7 @@ else
 	[[ ${BENCH_NO_BUILD:-0} == 1 ]] || bo_build_install
 	cluster_started=1
 	BATCH_OPS_FSYNC=on bo_cluster_start "$RUNDIR" "$PORT"
-	mode="throwaway cluster (.test-run/bench-idem, port $PORT)"
+	mode_desc="throwaway cluster (.test-run/bench-idem, port $PORT)"
 fi
 
 psql_() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
@@ -101,18 +101,38 @@ script() {
 	echo "SELECT 'RESULT', extract(epoch FROM clock_timestamp()) - :t0;"
 }
 
+# loop_script METHOD ROUND: the same calls from one PL/pgSQL loop, in one
+# statement: the server-side cost of the calls, without the round trip,
+# parse and plan that every statement pays.
+loop_script() {
+	local method=$1 round=$2 call
+	echo "SET synchronous_commit = on;"
+	[[ $method == ratelimit ]] && echo "SET batch_ops.rate_limit = 1000000000;"
+	case $method in
+	nokey | ratelimit) call="batch_ops.batch_create('bo_idem.t', b.items)" ;;
+	key | replay) call="batch_ops.batch_create('bo_idem.t', b.items, idempotency_key => 'loop-$round-' || b.n)" ;;
+	floor) call="(SELECT response FROM batch_ops.idempotency_keys WHERE key = 'loop-$round-' || b.n AND jsonb_typeof(b.items) = 'array')" ;;
+	esac
+	echo "SELECT extract(epoch FROM clock_timestamp()) AS t0 \\gset"
+	echo "DO \$\$ DECLARE b record; BEGIN FOR b IN SELECT n, items FROM bo_idem.batches ORDER BY n LOOP PERFORM length(($call)::text); END LOOP; END \$\$;"
+	echo "SELECT 'RESULT', extract(epoch FROM clock_timestamp()) - :t0;"
+}
+
 reset_sql="TRUNCATE bo_idem.t; DELETE FROM batch_ops.idempotency_keys; CHECKPOINT;"
 declare -A secs
-for ((round = 1; round <= ROUNDS; round++)); do
-	for method in nokey ratelimit key replay floor; do
-		[[ $method == replay || $method == floor ]] || psql_ -c "$reset_sql" >/dev/null
-		script "$method" "$round" >"$work/run.sql"
-		secs[$method,$round]=$(psql_ -f "$work/run.sql" | awk -F'|' '/^RESULT\|/ { print $2 }')
+for mode in stmt loop; do
+	for ((round = 1; round <= ROUNDS; round++)); do
+		for method in nokey ratelimit key replay floor; do
+			[[ $method == replay || $method == floor ]] || psql_ -c "$reset_sql" >/dev/null
+			if [[ $mode == stmt ]]; then script "$method" "$round"; else loop_script "$method" "$round"; fi >"$work/run.sql"
+			secs[$mode$method,$round]=$(psql_ -f "$work/run.sql" | awk -F'|' '/^RESULT\|/ { print $2 }')
+		done
+		rows=$(psql_ -c "SELECT count(*) FROM bo_idem.t")
+		[[ $rows == $((CALLS * ITEMS)) ]] || die "$mode round $round: $rows rows after the replay, expected $((CALLS * ITEMS))"
+		printf '  %s round %d: nokey %.3f s  ratelimit %.3f s  key %.3f s  replay %.3f s  floor %.3f s\n' "$mode" "$round" \
+			"${secs[${mode}nokey,$round]}" "${secs[${mode}ratelimit,$round]}" "${secs[${mode}key,$round]}" \
+			"${secs[${mode}replay,$round]}" "${secs[${mode}floor,$round]}"
 	done
-	rows=$(psql_ -c "SELECT count(*) FROM bo_idem.t")
-	[[ $rows == $((CALLS * ITEMS)) ]] || die "round $round: $rows rows after the replay, expected $((CALLS * ITEMS))"
-	printf '  round %d: nokey %.3f s  ratelimit %.3f s  key %.3f s  replay %.3f s  floor %.3f s\n' "$round" \
-		"${secs[nokey,$round]}" "${secs[ratelimit,$round]}" "${secs[key,$round]}" "${secs[replay,$round]}" "${secs[floor,$round]}"
 done
 
 # median of one ratio over the rounds
@@ -128,28 +148,38 @@ median_secs() {
 		sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-key_ratio=$(median_ratio key nokey)
-replay_speedup=$(median_ratio key replay)
-rl_ratio=$(median_ratio ratelimit nokey)
-floor_ratio=$(median_ratio replay floor)
 verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { ok = (op == "<=") ? v <= t : v >= t; print ok ? "PASS" : "FAIL" }'; }
+
+# table MODE TITLE
+table() {
+	local m=$1 key_ratio replay_speedup rl_ratio floor_ratio
+	key_ratio=$(median_ratio "${m}key" "${m}nokey")
+	replay_speedup=$(median_ratio "${m}key" "${m}replay")
+	rl_ratio=$(median_ratio "${m}ratelimit" "${m}nokey")
+	floor_ratio=$(median_ratio "${m}replay" "${m}floor")
+	echo "$2"
+	echo
+	printf '| %-38s | %9s | %-24s | %-8s | %s |\n' measurement "s/run" "ratio (median of rounds)" target result
+	printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..40})" "-----------:" "--------------------------" "----------" "-------"
+	printf '| %-38s | %9.3f | %-24s | %-8s | %s |\n' "batch_create, no key (baseline)" "$(median_secs "${m}nokey")" "1.00x" "" ""
+	printf '| %-38s | %9.3f | %-24s | %-8s | %s |\n' "batch_create, fresh key" "$(median_secs "${m}key")" \
+		"$(printf '%.3fx nokey' "$key_ratio")" "<= 1.15x" "$(verdict "$key_ratio" '<=' 1.15)"
+	printf '| %-38s | %9.3f | %-24s | %-8s | %s |\n' "replay of the same calls" "$(median_secs "${m}replay")" \
+		"$(printf '%.1fx faster than key' "$replay_speedup")" ">= 5x" "$(verdict "$replay_speedup" '>=' 5)"
+	printf '| %-38s | %9.3f | %-24s | %-8s | %s |\n' "floor: SELECT of the stored response" "$(median_secs "${m}floor")" \
+		"$(printf 'replay = %.2fx floor' "$floor_ratio")" "info" ""
+	printf '| %-38s | %9.3f | %-24s | %-8s | %s |\n' "batch_create, rate limit on" "$(median_secs "${m}ratelimit")" \
+		"$(printf '%.3fx nokey' "$rl_ratio")" "<= 1.02x" "$(verdict "$rl_ratio" '<=' 1.02)"
+	echo
+}
 
 report=$work/report.txt
 {
 	echo "batch_ops idempotency / rate-limit benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"
-	echo "server: $mode; $CALLS calls of $ITEMS items per run, one statement each, $ROUNDS rounds; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "server: $mode_desc; $CALLS calls of $ITEMS items per run, $ROUNDS rounds; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo
-	printf '| %-38s | %9s | %-24s | %-8s | %s |\n' measurement "s/run" "ratio (median of rounds)" target result
-	printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..40})" "-----------:" "--------------------------" "----------" "-------"
-	printf '| %-38s | %9.3f | %-24s | %-8s | %s |\n' "batch_create, no key (baseline)" "$(median_secs nokey)" "1.00x" "" ""
-	printf '| %-38s | %9.3f | %-24s | %-8s | %s |\n' "batch_create, fresh key" "$(median_secs key)" \
-		"$(printf '%.3fx nokey' "$key_ratio")" "<= 1.15x" "$(verdict "$key_ratio" '<=' 1.15)"
-	printf '| %-38s | %9.3f | %-24s | %-8s | %s |\n' "replay of the same calls" "$(median_secs replay)" \
-		"$(printf '%.1fx faster than key' "$replay_speedup")" ">= 5x" "$(verdict "$replay_speedup" '>=' 5)"
-	printf '| %-38s | %9.3f | %-24s | %-8s | %s |\n' "floor: SELECT of the stored response" "$(median_secs floor)" \
-		"$(printf 'replay = %.2fx floor' "$floor_ratio")" "info" ""
-	printf '| %-38s | %9.3f | %-24s | %-8s | %s |\n' "batch_create, rate limit on" "$(median_secs ratelimit)" \
-		"$(printf '%.3fx nokey' "$rl_ratio")" "<= 1.02x" "$(verdict "$rl_ratio" '<=' 1.02)"
+	table stmt "As an application calls: one statement (transaction) per call from psql"
+	table loop "Server side: the same calls from one PL/pgSQL loop (no round trip, parse or plan per call; one transaction)"
 } >"$report"
 cp "$report" "$resdir/idempotency.txt"
 echo

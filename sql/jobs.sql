@@ -194,6 +194,23 @@ SELECT w->>'status' AS status, w->'progress' AS progress, w->'results' AS result
   FROM batch_ops.wait_job(:job) AS w;
 
 --
+-- Imports write rows as batch_create would: a file that gives a GENERATED
+-- ALWAYS identity column gets a validation_error per row (COPY itself
+-- would write the values), and one that leaves it out is imported.
+--
+CREATE TABLE always_id (id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text);
+COPY (SELECT 100 AS id, 'a' AS name UNION ALL SELECT 101, 'b') TO '/tmp/bo_jobs_always_id.csv' (FORMAT csv, HEADER);
+COPY (SELECT 'c' AS name UNION ALL SELECT 'd') TO '/tmp/bo_jobs_always_name.csv' (FORMAT csv, HEADER);
+SELECT batch_ops.submit_import('always_id', '/tmp/bo_jobs_always_id.csv') AS job \gset
+SELECT w->>'status' AS status, w->'results'->'created' AS created, w->'results'->'failed' AS failed
+  FROM batch_ops.wait_job(:job) AS w;
+SELECT line, error, message FROM batch_ops.job_errors(:job);
+SELECT batch_ops.submit_import('always_id', '/tmp/bo_jobs_always_name.csv') AS job \gset
+SELECT w->>'status' AS status, w->'results'->'created' AS created
+  FROM batch_ops.wait_job(:job) AS w;
+SELECT id, name FROM always_id ORDER BY id;
+
+--
 -- batch_ops.purge() deletes finished jobs older than batch_ops.job_ttl
 -- (7 days by default), with their errors, as the workers do when they
 -- start; here a finished job is made to look old.

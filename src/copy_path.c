@@ -6,7 +6,8 @@
  *
  * csv_import.c cuts the file into records; where the import allows it
  * (every CSV field goes to a column, no row-level security applies, the
- * job's role may INSERT every column, no generated column is given), the
+ * job's role may INSERT every column, no generated or GENERATED ALWAYS
+ * identity column is given), the
  * records are collected into runs (RecordRun: the records' bytes as in
  * the file, each ended by a newline) and a run is handed to COPY FROM
  * through the COPY API (BeginCopyFrom with a data source callback, then
@@ -177,12 +178,16 @@ copy_allowed(Relation rel, Oid role, char **cols, int ncols)
 	for (i = 0; i < ncols; i++)
 	{
 		AttrNumber	attnum;
+		Form_pg_attribute att;
 
 		if (cols[i] == NULL)
 			return false;		/* a skipped field: COPY cannot skip */
 		attnum = get_attnum(RelationGetRelid(rel), cols[i]);
-		if (attnum == InvalidAttrNumber ||
-			TupleDescAttr(RelationGetDescr(rel), attnum - 1)->attgenerated)
+		if (attnum == InvalidAttrNumber)
+			return false;
+		att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
+		/* COPY would write these (as OVERRIDING SYSTEM VALUE); INSERT refuses */
+		if (att->attgenerated || att->attidentity == ATTRIBUTE_IDENTITY_ALWAYS)
 			return false;
 		if (!table_insert &&
 			pg_attribute_aclcheck(RelationGetRelid(rel), attnum, role,

@@ -353,6 +353,24 @@ spi_exec(const char *sql, int nargs, Oid *types, Datum *values,
 		elog(ERROR, "SPI_execute_with_args failed (%d): %s", rc, sql);
 }
 
+/* One statement on the job tables, as their owner; returns SPI_processed. */
+static uint64
+spi_exec_as_owner(const char *sql, int nargs, Oid *types, Datum *values,
+				  const char *nulls, int expected)
+{
+	OwnerSwitch sw;
+	uint64		n;
+
+	jobs_owner_begin(&sw);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	spi_exec(sql, nargs, types, values, nulls, expected);
+	n = SPI_processed;
+	SPI_finish();
+	jobs_owner_end(&sw);
+	return n;
+}
+
 /* ---------------------------------------------------------------------
  * Arguments
  * ---------------------------------------------------------------------
@@ -590,23 +608,14 @@ batch_ops_submit_import(PG_FUNCTION_ARGS)
 int64
 jobs_purge(void)
 {
-	OwnerSwitch sw;
 	Oid			types[1] = {INT4OID};
 	Datum		values[1];
-	int64		n;
 
 	values[0] = Int32GetDatum(batch_ops_job_ttl);
-	jobs_owner_begin(&sw);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	spi_exec("DELETE FROM batch_ops.job_queue"
-			 " WHERE status IN ('completed', 'failed', 'cancelled')"
-			 " AND finished_at < now() - make_interval(secs => $1)",
-			 1, types, values, NULL, SPI_OK_DELETE);
-	n = (int64) SPI_processed;
-	SPI_finish();
-	jobs_owner_end(&sw);
-	return n;
+	return (int64) spi_exec_as_owner("DELETE FROM batch_ops.job_queue"
+									 " WHERE status IN ('completed', 'failed', 'cancelled')"
+									 " AND finished_at < now() - make_interval(secs => $1)",
+									 1, types, values, NULL, SPI_OK_DELETE);
 }
 
 /*
@@ -721,7 +730,6 @@ batch_ops_submit_batch(PG_FUNCTION_ARGS)
 	BatchOptions opts;
 	int			n;
 	int64		id;
-	OwnerSwitch sw;
 	Oid			types[2] = {INT8OID, JSONBOID};
 	Datum		values[2];
 
@@ -778,15 +786,10 @@ batch_ops_submit_batch(PG_FUNCTION_ARGS)
 
 	values[0] = Int64GetDatum(id);
 	values[1] = JsonbPGetDatum(items);
-	jobs_owner_begin(&sw);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	spi_exec("INSERT INTO batch_ops.job_item (job_id, idx, item)"
-			 " SELECT $1, o - 1, v FROM pg_catalog.jsonb_array_elements($2)"
-			 " WITH ORDINALITY AS e(v, o)",
-			 2, types, values, NULL, SPI_OK_INSERT);
-	SPI_finish();
-	jobs_owner_end(&sw);
+	(void) spi_exec_as_owner("INSERT INTO batch_ops.job_item (job_id, idx, item)"
+							 " SELECT $1, o - 1, v FROM pg_catalog.jsonb_array_elements($2)"
+							 " WITH ORDINALITY AS e(v, o)",
+							 2, types, values, NULL, SPI_OK_INSERT);
 
 	PG_RETURN_INT64(id);
 }

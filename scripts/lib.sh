@@ -51,6 +51,7 @@ BO_DEPS=(
 	libcurl4-openssl-dev
 	postgresql-15-pgtap
 	libtap-parser-sourcehandler-pgtap-perl
+	libipc-run-perl
 	postgresql-15-cron
 	make
 	gcc

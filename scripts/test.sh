@@ -12,7 +12,9 @@
 #   1. regress    make installcheck, pg_regress part   (sql/, expected/)
 #   2. isolation  make installcheck, isolation part    (test/isolation)
 #   3. prove      make prove, pgTAP via pg_prove       (test/pgtap/*.sql)
-#   4. every executable test/scripts/*.sh, one suite each
+#   4. tap        cluster-level TAP tests, prove test/t/*.pl (each starts
+#                 its own clusters; BATCH_OPS_TAP = files to run)
+#   5. every executable test/scripts/*.sh, one suite each
 #      (exit 0 = pass, 77 = skip, anything else = fail).  Each script gets
 #      PGHOST PGPORT PGUSER PGDATABASE, BATCH_OPS_CLUSTER_DIR,
 #      BATCH_OPS_CLUSTER_LOG, BATCH_OPS_SCRATCH, BATCH_OPS_ROOT and
@@ -259,7 +261,42 @@ if wanted prove; then
 	fi
 fi
 
-# ---------------------------------------------------------------- 4. scripts
+# ---------------------------------------------------------------- 4. tap
+# Cluster-level TAP tests (test/t/*.pl) on PostgreSQL::Test::Cluster: each
+# file starts its own throwaway clusters.  They run as the cluster owner
+# from a copy of test/ that it can read and write.
+if wanted tap; then
+	hr "tap (prove, test/t/*.pl)"
+	tapdir="$RUN_DIR/tap"
+	rm -rf "$tapdir"
+	mkdir -p "$tapdir"
+	cp -r "$ROOT/test" "$tapdir/test"
+	[[ "$(bo_pg_owner)" == "$(id -un)" ]] || chown -R "$(bo_pg_owner)" "$tapdir"
+	chmod 755 "$RUN_DIR"
+	pgxs_perl="$(dirname "$("$PGC" --pgxs)")/../../src/test/perl"
+	taps="${BATCH_OPS_TAP:-$(cd "$tapdir" && ls test/t/*.pl 2>/dev/null | tr '\n' ' ')}"
+	if [[ -z "${taps// /}" ]]; then
+		echo "no TAP tests in test/t"
+		record tap skip 0
+	else
+		as_pg=()
+		bo_is_root && as_pg=(runuser -u "$(bo_pg_owner)" --)
+		run_step "$(step_timeout 2400)" "${as_pg[@]}" env -C "$tapdir" \
+			PATH="$BO_PG_BINDIR:$PATH" TESTDIR="$tapdir" BATCH_OPS_ROOT="$tapdir" \
+			PG_REGRESS="$pgxs_perl/../regress/pg_regress" prove -I "$pgxs_perl" -I "$tapdir/test/t" \
+			${BATCH_OPS_TAP_VERBOSE:+-v} $taps
+		if ((STEP_RC == 0)); then
+			record tap pass "$STEP_SECS"
+		else
+			for f in "$tapdir"/tmp_check/log/regress_log_*; do
+				[[ -e "$f" ]] && show_file "$f" 150
+			done
+			record tap fail "$STEP_SECS"
+		fi
+	fi
+fi
+
+# ---------------------------------------------------------------- 5. scripts
 shopt -s nullglob
 for script in "$ROOT"/test/scripts/*.sh; do
 	name="$(basename "$script")"

@@ -30,7 +30,8 @@ OBJS = \
 	src/source.o \
 	src/csv_import.o \
 	src/copy_path.o \
-	src/batch_job.o
+	src/batch_job.o \
+	src/drop_guard.o
 
 SHLIB_LINK += -lcurl
 

@@ -18,6 +18,7 @@
 #include "utils/guc.h"
 
 #include "batch_ops.h"
+#include "drop_guard.h"
 #include "idempotency.h"
 #include "jobs.h"
 #include "ratelimit.h"
@@ -62,6 +63,7 @@ _PG_init(void)
 	idempotency_init();
 	ratelimit_init();
 	jobs_init();
+	drop_guard_init();
 
 	MarkGUCPrefixReserved("batch_ops");
 }

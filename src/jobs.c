@@ -59,6 +59,7 @@
 
 #include "idempotency.h"
 #include "jobs.h"
+#include "sql_quote.h"
 
 PG_FUNCTION_INFO_V1(batch_ops_submit_import);
 PG_FUNCTION_INFO_V1(batch_ops_submit_batch);
@@ -302,6 +303,14 @@ jobs_init(void)
  * Reaching the job tables
  * ---------------------------------------------------------------------
  */
+/* Set a setting until the GUC nest level of the caller is unwound. */
+static void
+pin_setting(const char *name, const char *value)
+{
+	(void) set_config_option(name, value, PGC_SUSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+}
+
 static Oid
 jobs_table_owner(void)
 {
@@ -323,6 +332,15 @@ jobs_table_owner(void)
 	return owner;
 }
 
+/*
+ * Reach the job tables as their owner, as a SECURITY DEFINER function
+ * with "SET search_path = pg_catalog, pg_temp" would: names in the
+ * statements resolve in pg_catalog whatever the caller's (or, in a job
+ * worker, the database's or the submitter's) search_path says.  The
+ * timeouts are pinned too, so that a role's own statement_timeout or
+ * lock_timeout cannot cut a job's bookkeeping in half.  Undone by
+ * jobs_owner_end().
+ */
 void
 jobs_owner_begin(OwnerSwitch *sw)
 {
@@ -331,9 +349,9 @@ jobs_owner_begin(OwnerSwitch *sw)
 	GetUserIdAndSecContext(&sw->save_user, &sw->save_sec);
 	SetUserIdAndSecContext(owner, sw->save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	sw->nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	pin_setting("search_path", "pg_catalog, pg_temp");
+	pin_setting("statement_timeout", "0");
+	pin_setting("lock_timeout", "0");
 }
 
 void
@@ -613,8 +631,9 @@ jobs_purge(void)
 
 	values[0] = Int32GetDatum(batch_ops_job_ttl);
 	return (int64) spi_exec_as_owner("DELETE FROM batch_ops.job_queue"
-									 " WHERE status IN ('completed', 'failed', 'cancelled')"
-									 " AND finished_at < now() - make_interval(secs => $1)",
+									 " WHERE status" SQL_EQ "ANY ('{completed,failed,cancelled}'::pg_catalog.text[])"
+									 " AND finished_at" SQL_LT "(pg_catalog.now()" SQL_MINUS
+									 "pg_catalog.make_interval(secs => $1))",
 									 1, types, values, NULL, SPI_OK_DELETE);
 }
 
@@ -787,7 +806,7 @@ batch_ops_submit_batch(PG_FUNCTION_ARGS)
 	values[0] = Int64GetDatum(id);
 	values[1] = JsonbPGetDatum(items);
 	(void) spi_exec_as_owner("INSERT INTO batch_ops.job_item (job_id, idx, item)"
-							 " SELECT $1, o - 1, v FROM pg_catalog.jsonb_array_elements($2)"
+							 " SELECT $1, o" SQL_MINUS "1, v FROM pg_catalog.jsonb_array_elements($2)"
 							 " WITH ORDINALITY AS e(v, o)",
 							 2, types, values, NULL, SPI_OK_INSERT);
 
@@ -837,25 +856,27 @@ job_not_found(int64 job_id)
 			 errdetail("A role sees only the jobs it submitted.")));
 }
 
-#define OWN_JOB " (j.id = $1 AND ($2 OR j.role = $3)) "
+#define OWN_JOB " (j.id" SQL_EQ "$1 AND ($2 OR j.role" SQL_EQ "$3)) "
 
 static const char *job_json_sql =
-"SELECT jsonb_build_object("
+"SELECT pg_catalog.jsonb_build_object("
 "  'job_id', j.id, 'kind', j.kind, 'operation', j.operation,"
-"  'target', j.target::pg_catalog.regclass::text,"
+"  'target', j.target::pg_catalog.regclass::pg_catalog.text,"
 "  'source', j.source, 'status', j.status, 'progress', j.progress,"
 "  'rows_done', j.rows_done, 'atomic', j.atomic, 'error', j.error,"
-"  'submitted_by', coalesce(pg_catalog.pg_get_userbyid(j.role)::text, j.role::text),"
+"  'submitted_by', coalesce(pg_catalog.pg_get_userbyid(j.role)::pg_catalog.text,"
+"                            j.role::pg_catalog.text),"
 "  'submitted_at', j.submitted_at, 'started_at', j.started_at,"
 "  'finished_at', j.finished_at,"
-"  'results', jsonb_build_object('created', j.created, 'updated', j.updated,"
+"  'results', pg_catalog.jsonb_build_object('created', j.created, 'updated', j.updated,"
 "     'deleted', j.deleted, 'failed', j.failed, 'errors_total', j.errors_total,"
-"     'errors', coalesce((SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object("
+"     'errors', coalesce((SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_strip_nulls("
+"            pg_catalog.jsonb_build_object("
 "            'line', e.line, 'index', e.index, 'error', e.error,"
 "            'message', e.message, 'sqlstate', e.sqlstate, 'detail', e.detail,"
 "            'raw', e.raw)) ORDER BY e.pos)"
-"          FROM (SELECT * FROM batch_ops.job_error e WHERE e.job_id = j.id"
-"                ORDER BY e.pos LIMIT 100) e), '[]'::jsonb)))"
+"          FROM (SELECT * FROM batch_ops.job_error e WHERE e.job_id" SQL_EQ "j.id"
+"                ORDER BY e.pos LIMIT 100) e), '[]'::pg_catalog.jsonb)))"
 " FROM batch_ops.job_queue j WHERE" OWN_JOB;
 
 static Jsonb *
@@ -896,6 +917,28 @@ batch_ops_job(PG_FUNCTION_ARGS)
 	PG_RETURN_JSONB_P(job_json(PG_GETARG_INT64(0), NULL));
 }
 
+/* Longer waits than this (a century) are waits without a deadline. */
+#define WAIT_FOREVER_USECS (100.0 * DAYS_PER_YEAR * USECS_PER_DAY)
+
+/*
+ * When a wait of "timeout" from now ends: now for a zero or negative
+ * timeout, DT_NOEND (no deadline) for none or one longer than a century,
+ * so that '1000000 years' waits rather than overflowing a timestamp.
+ */
+static TimestampTz
+wait_deadline(Interval *timeout)
+{
+	double		usecs;
+
+	if (timeout == NULL)
+		return DT_NOEND;
+	usecs = (double) timeout->time +
+		((double) timeout->month * DAYS_PER_MONTH + timeout->day) * USECS_PER_DAY;
+	if (usecs >= WAIT_FOREVER_USECS)
+		return DT_NOEND;
+	return GetCurrentTimestamp() + (int64) Max(usecs, 0.0);
+}
+
 Datum
 batch_ops_wait_job(PG_FUNCTION_ARGS)
 {
@@ -924,11 +967,9 @@ batch_ops_wait_job(PG_FUNCTION_ARGS)
 				 errmsg("wait_job cannot run in a REPEATABLE READ or SERIALIZABLE transaction"),
 				 errdetail("Its snapshot would never show the job's progress.")));
 
-	deadline = GetCurrentTimestamp();
-	if (timeout)
-		deadline = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
-														   TimestampTzGetDatum(deadline),
-														   IntervalPGetDatum(timeout)));
+	deadline = wait_deadline(timeout);
+	if (deadline == DT_NOEND)
+		timeout = NULL;
 	for (;;)
 	{
 		long		left;
@@ -963,11 +1004,12 @@ batch_ops_cancel_job(PG_FUNCTION_ARGS)
 	/* queued: cancelled at once; running: the worker stops at commit */
 	lookup_begin(&sw,
 				 "UPDATE batch_ops.job_queue j SET"
-				 "  cancel_requested = j.status IN ('queued', 'running'),"
-				 "  status = CASE j.status WHEN 'queued' THEN 'cancelled' ELSE j.status END,"
-				 "  finished_at = CASE j.status WHEN 'queued' THEN now() ELSE j.finished_at END"
+				 "  cancel_requested = j.status" SQL_EQ "ANY ('{queued,running}'::pg_catalog.text[]),"
+				 "  status = CASE WHEN j.status" SQL_EQ "'queued' THEN 'cancelled' ELSE j.status END,"
+				 "  finished_at = CASE WHEN j.status" SQL_EQ "'queued' THEN pg_catalog.now()"
+				 "    ELSE j.finished_at END"
 				 " WHERE" OWN_JOB
-				 " RETURNING (SELECT o.status FROM batch_ops.job_queue o WHERE o.id = j.id)",
+				 " RETURNING (SELECT o.status FROM batch_ops.job_queue o WHERE o.id" SQL_EQ "j.id)",
 				 job_id, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed == 0)
 		job_not_found(job_id);
@@ -1048,7 +1090,7 @@ batch_ops_job_errors(PG_FUNCTION_ARGS)
 	portal = SPI_cursor_open_with_args(NULL,
 									   "SELECT e.line, e.index::pg_catalog.int4, e.error, e.message, e.raw"
 									   " FROM batch_ops.job_error e"
-									   " WHERE e.job_id = $1 ORDER BY e.pos",
+									   " WHERE e.job_id" SQL_EQ "$1 ORDER BY e.pos",
 									   3, types, values, NULL, true, 0);
 	cursor_to_tuplestore(fcinfo, portal);
 	lookup_end(&sw);
@@ -1072,13 +1114,14 @@ batch_ops_job_list(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	portal = SPI_cursor_open_with_args(NULL,
 									   "SELECT j.id, j.kind, j.operation,"
-									   "  j.target::pg_catalog.regclass::text,"
+									   "  j.target::pg_catalog.regclass::pg_catalog.text,"
 									   "  j.source, j.status, j.progress, j.rows_done,"
 									   "  j.created, j.updated, j.deleted, j.failed, j.errors_total,"
-									   "  j.error, coalesce(pg_catalog.pg_get_userbyid(j.role)::text, j.role::text),"
+									   "  j.error, coalesce(pg_catalog.pg_get_userbyid(j.role)::pg_catalog.text,"
+									   "                    j.role::pg_catalog.text),"
 									   "  j.options, j.submitted_at, j.started_at, j.finished_at"
 									   " FROM batch_ops.job_queue j"
-									   " WHERE $1 OR j.role = $2 ORDER BY j.id",
+									   " WHERE $1 OR j.role" SQL_EQ "$2 ORDER BY j.id",
 									   2, types, values, NULL, true, 0);
 	cursor_to_tuplestore(fcinfo, portal);
 	SPI_finish();

@@ -48,7 +48,9 @@
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
+#include "catalog/pg_db_role_setting.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -72,6 +74,7 @@
 #include "idempotency.h"
 #include "item_error.h"
 #include "jobs.h"
+#include "sql_quote.h"
 
 /* advisory lock tag field 4: not 1 or 2, which user advisory locks use */
 #define JOB_LOCK_FIELD4 0x4A4F
@@ -414,7 +417,9 @@ job_commit_chunk_ex(Job *job, ChunkResult *res, const char *final_status,
 				" SELECT $1, CASE WHEN $9 THEN l ELSE i END,"
 				"   CASE WHEN $9 THEN l END, CASE WHEN $9 THEN NULL ELSE i END,"
 				"   e, m, s, d, r"
-				" FROM unnest($2, $3, $4, $5, $6, $7, $8) AS u(l, i, e, m, s, d, r)",
+				" FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3),"
+				"   pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6),"
+				"   pg_catalog.unnest($7), pg_catalog.unnest($8)) AS u(l, i, e, m, s, d, r)",
 				9, etypes, evalues, NULL, SPI_OK_INSERT);
 	}
 
@@ -442,21 +447,23 @@ job_commit_chunk_ex(Job *job, ChunkResult *res, const char *final_status,
 	values[13] = Int64GetDatum(res->rows_seen);
 	spi_run("UPDATE batch_ops.job_queue SET"
 			" ckpt_offset = $2, ckpt_line = $3, ckpt_index = $4,"
-			" rows_done = rows_done + $14,"
-			" created = created + CASE operation WHEN 'create' THEN $5 ELSE 0 END,"
-			" updated = updated + CASE operation WHEN 'update' THEN $5 ELSE 0 END,"
-			" deleted = deleted + CASE operation WHEN 'delete' THEN $5 ELSE 0 END,"
-			" failed = failed + $6, errors_total = errors_total + $7,"
+			" rows_done = rows_done" SQL_PLUS "$14,"
+			" created = created" SQL_PLUS "CASE WHEN operation" SQL_EQ "'create' THEN $5 ELSE 0 END,"
+			" updated = updated" SQL_PLUS "CASE WHEN operation" SQL_EQ "'update' THEN $5 ELSE 0 END,"
+			" deleted = deleted" SQL_PLUS "CASE WHEN operation" SQL_EQ "'delete' THEN $5 ELSE 0 END,"
+			" failed = failed" SQL_PLUS "$6, errors_total = errors_total" SQL_PLUS "$7,"
 			" bytes_total = coalesce($8, bytes_total),"
-			" columns = coalesce($12::jsonb, columns),"
+			" columns = coalesce($12::pg_catalog.jsonb, columns),"
 			" status = $9, error = $11,"
-			" progress = CASE WHEN $9 = 'completed' THEN 100"
-			"   WHEN kind = 'import' AND coalesce($8, bytes_total) > 0"
-			"     THEN least(99, floor(100.0 * $2 / coalesce($8, bytes_total)))::int"
-			"   WHEN kind = 'batch' AND $13 > 0 THEN least(99, floor(100.0 * $4 / $13))::int"
+			" progress = CASE WHEN $9" SQL_EQ "'completed' THEN 100"
+			"   WHEN kind" SQL_EQ "'import' AND coalesce($8, bytes_total)" SQL_GT "0"
+			"     THEN least(99, pg_catalog.floor(100.0" SQL_MUL "$2" SQL_DIV
+			"       coalesce($8, bytes_total))::pg_catalog.int4)"
+			"   WHEN kind" SQL_EQ "'batch' AND $13" SQL_GT "0"
+			"     THEN least(99, pg_catalog.floor(100.0" SQL_MUL "$4" SQL_DIV "$13)::pg_catalog.int4)"
 			"   ELSE progress END,"
 			" finished_at = CASE WHEN $10 THEN pg_catalog.clock_timestamp() END"
-			" WHERE id = $1 RETURNING cancel_requested",
+			" WHERE id" SQL_EQ "$1 RETURNING cancel_requested",
 			14, types, values, nulls, SPI_OK_UPDATE_RETURNING);
 	if (SPI_processed == 1)
 		cancel_requested = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
@@ -467,7 +474,7 @@ job_commit_chunk_ex(Job *job, ChunkResult *res, const char *final_status,
 		Datum		ivalues[1];
 
 		ivalues[0] = Int64GetDatum(job->id);
-		spi_run("DELETE FROM batch_ops.job_item WHERE job_id = $1",
+		spi_run("DELETE FROM batch_ops.job_item WHERE job_id" SQL_EQ "$1",
 				1, itypes, ivalues, NULL, SPI_OK_DELETE);
 		notify_job_status(job->id, final_status);
 	}
@@ -535,12 +542,18 @@ job_finish(Job *job, const char *status, const char *error)
 
 	/* keep the checkpoint as it is: only the status changes */
 	memset(&res, 0, sizeof(res));
-	job_begin_chunk();
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	/* the role's default_transaction_read_only is not the worker's */
+	(void) set_config_option("transaction_read_only", "off", PGC_SUSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	PushActiveSnapshot(GetTransactionSnapshot());
 	jobs_owner_begin(&sw);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	values[0] = Int64GetDatum(job->id);
-	spi_run("SELECT ckpt_offset, ckpt_line, ckpt_index FROM batch_ops.job_queue WHERE id = $1",
+	spi_run("SELECT ckpt_offset, ckpt_line, ckpt_index FROM batch_ops.job_queue"
+			" WHERE id" SQL_EQ "$1",
 			1, types, values, NULL, SPI_OK_SELECT);
 	if (SPI_processed == 1)
 	{
@@ -587,12 +600,20 @@ job_check_target(Job *job)
 				 errmsg("the target table of the job no longer exists")));
 }
 
-/* Run fn as the job's role; GUCs it changes are undone afterwards. */
+/*
+ * Run the job's own work as its role, until job_as_role_end(); settings
+ * it changes are undone then.  As core does for code it runs on another
+ * role's behalf (REFRESH MATERIALIZED VIEW, VACUUM's index functions),
+ * the work is a security-restricted operation: it cannot change the
+ * role, create temporary objects, LISTEN or keep cursors open past the
+ * chunk, so it leaves nothing behind in the worker's session.
+ */
 void
 job_as_role_begin(Job *job, JobRoleSwitch *rs)
 {
 	GetUserIdAndSecContext(&rs->save_user, &rs->save_sec);
-	SetUserIdAndSecContext(job->role, rs->save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	SetUserIdAndSecContext(job->role, rs->save_sec | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
 	rs->nestlevel = NewGUCNestLevel();
 }
 
@@ -607,19 +628,19 @@ job_as_role_end(JobRoleSwitch *rs)
  * Claiming jobs
  * ---------------------------------------------------------------------
  */
+/*
+ * Is batch_ops installed in this database?  A catalog lookup, not SQL: the
+ * worker is a superuser session that has the database's own settings
+ * (ALTER DATABASE ... SET search_path), which its owner controls.
+ */
 static bool
 extension_installed(void)
 {
 	bool		found;
 
-	job_begin_chunk();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	spi_run("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'batch_ops'",
-			0, NULL, NULL, NULL, SPI_OK_SELECT);
-	found = SPI_processed > 0;
-	SPI_finish();
-	job_end_chunk();
+	StartTransactionCommand();
+	found = OidIsValid(get_extension_oid("batch_ops", true));
+	CommitTransactionCommand();
 	return found;
 }
 
@@ -691,10 +712,11 @@ claim_job(void)
 		elog(ERROR, "SPI_connect failed");
 	spi_run("SELECT id, role, kind, operation, target, source, options,"
 			"  atomic, bytes_total, ckpt_offset, ckpt_line, ckpt_index,"
-			"  items_total, columns::text, errors_total, cancel_requested, status,"
-			"  EXISTS (SELECT FROM pg_catalog.pg_roles WHERE oid = role), attempts,"
-			"  EXISTS (SELECT FROM pg_catalog.pg_class WHERE oid = target)"
-			" FROM batch_ops.job_queue WHERE status IN ('queued', 'running')"
+			"  items_total, columns::pg_catalog.text, errors_total, cancel_requested, status,"
+			"  EXISTS (SELECT FROM pg_catalog.pg_authid a WHERE a.oid" SQL_EQ "role), attempts,"
+			"  EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid" SQL_EQ "target)"
+			" FROM batch_ops.job_queue"
+			" WHERE status" SQL_EQ "ANY ('{queued,running}'::pg_catalog.text[])"
 			" ORDER BY id LIMIT 64 FOR UPDATE SKIP LOCKED",
 			0, NULL, NULL, NULL, SPI_OK_SELECT);
 	/* the UPDATE below replaces SPI_tuptable and SPI_processed */
@@ -773,9 +795,10 @@ claim_job(void)
 			nulls[2] = 'n';
 		spi_run("UPDATE batch_ops.job_queue SET status = $2, error = $3,"
 				" started_at = coalesce(started_at, pg_catalog.clock_timestamp()),"
-				" finished_at = CASE WHEN $2 <> 'running' THEN pg_catalog.clock_timestamp() END,"
-				" worker_pid = pg_catalog.pg_backend_pid(), attempts = attempts + 1"
-				" WHERE id = $1",
+				" finished_at = CASE WHEN $2" SQL_NE "'running'"
+				"   THEN pg_catalog.clock_timestamp() END,"
+				" worker_pid = pg_catalog.pg_backend_pid(), attempts = attempts" SQL_PLUS "1"
+				" WHERE id" SQL_EQ "$1",
 				3, types, values, nulls, SPI_OK_UPDATE);
 		if (strcmp(status, "running") != 0)
 		{
@@ -788,10 +811,12 @@ claim_job(void)
 	}
 	SPI_finish();
 	jobs_owner_end(&sw);
-	job_end_chunk();
 
-	if (queued > 0)
-		jobs_wake_launcher(MyDatabaseId);
+	/*
+	 * Name the job in our slot before the claim commits: a DROP EXTENSION
+	 * (drop_guard.c) then either fails at once on the claim's lock or,
+	 * once the claim has committed, finds the job in the slot.
+	 */
 	if (job)
 	{
 		SpinLockAcquire(&jobs_shared->mutex);
@@ -799,9 +824,34 @@ claim_job(void)
 		MySlot->cancel = false;
 		SpinLockRelease(&jobs_shared->mutex);
 	}
-	else if (queued > 0)
+	job_end_chunk();
+
+	if (queued > 0)
+		jobs_wake_launcher(MyDatabaseId);
+	if (job == NULL && queued > 0)
 		return claim_job();
 	return job;
+}
+
+/*
+ * Give the session the settings a session of the job's role would have in
+ * this database: ALTER ROLE ... IN DATABASE ... SET, then ALTER ROLE ...
+ * SET, as the postmaster applies them at connection (the database's own
+ * settings are in place since the worker connected).  They are session
+ * settings, so they last for the job's chunks; the worker runs one job
+ * and exits, and its bookkeeping pins what it depends on (jobs.c,
+ * jobs_owner_begin).  In a transaction: it reads the catalog.
+ */
+static void
+apply_role_settings(Oid role)
+{
+	Relation	rel = table_open(DbRoleSettingRelationId, AccessShareLock);
+	Snapshot	snapshot = RegisterSnapshot(GetCatalogSnapshot(DbRoleSettingRelationId));
+
+	ApplySetting(snapshot, MyDatabaseId, role, rel, PGC_S_DATABASE_USER);
+	ApplySetting(snapshot, InvalidOid, role, rel, PGC_S_USER);
+	UnregisterSnapshot(snapshot);
+	table_close(rel, AccessShareLock);
 }
 
 /*
@@ -821,6 +871,7 @@ run_job(Job *job)
 	/* superuser_arg() reads the catalog: in a transaction */
 	StartTransactionCommand();
 	SetSessionAuthorization(job->role, superuser_arg(job->role));
+	apply_role_settings(job->role);
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(worker_cxt);
 
@@ -890,6 +941,7 @@ batch_ops_job_worker_main(Datum main_arg)
 {
 	int			slotno = DatumGetInt32(main_arg);
 	Oid			dboid;
+	Job		   *job;
 
 	memcpy(&dboid, MyBgworkerEntry->bgw_extra, sizeof(Oid));
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -917,21 +969,15 @@ batch_ops_job_worker_main(Datum main_arg)
 		proc_exit(0);
 	purge_jobs();
 
-	for (;;)
-	{
-		Job		   *job;
-
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-		job = claim_job();
-		if (job == NULL)
-			break;
+	/*
+	 * One job per process: nothing a job leaves in its session (temporary
+	 * objects, prepared statements, advisory locks, LISTEN, settings,
+	 * cached plans) can reach the next job, which gets a new process.
+	 * claim_job() has asked the launcher for another worker if more jobs
+	 * were queued.
+	 */
+	job = claim_job();
+	if (job != NULL)
 		run_job(job);
-		MemoryContextReset(worker_cxt);
-	}
 	proc_exit(0);
 }

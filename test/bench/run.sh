@@ -267,3 +267,9 @@ fi
 if [[ ${BENCH_IDEMPOTENCY:-1} == 1 ]]; then
 	BATCH_OPS_BENCH_EXISTING=1 "$here/idempotency.sh"
 fi
+
+# ---------------------------------------------------------------- job overhead
+# What a job costs beyond its work: one process per job (test/bench/jobs.sh).
+if [[ ${BENCH_JOBS:-1} == 1 ]]; then
+	BATCH_OPS_BENCH_EXISTING=1 "$here/jobs.sh"
+fi

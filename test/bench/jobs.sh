@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+#
+# batch_ops — what a job costs beyond its work (issue #8: one process per
+# job).  make bench runs it after run.sh.
+#
+#   sequential  submit a 1-item submit_batch job, wait_job() for it; repeat.
+#               The time per job is the latency a caller sees: the commit
+#               wakes the launcher, which starts a worker, which connects,
+#               claims, runs, commits and exits.
+#   burst       submit N 1-item jobs in one transaction, wait for the last:
+#               the time per job with the workers busy (batch_ops.max_workers
+#               of them, one process per job).
+#   sync        the same 1-item batch_create, synchronously: the work itself.
+#
+# Info only (no target): the figures say what a job's own process costs.
+#
+# Knobs: BENCH_JOBS_SEQ (30), BENCH_JOBS_BURST (200), BENCH_NO_BUILD,
+# BATCH_OPS_BENCH_EXISTING=1 with PGHOST/PGPORT: use that server.
+# Exit status: 0 when the benchmark ran, whatever the figures.
+
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+SEQ=${BENCH_JOBS_SEQ:-30}
+BURST=${BENCH_JOBS_BURST:-200}
+PORT=5477
+RUNDIR=$root/.test-run/bench-jobs
+resdir=$here/results
+mkdir -p "$resdir"
+
+die() { echo "bench-jobs: $*" >&2; exit 1; }
+for v in SEQ BURST; do
+	[[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || die "$v must be a positive integer"
+done
+
+cluster_started=
+cleanup() {
+	local rc=$?
+	if [[ -n $cluster_started ]]; then
+		bo_cluster_stop "$RUNDIR" >/dev/null 2>&1 || true
+	fi
+	exit $rc
+}
+trap cleanup EXIT
+
+if [[ ${BATCH_OPS_BENCH_EXISTING:-0} == 1 && -n ${PGHOST:-} && -n ${PGPORT:-} ]]; then
+	mode_desc="existing server (PGHOST=$PGHOST PGPORT=$PGPORT)"
+else
+	# shellcheck source=/dev/null
+	source "$root/scripts/lib.sh"
+	bo_ensure_deps
+	[[ ${BENCH_NO_BUILD:-0} == 1 ]] || bo_build_install
+	cluster_started=1
+	BATCH_OPS_FSYNC=on bo_cluster_start "$RUNDIR" "$PORT"
+	mode_desc="throwaway cluster (.test-run/bench-jobs, port $PORT)"
+fi
+
+psql_() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+
+psql_ >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS batch_ops;
+DROP SCHEMA IF EXISTS bo_jobs CASCADE;
+CREATE SCHEMA bo_jobs;
+CREATE TABLE bo_jobs.t (id bigint PRIMARY KEY, v text);
+SQL
+
+now_ms() { date +%s%3N; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
+
+# sequential: submit, wait, repeat
+t0=$(now_ms)
+for ((i = 1; i <= SEQ; i++)); do
+	id=$(psql_ -c "SELECT batch_ops.submit_batch('create', 'bo_jobs.t', '[{\"id\": $i}]')")
+	st=$(psql_ -c "SELECT batch_ops.wait_job($id, '60 s') ->> 'status'")
+	[[ $st == completed ]] || die "job $id: $st"
+done
+seq_ms=$(($(now_ms) - t0))
+
+# burst: N jobs in one transaction, wait for the last
+t0=$(now_ms)
+last=$(psql_ -c "SELECT max(batch_ops.submit_batch('create', 'bo_jobs.t',
+	pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object('id', 1000000 + g))))
+	FROM pg_catalog.generate_series(1, $BURST) g")
+psql_ -c "SELECT batch_ops.wait_job(id, '600 s') FROM batch_ops.job_queue WHERE id <= $last AND kind = 'batch' ORDER BY id" >/dev/null
+burst_ms=$(($(now_ms) - t0))
+done_n=$(psql_ -c "SELECT count(*) FROM bo_jobs.t WHERE id > 1000000")
+[[ $done_n == "$BURST" ]] || die "burst: $done_n of $BURST rows"
+
+# sync: the work itself
+t0=$(now_ms)
+for ((i = 1; i <= SEQ; i++)); do
+	psql_ -c "SELECT batch_ops.batch_create('bo_jobs.t', '[{\"id\": $((2000000 + i))}]')" >/dev/null
+done
+sync_ms=$(($(now_ms) - t0))
+
+report=$resdir/jobs.txt
+{
+	echo "batch_ops job overhead — $(date -u +%Y-%m-%dT%H:%MZ), $mode_desc"
+	echo
+	printf '| %-40s | %10s |\n' "measurement" "ms per job"
+	printf '|%s|%s|\n' "------------------------------------------" "------------"
+	printf '| %-40s | %10.1f |\n' "sequential submit + wait_job ($SEQ)" "$(div $seq_ms $SEQ)"
+	printf '| %-40s | %10.1f |\n' "burst of $BURST jobs, until the last" "$(div $burst_ms $BURST)"
+	printf '| %-40s | %10.1f |\n' "synchronous batch_create ($SEQ calls)" "$(div $sync_ms $SEQ)"
+} >"$report"
+cat "$report"
+psql_ -c "SET client_min_messages = warning; DROP SCHEMA bo_jobs CASCADE" >/dev/null

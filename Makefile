@@ -51,6 +51,7 @@ REGRESS = \
 	privileges \
 	partitioned \
 	idempotency \
+	internal_names \
 	ratelimit \
 	jobs
 

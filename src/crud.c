@@ -622,8 +622,10 @@ make_groups(Batch *batch, int *ngroups)
 static void
 append_returning(StringInfo buf, Batch *batch)
 {
-	appendStringInfoString(buf, batch->op == BATCH_CREATE ? " RETURNING 1" :
-						   " RETURNING r." BATCH_ORD_COLUMN);
+	if (batch->op == BATCH_CREATE)
+		appendStringInfoString(buf, " RETURNING 1");
+	else
+		appendStringInfo(buf, " RETURNING r.%s", batch->target->ord_alias);
 	if (batch->row_json)
 		row_json_append_select_list(batch->row_json, buf);
 }
@@ -655,8 +657,11 @@ create_statement(Batch *batch, Bitmapset *shape)
 		appendStringInfo(&cols, "%s%s", cols.len ? ", " : "", target->cols[c].quoted);
 
 	if (cols.len == 0)
-		appendStringInfo(&sql, "INSERT INTO %s AS t DEFAULT VALUES",
-						 target->qualname);
+	{
+		/* every column its default, one row per item (a SELECT of no columns) */
+		appendStringInfo(&sql, "INSERT INTO %s AS t SELECT FROM %s",
+						 target->qualname, plan_rows_source(target));
+	}
 	else
 	{
 		appendStringInfo(&sql, "INSERT INTO %s AS t (%s) SELECT ",

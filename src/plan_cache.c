@@ -48,7 +48,7 @@ typedef struct CachedStatement
 static CachedStatement plan_cache[PLAN_CACHE_SIZE];
 static int	plan_cache_next = 0;
 
-/* unnest($1) WITH ORDINALITY AS r(<every live column>, __batch_ops_ord) */
+/* unnest($1) WITH ORDINALITY AS r(<every live column>, <ord_alias>) */
 char *
 plan_rows_source(Target *target)
 {
@@ -59,7 +59,7 @@ plan_rows_source(Target *target)
 	appendStringInfoString(&buf, "unnest($1) WITH ORDINALITY AS r(");
 	for (i = 0; i < target->ncols; i++)
 		appendStringInfo(&buf, "%s, ", target->cols[i].quoted);
-	appendStringInfo(&buf, "%s)", BATCH_ORD_COLUMN);
+	appendStringInfo(&buf, "%s)", target->ord_alias);
 	return buf.data;
 }
 

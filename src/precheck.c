@@ -426,7 +426,7 @@ existing_key_query(Batch *batch, int ncols, const int *cols)
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "SELECT r.%s FROM %s WHERE EXISTS (SELECT 1 FROM %s t WHERE ",
-					 BATCH_ORD_COLUMN, plan_rows_source(batch->target),
+					 batch->target->ord_alias, plan_rows_source(batch->target),
 					 batch->target->qualname);
 	for (k = 0; k < ncols; k++)
 	{

@@ -9,9 +9,10 @@
  * the end of the transaction -- and copies out what the engine needs:
  * the live columns with their types, defaults and the caller's column
  * privileges, the primary key, the unique indexes and CHECK constraints
- * that can be evaluated on an item's own values, and whether a BEFORE ROW
- * trigger can change or skip rows.  The relation is closed again before
- * returning; only the lock is kept.
+ * that can be evaluated on an item's own values, whether a BEFORE ROW
+ * trigger can change or skip rows, and a name for the item position column of the engine's
+ * statements that no column of the table has.  The relation is closed
+ * again before returning; only the lock is kept.
  *
  *-------------------------------------------------------------------------
  */
@@ -238,6 +239,23 @@ describe_checks(Target *target, Relation rel)
 	}
 }
 
+/*
+ * The name of the item position column of the engine's statements, which
+ * must not be the name of any column of the table: __batch_ops_ord, or
+ * __batch_ops_ord_N with the first N that is free.
+ */
+static char *
+choose_ord_alias(Target *target)
+{
+	char		name[NAMEDATALEN];
+	int			n = 0;
+
+	strlcpy(name, "__batch_ops_ord", sizeof(name));
+	while (target_column_index(target, name, strlen(name), -1) >= 0)
+		snprintf(name, sizeof(name), "__batch_ops_ord_%d", ++n);
+	return pstrdup(quote_identifier(name));
+}
+
 static bool
 has_row_before_trigger(Relation rel, BatchOp op)
 {
@@ -310,6 +328,7 @@ target_open(Oid relid, BatchOp op)
 	describe_columns(target, rel, op);
 	describe_indexes(target, rel);
 	describe_checks(target, rel);
+	target->ord_alias = choose_ord_alias(target);
 	target->row_before_trigger = tree_has_row_before_trigger(rel, op);
 
 	if (op != BATCH_CREATE && target->npk == 0)

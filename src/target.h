@@ -64,6 +64,8 @@ typedef struct Target
 	Oid			relid;
 	char	   *relname;		/* unqualified, for messages */
 	char	   *qualname;		/* quoted schema.table, for SQL text */
+	char	   *ord_alias;		/* quoted name of the item position column
+								 * of the statements, unlike every column's */
 	Oid			rowtype;		/* composite type of the table's rows */
 	Oid			rowarraytype;	/* its array type */
 	TupleDesc	tupdesc;		/* copy of the table's descriptor */

@@ -51,6 +51,7 @@ REGRESS = \
 	privileges \
 	partitioned \
 	idempotency \
+	security_engine \
 	internal_names \
 	ratelimit \
 	jobs

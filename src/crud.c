@@ -17,7 +17,9 @@
  *	  columns they give (and, for update and delete, how many earlier
  *	  items had the same key, so that repeated keys apply in order) -- and
  *	  each group is written by ONE set-based statement over unnest() of
- *	  an array of table rows (plan_cache.c), inside ONE subtransaction.
+ *	  an array of table rows (plan_cache.c, which also says how the
+ *	  statements keep the caller's search_path out of them), inside ONE
+ *	  subtransaction.
  *	  That subtransaction is the safety net for what could not be checked
  *	  in advance.  If it fails with an error that is the item's fault
  *	  (item_error.c), creates first look for keys that already exist
@@ -630,17 +632,11 @@ append_returning(StringInfo buf, Batch *batch)
 		row_json_append_select_list(batch->row_json, buf);
 }
 
+/* rows are found by their primary key, with its types' own equality */
 static void
 append_key_match(StringInfo buf, Target *target)
 {
-	int			k;
-
-	for (k = 0; k < target->npk; k++)
-	{
-		const char *col = target->cols[target->pk[k]].quoted;
-
-		appendStringInfo(buf, "%st.%s = r.%s", k ? " AND " : "", col, col);
-	}
+	plan_append_key_match(buf, target, target->npk, target->pk, NULL);
 }
 
 static char *

@@ -10,7 +10,11 @@
 
 #include "target.h"
 
+#include "lib/stringinfo.h"
+
 extern char *plan_rows_source(Target *target);
+extern void plan_append_key_match(StringInfo buf, Target *target, int ncols,
+								  const int *cols, const Oid *eqops);
 extern int	plan_execute(const char *sql, Oid argtype, Datum arg);
 extern int	plan_execute_custom(const char *sql, Oid argtype, Datum arg);
 

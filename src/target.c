@@ -9,8 +9,9 @@
  * the end of the transaction -- and copies out what the engine needs:
  * the live columns with their types, defaults and the caller's column
  * privileges, the primary key, the unique indexes and CHECK constraints
- * that can be evaluated on an item's own values, whether a BEFORE ROW
- * trigger can change or skip rows, and a name for the item position column of the engine's
+ * that can be evaluated on an item's own values (with each unique index's
+ * own equality operators), whether a BEFORE ROW trigger can change or skip
+ * rows, and a name for the item position column of the engine's
  * statements that no column of the table has.  The relation is closed
  * again before returning; only the lock is kept.
  *
@@ -20,9 +21,11 @@
 
 #include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/stratnum.h"
 #include "access/relation.h"
 #include "access/table.h"
 #include "catalog/index.h"
+#include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
 #include "commands/trigger.h"
@@ -155,6 +158,19 @@ index_columns(Target *target, Relation index, int **cols)
 	return true;
 }
 
+/*
+ * The equality operator of a unique index's key column, from its operator
+ * family, as the index's own unique check uses it; InvalidOid if none.
+ */
+static Oid
+index_equality(Relation index, int k)
+{
+	if (index->rd_rel->relam != BTREE_AM_OID)
+		return InvalidOid;
+	return get_opfamily_member(index->rd_opfamily[k], index->rd_opcintype[k],
+							   index->rd_opcintype[k], BTEqualStrategyNumber);
+}
+
 static void
 describe_indexes(Target *target, Relation rel)
 {
@@ -194,9 +210,13 @@ describe_indexes(Target *target, Relation rel)
 			u->cols = cols;
 			u->nulls_not_distinct = form->indnullsnotdistinct;
 			u->readable = true;
+			u->eqops = palloc(sizeof(Oid) * u->ncols);
 			for (i = 0; i < u->ncols; i++)
+			{
 				if (!target->cols[cols[i]].may_read)
 					u->readable = false;
+				u->eqops[i] = index_equality(index, i);
+			}
 		}
 		index_close(index, AccessShareLock);
 	}

@@ -48,6 +48,7 @@ typedef struct TargetUnique
 	int		   *cols;			/* column indexes into Target.cols */
 	bool		nulls_not_distinct;
 	bool		readable;		/* caller may SELECT every key column */
+	Oid		   *eqops;			/* per key column: the index's equality */
 } TargetUnique;
 
 /* A CHECK constraint of the table, evaluable on an item's own values. */

@@ -52,6 +52,7 @@ REGRESS = \
 	partitioned \
 	idempotency \
 	security_engine \
+	value_errors \
 	internal_names \
 	ratelimit \
 	jobs

@@ -11,7 +11,11 @@
  *	  subtransaction; it writes nothing and therefore takes no XID.  When
  *	  an item throws, that subtransaction is rolled back, the item is
  *	  marked failed and a new subtransaction carries on from the next
- *	  item: k bad items cost k+1 cheap subtransactions, not n.
+ *	  item: k bad items cost k+1 cheap subtransactions, not n.  An error
+ *	  thrown while converting a value (an input function, a domain's
+ *	  CHECK) is the item's whatever its SQLSTATE -- a tsquery syntax error
+ *	  is 42601 -- unless it is environmental (item_error.c); other errors
+ *	  of this phase are judged as the statement's would be.
  *
  * 2. Write.  The surviving items are grouped by shape -- the set of
  *	  columns they give (and, for update and delete, how many earlier
@@ -53,6 +57,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -177,11 +182,16 @@ static ItemError *
 set_column(Batch *batch, BatchItem *item, int c, JsonbValue *value)
 {
 	TargetColumn *col = &batch->target->cols[c];
+	ColumnInput *input = column_input(batch, c);
+	ItemError  *err;
 
 	batch->current_column = col->name;
 	item->present = bms_add_member(item->present, c);
-	return column_input_value(column_input(batch, c), col->name, value,
-							  &item->values[c], &item->isnull[c]);
+	batch->converting = true;
+	err = column_input_value(input, col->name, value,
+							 &item->values[c], &item->isnull[c]);
+	batch->converting = false;
+	return err;
 }
 
 #define invalid_item(...) \
@@ -491,13 +501,22 @@ read_items(Batch *batch, Jsonb *items)
 		PG_TRY();
 		{
 			for (; next < batch->nitems; next++)
+			{
+				CHECK_FOR_INTERRUPTS();
 				read_item(batch, &batch->items[next], hints);
+			}
 			subxact_commit(&sx);
 		}
 		PG_CATCH();
 		{
-			ItemError  *err = subxact_abort(&sx);
+			ItemError  *err;
 
+			/* whatever its SQLSTATE, a value's own conversion error is the item's */
+			if (batch->converting)
+				err = subxact_abort_value(&sx);
+			else
+				err = subxact_abort(&sx);
+			batch->converting = false;
 			if (err->column == NULL && batch->current_column)
 				err->column = pstrdup(batch->current_column);
 			batch->items[next].error = err;

@@ -52,6 +52,9 @@ REGRESS = \
 	privileges \
 	partitioned \
 	idempotency \
+	security_engine \
+	value_errors \
+	internal_names \
 	ratelimit \
 	jobs
 

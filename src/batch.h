@@ -47,6 +47,7 @@ typedef struct Batch
 	MemoryContext cxt;			/* lives as long as the call */
 	MemoryContext stmt_cxt;		/* reset after every statement attempt */
 	const char *current_column;	/* being converted, for error reports */
+	bool		converting;		/* in an input function or domain check */
 	EState	   *estate;			/* for CHECK constraints, made on first use */
 	TupleTableSlot *slot;
 } Batch;

@@ -11,13 +11,19 @@
  *	  subtransaction; it writes nothing and therefore takes no XID.  When
  *	  an item throws, that subtransaction is rolled back, the item is
  *	  marked failed and a new subtransaction carries on from the next
- *	  item: k bad items cost k+1 cheap subtransactions, not n.
+ *	  item: k bad items cost k+1 cheap subtransactions, not n.  An error
+ *	  thrown while converting a value (an input function, a domain's
+ *	  CHECK) is the item's whatever its SQLSTATE -- a tsquery syntax error
+ *	  is 42601 -- unless it is environmental (item_error.c); other errors
+ *	  of this phase are judged as the statement's would be.
  *
  * 2. Write.  The surviving items are grouped by shape -- the set of
  *	  columns they give (and, for update and delete, how many earlier
  *	  items had the same key, so that repeated keys apply in order) -- and
  *	  each group is written by ONE set-based statement over unnest() of
- *	  an array of table rows (plan_cache.c), inside ONE subtransaction.
+ *	  an array of table rows (plan_cache.c, which also says how the
+ *	  statements keep the caller's search_path out of them), inside ONE
+ *	  subtransaction.
  *	  That subtransaction is the safety net for what could not be checked
  *	  in advance.  If it fails with an error that is the item's fault
  *	  (item_error.c), creates first look for keys that already exist
@@ -51,6 +57,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -175,11 +182,16 @@ static ItemError *
 set_column(Batch *batch, BatchItem *item, int c, JsonbValue *value)
 {
 	TargetColumn *col = &batch->target->cols[c];
+	ColumnInput *input = column_input(batch, c);
+	ItemError  *err;
 
 	batch->current_column = col->name;
 	item->present = bms_add_member(item->present, c);
-	return column_input_value(column_input(batch, c), col->name, value,
-							  &item->values[c], &item->isnull[c]);
+	batch->converting = true;
+	err = column_input_value(input, col->name, value,
+							 &item->values[c], &item->isnull[c]);
+	batch->converting = false;
+	return err;
 }
 
 #define invalid_item(...) \
@@ -489,13 +501,22 @@ read_items(Batch *batch, Jsonb *items)
 		PG_TRY();
 		{
 			for (; next < batch->nitems; next++)
+			{
+				CHECK_FOR_INTERRUPTS();
 				read_item(batch, &batch->items[next], hints);
+			}
 			subxact_commit(&sx);
 		}
 		PG_CATCH();
 		{
-			ItemError  *err = subxact_abort(&sx);
+			ItemError  *err;
 
+			/* whatever its SQLSTATE, a value's own conversion error is the item's */
+			if (batch->converting)
+				err = subxact_abort_value(&sx);
+			else
+				err = subxact_abort(&sx);
+			batch->converting = false;
 			if (err->column == NULL && batch->current_column)
 				err->column = pstrdup(batch->current_column);
 			batch->items[next].error = err;
@@ -622,23 +643,19 @@ make_groups(Batch *batch, int *ngroups)
 static void
 append_returning(StringInfo buf, Batch *batch)
 {
-	appendStringInfoString(buf, batch->op == BATCH_CREATE ? " RETURNING 1" :
-						   " RETURNING r." BATCH_ORD_COLUMN);
+	if (batch->op == BATCH_CREATE)
+		appendStringInfoString(buf, " RETURNING 1");
+	else
+		appendStringInfo(buf, " RETURNING r.%s", batch->target->ord_alias);
 	if (batch->row_json)
 		row_json_append_select_list(batch->row_json, buf);
 }
 
+/* rows are found by their primary key, with its types' own equality */
 static void
 append_key_match(StringInfo buf, Target *target)
 {
-	int			k;
-
-	for (k = 0; k < target->npk; k++)
-	{
-		const char *col = target->cols[target->pk[k]].quoted;
-
-		appendStringInfo(buf, "%st.%s = r.%s", k ? " AND " : "", col, col);
-	}
+	plan_append_key_match(buf, target, target->npk, target->pk, NULL);
 }
 
 static char *
@@ -655,8 +672,11 @@ create_statement(Batch *batch, Bitmapset *shape)
 		appendStringInfo(&cols, "%s%s", cols.len ? ", " : "", target->cols[c].quoted);
 
 	if (cols.len == 0)
-		appendStringInfo(&sql, "INSERT INTO %s AS t DEFAULT VALUES",
-						 target->qualname);
+	{
+		/* every column its default, one row per item (a SELECT of no columns) */
+		appendStringInfo(&sql, "INSERT INTO %s AS t SELECT FROM %s",
+						 target->qualname, plan_rows_source(target));
+	}
 	else
 	{
 		appendStringInfo(&sql, "INSERT INTO %s AS t (%s) SELECT ",

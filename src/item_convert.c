@@ -13,7 +13,10 @@
  *
  * Input functions report bad data with ereport(ERROR); the caller runs
  * conversion inside a subtransaction (which writes nothing and so takes
- * no XID) and turns the error into the item's validation_error.  A JSON
+ * no XID) and turns the error into the item's validation_error, whatever
+ * its SQLSTATE (a tsquery syntax error is 42601, an unknown regclass
+ * 42P01), unless it is not about the value at all -- a cancel, a
+ * deadlock, out of memory -- which propagates (item_error.c).  A JSON
  * value that no text could make valid (an object for an integer column)
  * is returned as an ItemError directly.
  *
@@ -23,6 +26,7 @@
 
 #include "catalog/pg_type.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
@@ -114,6 +118,8 @@ append_array_literal(StringInfo buf, JsonbContainer *array)
 	JsonbIteratorToken tok;
 	bool		first = true;
 
+	/* nested arrays recurse */
+	check_stack_depth();
 	appendStringInfoChar(buf, '{');
 	while ((tok = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
 	{

@@ -14,6 +14,16 @@
  * still see it.  This is an allow-list: an error we have not thought of
  * propagates rather than being swallowed.
  *
+ * Converting an item's own value (its type's input function, a domain's
+ * CHECK) is judged the other way round: whatever the SQLSTATE -- a
+ * tsquery or jsonpath syntax error (42601), an unknown relation for
+ * regclass (42P01), a custom code raised by a domain's CHECK function --
+ * the value is what failed, so it is the item's validation_error.  Only
+ * the classes that speak of the session, the transaction or the server
+ * rather than of the value (cancel, shutdown, serialization failure,
+ * deadlock, out of memory, internal errors...) still propagate:
+ * error_is_environmental().
+ *
  * The subtransaction helpers follow exec_stmt_block() in pl_exec.c:
  * remember the memory context and resource owner, start an internal
  * subtransaction, and on error copy the error data out before rolling
@@ -55,6 +65,35 @@ item_error_name(int sqlerrcode)
 			return ITEM_VALIDATION_ERROR;
 	}
 	return NULL;
+}
+
+/*
+ * Does an error say something about the session, the transaction or the
+ * server rather than about the data being worked on?  Such an error is
+ * never an item's fault, whatever raised it.
+ */
+bool
+error_is_environmental(int sqlerrcode)
+{
+	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
+	{
+		case ERRCODE_CONNECTION_EXCEPTION:	/* 08 */
+		case ERRCODE_INVALID_TRANSACTION_INITIATION:	/* 0B */
+		case ERRCODE_INVALID_TRANSACTION_STATE:	/* 25 */
+		case ERRCODE_INVALID_TRANSACTION_TERMINATION:	/* 2D */
+		case ERRCODE_SAVEPOINT_EXCEPTION:	/* 3B */
+		case ERRCODE_TRANSACTION_ROLLBACK:	/* 40: serialization, deadlock */
+		case ERRCODE_INSUFFICIENT_RESOURCES:	/* 53: out of memory, disk */
+		case ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE:	/* 55: locks */
+		case ERRCODE_OPERATOR_INTERVENTION: /* 57: cancel, shutdown */
+		case ERRCODE_SYSTEM_ERROR:	/* 58: I/O */
+		case ERRCODE_SNAPSHOT_TOO_OLD:	/* 72 */
+		case ERRCODE_CONFIG_FILE_ERROR: /* F0 */
+		case ERRCODE_FDW_ERROR: /* HV: a foreign server */
+		case ERRCODE_INTERNAL_ERROR:	/* XX */
+			return true;
+	}
+	return false;
 }
 
 ItemError *
@@ -157,6 +196,31 @@ subxact_abort(Subxact *sx)
 	if (item_error_name(edata->sqlerrcode) == NULL)
 		ReThrowError(edata);
 	return item_error_from_edata(edata);
+}
+
+/*
+ * Call from PG_CATCH when the error was raised while converting an item's
+ * own value: roll back, and return it as the item's validation_error
+ * unless it is environmental, which is re-thrown.
+ */
+ItemError *
+subxact_abort_value(Subxact *sx)
+{
+	ErrorData  *edata;
+	ItemError  *err;
+
+	MemoryContextSwitchTo(sx->oldcontext);
+	edata = CopyErrorData();
+	FlushErrorState();
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(sx->oldcontext);
+	CurrentResourceOwner = sx->oldowner;
+
+	if (error_is_environmental(edata->sqlerrcode))
+		ReThrowError(edata);
+	err = item_error_from_edata(edata);
+	err->name = ITEM_VALIDATION_ERROR;
+	return err;
 }
 
 /*

@@ -33,6 +33,7 @@ typedef struct ItemError
 } ItemError;
 
 extern const char *item_error_name(int sqlerrcode);
+extern bool error_is_environmental(int sqlerrcode);
 extern ItemError *item_error_make(const char *name, int sqlerrcode,
 								  const char *column,
 								  const char *fmt,...) pg_attribute_printf(4, 5);
@@ -42,7 +43,10 @@ extern ItemError *item_error_copy(const ItemError *err);
 /*
  * The subtransaction envelope of PL/pgSQL's exec_stmt_block, in three
  * parts as PL/Python has it.  subxact_abort() returns the error as an
- * ItemError when it is the item's fault, and re-throws it otherwise.
+ * ItemError when it is the item's fault, and re-throws it otherwise;
+ * subxact_abort_value() does the same for an error raised while
+ * converting an item's value, which is the item's unless it is
+ * environmental.
  */
 typedef struct Subxact
 {
@@ -54,6 +58,7 @@ extern void subxact_begin(Subxact *sx);
 extern void subxact_commit(Subxact *sx);
 extern void subxact_rollback(Subxact *sx);
 extern ItemError *subxact_abort(Subxact *sx);
+extern ItemError *subxact_abort_value(Subxact *sx);
 extern void subxact_abort_rethrow(Subxact *sx) pg_attribute_noreturn();
 
 #endif							/* BATCH_OPS_ITEM_ERROR_H */

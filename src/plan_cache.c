@@ -7,7 +7,24 @@
  * rows of the target table's own composite type, which the statement
  * reads with plan_rows_source() -- unnest($1) WITH ORDINALITY -- so that
  * values travel in binary, already converted and checked, and never as
- * SQL text.  The statement text depends only on the table and on which
+ * SQL text.
+ *
+ * The statement text names nothing through the caller's search_path: a
+ * role that can CREATE in a schema on it could otherwise plant a
+ * same-named function or operator (an unnest(orders[]), an =(int, int)
+ * ahead of pg_catalog) and have it run with the caller's rights.  So
+ * functions are written pg_catalog.f(...), and rows are matched by key
+ * with plan_append_key_match(), which spells out each key column's
+ * equality operator -- the type's default one from the type cache, or a
+ * unique index's own -- as OPERATOR(schema.name), and casts the operands
+ * to the operator's input types, named with their schema, when the
+ * column's type differs (a domain, varchar for text), so that exactly
+ * that operator is chosen (a type whose equality lives outside
+ * pg_catalog, citext say, works the same).  Tables and columns are quoted
+ * identifiers; the aliases (t, r and the position column,
+ * Target.ord_alias) cannot clash with a column name.
+ *
+ * The statement text depends only on the table and on which
  * columns the items give, so plans are prepared once per session and
  * kept (SPI_keepplan); the plan cache re-plans them after DDL.  The
  * array type's OID is part of the key, so a table dropped and created
@@ -28,10 +45,17 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "catalog/pg_operator.h"
+#include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "nodes/parsenodes.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
+#include "utils/typcache.h"
 
 #include "plan_cache.h"
 
@@ -48,7 +72,7 @@ typedef struct CachedStatement
 static CachedStatement plan_cache[PLAN_CACHE_SIZE];
 static int	plan_cache_next = 0;
 
-/* unnest($1) WITH ORDINALITY AS r(<every live column>, __batch_ops_ord) */
+/* pg_catalog.unnest($1) WITH ORDINALITY AS r(<every live column>, <ord_alias>) */
 char *
 plan_rows_source(Target *target)
 {
@@ -56,11 +80,99 @@ plan_rows_source(Target *target)
 	int			i;
 
 	initStringInfo(&buf);
-	appendStringInfoString(&buf, "unnest($1) WITH ORDINALITY AS r(");
+	appendStringInfoString(&buf, "pg_catalog.unnest($1) WITH ORDINALITY AS r(");
 	for (i = 0; i < target->ncols; i++)
 		appendStringInfo(&buf, "%s, ", target->cols[i].quoted);
-	appendStringInfo(&buf, "%s)", BATCH_ORD_COLUMN);
+	appendStringInfo(&buf, "%s)", target->ord_alias);
 	return buf.data;
+}
+
+/* schema.name of a type, quoted: never found through the search_path */
+static char *
+qualified_type_name(Oid typid)
+{
+	HeapTuple	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
+	Form_pg_type form;
+	char	   *name;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for type %u", typid);
+	form = (Form_pg_type) GETSTRUCT(tup);
+	name = quote_qualified_identifier(get_namespace_name(form->typnamespace),
+									  NameStr(form->typname));
+	ReleaseSysCache(tup);
+	return name;
+}
+
+/* "ref" as an operand of type opertype, cast to it if the column's differs */
+static void
+append_operand(StringInfo buf, const char *ref, Oid coltype, Oid opertype)
+{
+	if (coltype == opertype || get_typtype(opertype) == TYPTYPE_PSEUDO)
+		appendStringInfoString(buf, ref);
+	else
+		appendStringInfo(buf, "CAST(%s AS %s)", ref, qualified_type_name(opertype));
+}
+
+/* The equality a key column is matched with: its type's default one. */
+static Oid
+column_equality(Target *target, TargetColumn *col)
+{
+	TypeCacheEntry *type = lookup_type_cache(getBaseType(col->typid),
+											 TYPECACHE_EQ_OPR);
+
+	if (!OidIsValid(type->eq_opr))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FUNCTION),
+				 errmsg("could not identify an equality operator for type %s",
+						format_type_be(col->typid)),
+				 errdetail("Rows of relation \"%s\" are found by column \"%s\", whose type has no default equality operator.",
+						   target->relname, col->name)));
+	return type->eq_opr;
+}
+
+/* "t.col OPERATOR(schema.=) r.col" with the given equality operator */
+static void
+append_equal(StringInfo buf, TargetColumn *col, Oid eqop)
+{
+	HeapTuple	tup = SearchSysCache1(OPEROID, ObjectIdGetDatum(eqop));
+	Form_pg_operator form;
+	char	   *ref;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for operator %u", eqop);
+	form = (Form_pg_operator) GETSTRUCT(tup);
+
+	ref = psprintf("t.%s", col->quoted);
+	append_operand(buf, ref, col->typid, form->oprleft);
+	/* an operator name is not an identifier: it cannot be quoted, nor needs to be */
+	appendStringInfo(buf, " OPERATOR(%s.%s) ",
+					 quote_identifier(get_namespace_name(form->oprnamespace)),
+					 NameStr(form->oprname));
+	ref = psprintf("r.%s", col->quoted);
+	append_operand(buf, ref, col->typid, form->oprright);
+	ReleaseSysCache(tup);
+}
+
+/*
+ * "t.a OPERATOR(...) r.a AND ..." over the given columns, with the given
+ * equality operators (a unique index's own), or with each column type's
+ * default equality when eqops is NULL.
+ */
+void
+plan_append_key_match(StringInfo buf, Target *target, int ncols,
+					  const int *cols, const Oid *eqops)
+{
+	int			k;
+
+	for (k = 0; k < ncols; k++)
+	{
+		TargetColumn *col = &target->cols[cols[k]];
+
+		if (k > 0)
+			appendStringInfoString(buf, " AND ");
+		append_equal(buf, col, eqops ? eqops[k] : column_equality(target, col));
+	}
 }
 
 static SPIPlanPtr

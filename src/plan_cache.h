@@ -10,10 +10,11 @@
 
 #include "target.h"
 
-/* name of the position column of plan_rows_source(); 1-based */
-#define BATCH_ORD_COLUMN "__batch_ops_ord"
+#include "lib/stringinfo.h"
 
 extern char *plan_rows_source(Target *target);
+extern void plan_append_key_match(StringInfo buf, Target *target, int ncols,
+								  const int *cols, const Oid *eqops);
 extern int	plan_execute(const char *sql, Oid argtype, Datum arg);
 extern int	plan_execute_custom(const char *sql, Oid argtype, Datum arg);
 

@@ -418,22 +418,20 @@ precheck_unique_in_batch(Batch *batch)
  * Keys that already exist in the table
  * ---------------------------------------------------------------------
  */
+/*
+ * The positions of the rows whose key the table holds, comparing with the
+ * given equality operators (NULL: the key types' default ones).
+ */
 static char *
-existing_key_query(Batch *batch, int ncols, const int *cols)
+existing_key_query(Batch *batch, int ncols, const int *cols, const Oid *eqops)
 {
 	StringInfoData buf;
-	int			k;
 
 	initStringInfo(&buf);
-	appendStringInfo(&buf, "SELECT r.%s FROM %s WHERE EXISTS (SELECT 1 FROM %s t WHERE ",
-					 BATCH_ORD_COLUMN, plan_rows_source(batch->target),
+	appendStringInfo(&buf, "SELECT r.%s FROM %s WHERE EXISTS (SELECT FROM %s t WHERE ",
+					 batch->target->ord_alias, plan_rows_source(batch->target),
 					 batch->target->qualname);
-	for (k = 0; k < ncols; k++)
-	{
-		const char *col = batch->target->cols[cols[k]].quoted;
-
-		appendStringInfo(&buf, "%st.%s = r.%s", k ? " AND " : "", col, col);
-	}
+	plan_append_key_match(&buf, batch->target, ncols, cols, eqops);
 	appendStringInfoChar(&buf, ')');
 	return buf.data;
 }
@@ -564,6 +562,10 @@ existing_keys_by_query(Batch *batch, TargetUnique *unique, int *members,
 	int			i;
 	uint64		row;
 
+	/* no equality to compare with: the statement decides */
+	for (i = 0; i < unique->ncols; i++)
+		if (!OidIsValid(unique->eqops[i]))
+			return 0;
 	for (i = 0; i < nmembers; i++)
 		if (key_usable(&batch->items[members[i]], unique->ncols, unique->cols,
 					   !unique->nulls_not_distinct))
@@ -571,7 +573,8 @@ existing_keys_by_query(Batch *batch, TargetUnique *unique, int *members,
 	if (n == 0)
 		return 0;
 
-	plan_execute_custom(existing_key_query(batch, unique->ncols, unique->cols),
+	plan_execute_custom(existing_key_query(batch, unique->ncols, unique->cols,
+										   unique->eqops),
 						batch->target->rowarraytype,
 						batch_row_array(batch, subset, n));
 	for (row = 0; row < SPI_processed; row++)
@@ -647,7 +650,7 @@ precheck_keys_visible(Batch *batch, int *members, int nmembers, bool *found)
 	memset(found, 0, sizeof(bool) * nmembers);
 	if (nmembers == 0)
 		return;
-	plan_execute_custom(existing_key_query(batch, target->npk, target->pk),
+	plan_execute_custom(existing_key_query(batch, target->npk, target->pk, NULL),
 						target->rowarraytype,
 						batch_row_array(batch, members, nmembers));
 	for (row = 0; row < SPI_processed; row++)

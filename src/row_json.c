@@ -9,9 +9,9 @@
  * the answer would then unpack again.  Instead the type categories are
  * worked out once per batch; the statement returns the plain columns
  * where the conversion is simple (integers, numeric, boolean, text) and
- * to_jsonb(t.col) for the others (dates, arrays, json, composites...),
- * so their JSON form is still PostgreSQL's own; and rows are built here
- * as JsonbValue trees that the answer encodes once.
+ * pg_catalog.to_jsonb(t.col) for the others (dates, arrays, json,
+ * composites...), so their JSON form is still PostgreSQL's own; and rows
+ * are built here as JsonbValue trees that the answer encodes once.
  *
  * Only the columns the caller may SELECT are returned.  jsonb keeps
  * object keys sorted (shorter first, then bytewise), so the columns are
@@ -109,7 +109,7 @@ row_json_prepare(Target *target)
 	return rj;
 }
 
-/* ", t.a, to_jsonb(t.b), ..." -- one entry per returned column */
+/* ", t.a, pg_catalog.to_jsonb(t.b), ..." -- one entry per returned column */
 void
 row_json_append_select_list(RowJson *rj, StringInfo buf)
 {
@@ -120,7 +120,7 @@ row_json_append_select_list(RowJson *rj, StringInfo buf)
 		RowJsonColumn *rc = &rj->cols[i];
 
 		if (rc->kind == RJ_VIA_JSONB)
-			appendStringInfo(buf, ", to_jsonb(t.%s)", rc->col->quoted);
+			appendStringInfo(buf, ", pg_catalog.to_jsonb(t.%s)", rc->col->quoted);
 		else
 			appendStringInfo(buf, ", t.%s", rc->col->quoted);
 	}

@@ -9,9 +9,11 @@
  * the end of the transaction -- and copies out what the engine needs:
  * the live columns with their types, defaults and the caller's column
  * privileges, the primary key, the unique indexes and CHECK constraints
- * that can be evaluated on an item's own values, and whether a BEFORE ROW
- * trigger can change or skip rows.  The relation is closed again before
- * returning; only the lock is kept.
+ * that can be evaluated on an item's own values (with each unique index's
+ * own equality operators), whether a BEFORE ROW trigger can change or skip
+ * rows, and a name for the item position column of the engine's
+ * statements that no column of the table has.  The relation is closed
+ * again before returning; only the lock is kept.
  *
  *-------------------------------------------------------------------------
  */
@@ -19,9 +21,11 @@
 
 #include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/stratnum.h"
 #include "access/relation.h"
 #include "access/table.h"
 #include "catalog/index.h"
+#include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
 #include "commands/trigger.h"
@@ -154,6 +158,19 @@ index_columns(Target *target, Relation index, int **cols)
 	return true;
 }
 
+/*
+ * The equality operator of a unique index's key column, from its operator
+ * family, as the index's own unique check uses it; InvalidOid if none.
+ */
+static Oid
+index_equality(Relation index, int k)
+{
+	if (index->rd_rel->relam != BTREE_AM_OID)
+		return InvalidOid;
+	return get_opfamily_member(index->rd_opfamily[k], index->rd_opcintype[k],
+							   index->rd_opcintype[k], BTEqualStrategyNumber);
+}
+
 static void
 describe_indexes(Target *target, Relation rel)
 {
@@ -193,9 +210,13 @@ describe_indexes(Target *target, Relation rel)
 			u->cols = cols;
 			u->nulls_not_distinct = form->indnullsnotdistinct;
 			u->readable = true;
+			u->eqops = palloc(sizeof(Oid) * u->ncols);
 			for (i = 0; i < u->ncols; i++)
+			{
 				if (!target->cols[cols[i]].may_read)
 					u->readable = false;
+				u->eqops[i] = index_equality(index, i);
+			}
 		}
 		index_close(index, AccessShareLock);
 	}
@@ -236,6 +257,23 @@ describe_checks(Target *target, Relation rel)
 										 target->col_of_attnum[attnum - 1]);
 		}
 	}
+}
+
+/*
+ * The name of the item position column of the engine's statements, which
+ * must not be the name of any column of the table: __batch_ops_ord, or
+ * __batch_ops_ord_N with the first N that is free.
+ */
+static char *
+choose_ord_alias(Target *target)
+{
+	char		name[NAMEDATALEN];
+	int			n = 0;
+
+	strlcpy(name, "__batch_ops_ord", sizeof(name));
+	while (target_column_index(target, name, strlen(name), -1) >= 0)
+		snprintf(name, sizeof(name), "__batch_ops_ord_%d", ++n);
+	return pstrdup(quote_identifier(name));
 }
 
 static bool
@@ -310,6 +348,7 @@ target_open(Oid relid, BatchOp op)
 	describe_columns(target, rel, op);
 	describe_indexes(target, rel);
 	describe_checks(target, rel);
+	target->ord_alias = choose_ord_alias(target);
 	target->row_before_trigger = tree_has_row_before_trigger(rel, op);
 
 	if (op != BATCH_CREATE && target->npk == 0)

@@ -48,6 +48,7 @@ typedef struct TargetUnique
 	int		   *cols;			/* column indexes into Target.cols */
 	bool		nulls_not_distinct;
 	bool		readable;		/* caller may SELECT every key column */
+	Oid		   *eqops;			/* per key column: the index's equality */
 } TargetUnique;
 
 /* A CHECK constraint of the table, evaluable on an item's own values. */
@@ -64,6 +65,8 @@ typedef struct Target
 	Oid			relid;
 	char	   *relname;		/* unqualified, for messages */
 	char	   *qualname;		/* quoted schema.table, for SQL text */
+	char	   *ord_alias;		/* quoted name of the item position column
+								 * of the statements, unlike every column's */
 	Oid			rowtype;		/* composite type of the table's rows */
 	Oid			rowarraytype;	/* its array type */
 	TupleDesc	tupdesc;		/* copy of the table's descriptor */

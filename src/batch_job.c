@@ -10,6 +10,9 @@
  * positions in the whole list.  As for imports, each chunk's writes, its
  * errors and the checkpoint (the next position) commit together; atomic
  * jobs run in one transaction and undo everything if any item failed.
+ * The role's rate limit is waited for (ratelimit_wait) before each
+ * chunk's transaction, for the chunk's items; an atomic job waits for all
+ * of its items before its one transaction starts.
  *
  *-------------------------------------------------------------------------
  */
@@ -24,6 +27,7 @@
 
 #include "item_error.h"
 #include "jobs.h"
+#include "ratelimit.h"
 
 /* Items [from, from + n) of the job as a JSON array, in the caller's context. */
 static Jsonb *
@@ -100,6 +104,8 @@ batch_job_run(Job *job)
 	res.bytes_total = -1;
 	if (atomic)
 	{
+		/* the role's rate limit: every item's tokens, before the transaction */
+		ratelimit_wait(job->role, total - next);
 		job_begin_chunk();
 		job_check_target(job);
 		subxact_begin(&all);
@@ -115,6 +121,8 @@ batch_job_run(Job *job)
 		MemoryContextReset(chunk_cxt);
 		if (!atomic)
 		{
+			/* the role's rate limit: the chunk's tokens, before its transaction */
+			ratelimit_wait(job->role, Min(opts.chunk_size, total - next));
 			memset(&res, 0, sizeof(res));
 			res.cxt = chunk_cxt;
 			res.bytes_total = -1;

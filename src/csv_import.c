@@ -15,7 +15,10 @@
  * too few fields, bytes that are not valid in the file's encoding -- is
  * a row error with the COPY message and SQLSTATE, and the import goes on
  * with the next record.  Good records are grouped into chunks
- * (chunk_size records, or 32 MB) and each chunk becomes a JSON array of
+ * (chunk_size records, or 32 MB; under a rate limit at most the role's
+ * burst, whose tokens are taken before the chunk's transaction starts --
+ * inside it for an atomic import -- and given back for records the chunk
+ * did not read) and each chunk becomes a JSON array of
  * objects, column name -> field (a JSON string, or null), passed to
  * batch_run(BATCH_CREATE, ...) in partial mode as the job's role; the
  * engine converts every field with its column's input function, checks
@@ -52,6 +55,7 @@
 
 #include "item_error.h"
 #include "jobs.h"
+#include "ratelimit.h"
 
 #define READ_BUFFER_SIZE	(64 * 1024)
 #define CHUNK_MAX_BYTES		(32 * 1024 * 1024)
@@ -805,8 +809,11 @@ import_chunks(Job *job, ImportState *st)
 		int			nread = 0;
 		bool		eof = false;
 		int64		subxacts_before;
+		int64		allowed;	/* records the rate limit lets it read */
 
 		job_check_cancel(job);
+		/* the role's rate limit: the chunk's tokens, before its transaction */
+		allowed = ratelimit_reserve(job->role, o->chunk_size);
 		MemoryContextReset(st->chunk_cxt);
 		if (!atomic)
 		{
@@ -848,7 +855,7 @@ import_chunks(Job *job, ImportState *st)
 		subxacts_before = copy_path_subxacts(st->copy);
 
 		chunk_start(&chunk);
-		while (nread < o->chunk_size && chunk.bytes < CHUNK_MAX_BYTES &&
+		while (nread < allowed && chunk.bytes < CHUNK_MAX_BYTES &&
 			   copy_path_subxacts(st->copy) - subxacts_before < CHUNK_MAX_SUBXACTS)
 		{
 			if (!next_record(r))
@@ -880,6 +887,7 @@ import_chunks(Job *job, ImportState *st)
 			apply_run(st, &res);
 		chunk_write(job, &chunk, &res);
 		res.rows_seen += nread;
+		ratelimit_release(job->role, allowed - nread);
 		res.next_offset = r->offset;
 		res.next_line = r->line;
 		res.bytes_total = source_size(r->src);

@@ -25,10 +25,31 @@
  * error, never silently ignored.  With rate_limit = 0 (the default)
  * nothing here touches shared memory.
  *
+ * Work that runs on a role's behalf without a caller to answer -- async
+ * batches, imports, later outbound targets -- waits instead of failing:
+ * ratelimit_wait() takes the role's tokens (the job's role, not the
+ * worker's) from the same bucket as the role's synchronous calls, as many
+ * as there are each time round, so each take is at most the burst, and
+ * sleeps on its latch until more have refilled.  The sleep is never
+ * longer than a second, nor than the bucket takes to fill (a longer one
+ * would let refilled tokens overflow and slow the job below the rate);
+ * each round reads the settings again (a reload is applied between
+ * transactions) and checks for interrupts, so a cancel, a terminate or a
+ * fast shutdown acts within that second.  Tokens taken by a wait that is
+ * interrupted by an ERROR are given back.  The settings are those in
+ * force in the waiting process at the time of the wait: in a job worker,
+ * the job's.  Callers take the tokens for a chunk before its transaction
+ * starts, so a slow rate holds back no xmin horizon and no lock (only an
+ * atomic import, one transaction throughout, waits inside it).
+ * ratelimit_reserve() and ratelimit_release() serve a reader that cannot
+ * count its chunk in advance (an import): it reserves at most a burst,
+ * reads up to that many records, and gives back what it did not use.
+ *
  * Locking: one LWLock (tranche "batch_ops_ratelimit") guards the hash
  * table and every bucket.  It is held exclusively for one lookup and a few
  * arithmetic operations, and in shared mode by rate_limit_status() while
- * it copies the buckets; no catalog access or error happens under it.
+ * it copies the buckets; no catalog access, error or sleep happens under
+ * it.
  *
  *-------------------------------------------------------------------------
  */
@@ -37,11 +58,15 @@
 #include <limits.h>
 #include <math.h>
 
+#include "access/xact.h"
 #include "catalog/pg_authid.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/interrupt.h"
 #include "storage/ipc.h"
+#include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/acl.h"
@@ -240,6 +265,19 @@ bucket_enter(Oid role, TimestampTz now, int burst)
 	return b;
 }
 
+/* The error of a full bucket table; the caller has released the lock. */
+static void too_many_roles(void) pg_attribute_noreturn();
+
+static void
+too_many_roles(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+			 errmsg("too many roles are being rate limited at once"),
+			 errdetail("batch_ops keeps at most %d token buckets.",
+					   RATELIMIT_MAX_ROLES)));
+}
+
 void
 ratelimit_consume(int64 nitems)
 {
@@ -275,11 +313,7 @@ ratelimit_consume(int64 nitems)
 	if (b == NULL)
 	{
 		LWLockRelease(rl_shared->lock);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("too many roles are being rate limited at once"),
-				 errdetail("batch_ops keeps at most %d token buckets.",
-						   RATELIMIT_MAX_ROLES)));
+		too_many_roles();
 	}
 	tokens = bucket_tokens(b, now, rate, burst);
 	b->updated = now;
@@ -304,6 +338,152 @@ ratelimit_consume(int64 nitems)
 					   " tokens, %.1f are left, and they refill at %d per second.",
 					   wait, nitems, floor(tokens * 10) / 10, rate),
 			 errhint("The limit is set by batch_ops.rate_limit and batch_ops.rate_limit_burst.")));
+}
+
+/* ---------------------------------------------------------------------
+ * Waiting for tokens (jobs)
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Take up to 'want' whole tokens from the role's bucket, as many as it
+ * holds now; returns how many were taken.
+ */
+static int64
+bucket_take(Oid role, int64 want, int rate, int burst)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	RateBucket *b;
+	double		tokens;
+	int64		got;
+
+	LWLockAcquire(rl_shared->lock, LW_EXCLUSIVE);
+	b = bucket_enter(role, now, burst);
+	if (b == NULL)
+	{
+		LWLockRelease(rl_shared->lock);
+		too_many_roles();
+	}
+	tokens = bucket_tokens(b, now, rate, burst);
+	got = Min(want, (int64) floor(tokens));
+	b->tokens = tokens - got;
+	b->updated = now;
+	b->rate = rate;
+	b->burst = burst;
+	LWLockRelease(rl_shared->lock);
+	return got;
+}
+
+/* Put back n tokens taken but not used; a full bucket stays full. */
+static void
+bucket_give(Oid role, int64 n, int rate, int burst)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	RateBucket *b;
+
+	LWLockAcquire(rl_shared->lock, LW_EXCLUSIVE);
+	b = hash_search(rl_buckets, &role, HASH_FIND, NULL);
+	if (b != NULL)
+	{
+		b->tokens = Min(bucket_tokens(b, now, rate, burst) + n, (double) burst);
+		b->updated = now;
+	}
+	LWLockRelease(rl_shared->lock);
+}
+
+/*
+ * Sleep until the bucket may hold what is still owed (at most a burst),
+ * a second at most, or until the latch is set (a signal); then act on
+ * interrupts and on a reload of the configuration.
+ */
+static void
+wait_for_refill(int64 owed, int rate, int burst)
+{
+	double		ms = ceil((double) Min(owed, (int64) burst) * 1000.0 / rate);
+	long		timeout = (long) Max(Min(ms, 1000.0), 1.0);
+
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 timeout, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+	/* between transactions only: a reload inside one would roll back with it */
+	if (ConfigReloadPending && !IsTransactionState())
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+}
+
+/*
+ * Take nitems tokens from the role's bucket, sleeping until they have
+ * refilled: the rate limit of work that waits rather than fails (jobs).
+ * Never fails for a count larger than the burst.  Returns at once when no
+ * limit applies, or when the limit is lifted while it waits.
+ */
+void
+ratelimit_wait(Oid role, int64 nitems)
+{
+	volatile int64 taken = 0;
+
+	if (batch_ops_rate_limit <= 0 || nitems <= 0)
+		return;
+	require_shmem();
+
+	PG_TRY();
+	{
+		for (;;)
+		{
+			int			rate = batch_ops_rate_limit;
+			int			burst;
+
+			if (rate <= 0)
+				break;
+			burst = effective_burst(rate);
+			taken += bucket_take(role, nitems - taken, rate, burst);
+			if (taken >= nitems)
+				break;
+			wait_for_refill(nitems - taken, rate, burst);
+		}
+	}
+	PG_CATCH();
+	{
+		/* cancelled: the items were not written, so their tokens go back */
+		if (batch_ops_rate_limit > 0)
+			bucket_give(role, taken, batch_ops_rate_limit,
+						effective_burst(batch_ops_rate_limit));
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+/*
+ * For a reader that learns how many items a chunk holds only as it reads
+ * them: wait for and take the tokens of at most 'want' items, and at most
+ * a burst; returns how many items the chunk may hold ('want' when no
+ * limit applies).  Give back what was not used with ratelimit_release().
+ */
+int64
+ratelimit_reserve(Oid role, int64 want)
+{
+	int			rate = batch_ops_rate_limit;
+	int64		n;
+
+	if (rate <= 0 || want <= 0)
+		return want;
+	n = Min(want, (int64) effective_burst(rate));
+	ratelimit_wait(role, n);
+	return n;
+}
+
+/* Give back the tokens of n reserved items that were not read. */
+void
+ratelimit_release(Oid role, int64 nitems)
+{
+	int			rate = batch_ops_rate_limit;
+
+	if (rate <= 0 || nitems <= 0 || rl_buckets == NULL)
+		return;
+	bucket_give(role, nitems, rate, effective_burst(rate));
 }
 
 /* ---------------------------------------------------------------------

@@ -24,4 +24,17 @@ extern void ratelimit_init(void);
 /* Take n tokens from the calling role's bucket, or fail with an ERROR. */
 extern void ratelimit_consume(int64 nitems);
 
+/*
+ * Work that waits rather than fails (async batches, imports; outbound
+ * targets and actions later): call before each chunk's transaction with
+ * the number of items it will write or attempt.
+ */
+extern void ratelimit_wait(Oid role, int64 nitems);
+
+/* Wait for the tokens of up to 'want' items (at most a burst); how many. */
+extern int64 ratelimit_reserve(Oid role, int64 want);
+
+/* Give back the tokens of reserved items that were not used. */
+extern void ratelimit_release(Oid role, int64 nitems);
+
 #endif							/* BATCH_OPS_RATELIMIT_H */

@@ -52,7 +52,8 @@ REGRESS = \
 	partitioned \
 	idempotency \
 	ratelimit \
-	jobs
+	jobs \
+	job_options
 
 ISOLATION = concurrent_update deadlock idempotency ratelimit_shared
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso

@@ -59,6 +59,8 @@
 #define READ_BUFFER_SIZE	(64 * 1024)
 #define CHUNK_MAX_BYTES		(32 * 1024 * 1024)
 #define RAW_KEEP			1024
+/* a record this long goes to the engine alone, its buffers given back */
+#define BIG_RECORD_BYTES	(1024 * 1024)
 
 /* records and bytes per run handed to COPY (copy_path.c) */
 #define RUN_RECORDS			8192
@@ -605,6 +607,27 @@ add_field(CsvReader *r, int start, bool isnull)
 	appendStringInfoChar(&r->text, '\0');
 }
 
+/*
+ * Give a buffer exactly size bytes (a big record's: no doubling), in the
+ * memory context it was in; or, with size 0, give a big one back.
+ */
+static void
+buffer_resize(StringInfo s, int size)
+{
+	MemoryContext cxt = GetMemoryChunkContext(s->data);
+
+	if (size == 0)
+	{
+		if (s->maxlen < BIG_RECORD_BYTES)
+			return;
+		size = 1024;
+	}
+	pfree(s->data);
+	s->data = MemoryContextAlloc(cxt, size);
+	s->maxlen = size;
+	resetStringInfo(s);
+}
+
 /* Split r->raw (already in the database encoding) into fields. */
 static void
 split_fields(CsvReader *r, const char *data, int len)
@@ -617,6 +640,14 @@ split_fields(CsvReader *r, const char *data, int len)
 	int			i = 0;
 
 	resetStringInfo(&r->text);
+	/* the fields' text is never longer than the record (+ a NUL each) */
+	if (r->text.maxlen < len + 2)
+	{
+		if (len >= BIG_RECORD_BYTES)
+			buffer_resize(&r->text, len + 2);
+		else
+			enlargeStringInfo(&r->text, len + 2);
+	}
 	r->nfields = 0;
 	for (;;)
 	{
@@ -886,10 +917,16 @@ typedef struct Chunk
 	char	  **raws;
 	int		   *rawlens;
 	int64		bytes;
+	StringInfo	release;		/* give back once the items are built */
 } Chunk;
 
+/*
+ * Add the parsed record to the chunk.  Its field values are copied, since
+ * the reader's buffer is reused, unless in_place: then the chunk must be
+ * written before the next record is read.
+ */
 static void
-chunk_add_row(Chunk *chunk, CsvReader *r, char **cols, int ncols)
+chunk_add_row(Chunk *chunk, CsvReader *r, char **cols, int ncols, bool in_place)
 {
 	JsonbValue	k;
 	JsonbValue	v;
@@ -910,8 +947,13 @@ chunk_add_row(Chunk *chunk, CsvReader *r, char **cols, int ncols)
 	chunk->rawlens[chunk->nrows] = rawlen;
 	chunk->nrows++;
 
-	copy = palloc(r->text.len + 1);
-	memcpy(copy, r->text.data, r->text.len);
+	if (in_place)
+		copy = r->text.data;
+	else
+	{
+		copy = palloc(r->text.len + 1);
+		memcpy(copy, r->text.data, r->text.len);
+	}
 	pushJsonbValue(&chunk->state, WJB_BEGIN_OBJECT, NULL);
 	for (i = 0; i < ncols; i++)
 	{
@@ -1020,6 +1062,8 @@ chunk_write(ImportState *st, Chunk *chunk, ChunkResult *res)
 	if (chunk->nrows == 0)
 		return;
 	items = JsonbValueToJsonb(array);
+	if (chunk->release)
+		buffer_resize(chunk->release, 0);
 
 	import_check_insert(job, st->cols, st->ncols);
 	job_as_role_begin(job, &rs);
@@ -1063,8 +1107,26 @@ take_record(ImportState *st, Chunk *chunk, ChunkResult *res)
 	}
 	if (msg)
 		row_error(res, r, sqlstate, msg);
+	else if (record_len(r) < BIG_RECORD_BYTES)
+		chunk_add_row(chunk, r, st->cols, st->ncols, false);
 	else
-		chunk_add_row(chunk, r, st->cols, st->ncols);
+	{
+		/*
+		 * A big record goes to the engine on its own, its values not
+		 * copied; the reader's buffers are given back before the engine
+		 * makes its own copies, so that few copies live at once.
+		 */
+		chunk_write(st, chunk, res);
+		chunk_start(chunk);
+		chunk_add_row(chunk, r, st->cols, st->ncols, true);
+		if (r->rec_data != record_data(r))
+			pfree(r->rec_data);		/* converted from the file's encoding */
+		if (r->dest == &r->raw)
+			buffer_resize(&r->raw, 0);
+		chunk->release = &r->text;
+		chunk_write(st, chunk, res);
+		chunk_start(chunk);
+	}
 }
 
 /* Make record i of a run the reader's current record, in r->raw. */

@@ -15,6 +15,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Encode ();
 use BatchOpsTest;
 
 my $node = bo_node('input', "shared_buffers = 16MB\n");
@@ -57,6 +58,18 @@ sub raws
 		"SELECT string_agg(line || ':' || raw, '|' ORDER BY line) FROM batch_ops.job_errors($id)");
 }
 
+# Run SQL with client_encoding UTF8: it works and sends valid UTF-8 only.
+# (COPY TO STDOUT passes the bytes as they come; psql's own output would
+# show invalid ones as \x escapes.)
+sub utf8_client_ok
+{
+	my ($db, $sql, $what) = @_;
+	my $copy = join(' ', map { "COPY ($_) TO STDOUT;" } grep { /\S/ } split(/;/, $sql));
+	my ($ret, $out, $err) = $node->psql($db, "SET client_encoding = 'UTF8'; $copy");
+	my $valid = eval { Encode::decode('UTF-8', $out, Encode::FB_CROAK); 1 };
+	ok($ret == 0 && $valid, $what) or diag("psql: $ret $err");
+}
+
 # ---------------------------------------------------------------- 7. encodings
 sq('u8', 'CREATE TABLE t (id int, v text); CREATE TABLE n (id int, n int)');
 sq('l1', 'CREATE TABLE n (id int, n int)');
@@ -73,14 +86,12 @@ for my $path (['COPY path', '{}'], ['engine path', '{"columns": {"id": "id", "v"
 	is($st, 'completed', "$what, invalid UTF-8: the job completes");
 	is(raws('u8', $id), $want_bad, "$what: invalid bytes are stored escaped as \\xNN");
 	# readable by a LATIN1 client and by a UTF-8 one
-	my ($ret, $out, $err) = $node->psql('u8',
-		"SET client_encoding = 'LATIN1'; SELECT batch_ops.job($id) IS NOT NULL;"
-		  . " SELECT count(*) FROM batch_ops.job_errors($id); SELECT count(*) FROM batch_ops.jobs WHERE job_id = $id");
+	my $all = "SELECT batch_ops.job($id)::text; SELECT * FROM batch_ops.job_errors($id);"
+	  . " SELECT * FROM batch_ops.jobs WHERE job_id = $id;";
+	my ($ret, $out, $err) = $node->psql('u8', "SET client_encoding = 'LATIN1'; $all");
 	is($ret, 0, "$what: a LATIN1 client reads job(), job_errors() and the view")
 	  or diag($err);
-	($ret, $out, $err) = $node->psql('u8',
-		"SET client_encoding = 'UTF8'; SELECT raw FROM batch_ops.job_errors($id)");
-	is($ret, 0, "$what: and a UTF-8 client") or diag($err);
+	utf8_client_ok('u8', $all, "$what: a UTF-8 client gets valid UTF-8 from all three");
 }
 is( sq('u8', q{SELECT jsonb_path_query_first(batch_ops.job(max(id)), '$.results.errors[0].raw')
                  FROM batch_ops.job_queue}),
@@ -98,7 +109,7 @@ for my $path (['COPY path', '{"encoding": "LATIN1"}'],
 	is( sq('u8', "SELECT raw = E'2,caf\\u00e9' FROM batch_ops.job_errors($id)"),
 		't', "$what: the raw text of the bad row is converted to UTF-8");
 	my ($ret, $out, $err) = $node->psql('u8',
-		"SET client_encoding = 'LATIN1'; SELECT batch_ops.job($id)::text;");
+		"SET client_encoding = 'LATIN1'; SELECT batch_ops.job($id)::text; SELECT * FROM batch_ops.job_errors($id)");
 	is($ret, 0, "$what: a LATIN1 client reads it") or diag($err);
 }
 
@@ -115,9 +126,8 @@ for my $path (['COPY path', '{"encoding": "UTF8"}'],
 			"SELECT string_agg((raw = CASE line WHEN 2 THEN E'1,x\\\\xe2\\\\x82\\\\xac' ELSE E'2,\\u00e9' END)::text, ',' ORDER BY line)"
 			  . " FROM batch_ops.job_errors($id)"),
 		'true,true', "$what: the euro sign is escaped, e acute converted");
-	my ($ret, $out, $err) = $node->psql('l1',
-		"SET client_encoding = 'UTF8'; SELECT batch_ops.job($id)::text;");
-	is($ret, 0, "$what: a UTF-8 client reads it") or diag($err);
+	utf8_client_ok('l1', "SELECT batch_ops.job($id)::text; SELECT * FROM batch_ops.job_errors($id)",
+		"$what: a UTF-8 client reads it");
 }
 
 # ---------------------------------------------------------------- 18. BOM
@@ -195,6 +205,21 @@ for my $path (['COPY path', '{"max_record_bytes": 10240}'],
 		"$what: the message gives the size and the limit");
 	is(sq('u8', 'SELECT string_agg(id::text, \',\' ORDER BY id) FROM big'), '1,4',
 		"$what: the records around them are imported");
+}
+
+# A record over 1 MB but under the limit goes to the engine in a chunk of
+# its own (its buffers given back first): the rows around it keep their
+# order and lines, with or without a conversion from the file's encoding.
+my $two_mb = put('two_mb.csv', "id,v\n1,a\n2," . ('z' x (2 * 1024 * 1024)) . "\n3,c\nx,d\n5,\xe9\n");
+for my $opts ('{"columns": {"id": "id", "v": "v"}}',
+	'{"columns": {"id": "id", "v": "v"}, "encoding": "LATIN1"}')
+{
+	sq('u8', 'TRUNCATE big');
+	($id, $st) = import_job('u8', 'big', $two_mb, $opts);
+	is( sq('u8', "SELECT string_agg(id || ':' || length(v), ',' ORDER BY id) FROM big")
+		  . ' ' . sq('u8', "SELECT string_agg(line::text, ',') FROM batch_ops.job_error WHERE job_id = $id"),
+		$opts =~ /LATIN1/ ? '1:1,2:2097152,3:1,5:1 5' : '1:1,2:2097152,3:1 5,6',
+		"a 2 MB record through the engine, $opts");
 }
 
 # A 64 MB record with the default limit (16 MB): a row error, and the worker

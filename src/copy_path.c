@@ -29,6 +29,13 @@
  * end of the statement (a deferred unique check) rather than from that
  * record, so that record is tried once more on its own to confirm it.
  *
+ * An error raised while COPY converts a field (NextCopyFrom names the
+ * column in cur_attname only while the column's input function runs) is
+ * that record's validation_error whatever its SQLSTATE -- a tsquery or
+ * jsonpath syntax error (42601), an unknown regclass or regtype (42P01,
+ * 42704) -- unless it is never a row's fault (a cancel, out of memory,
+ * a shutdown, a serialization failure or deadlock, an internal error).
+ *
  * Every other error that is a row's fault -- a foreign key or an AFTER
  * trigger, whose errors COPY raises only at the end of the statement, or
  * a BEFORE trigger's RAISE -- is not tied to a line: the run is given to
@@ -45,6 +52,12 @@
  * empty header line sent first (see copy_feed).  The caller commits its
  * transaction after a bounded number of subtransactions, so the
  * backend's subtransaction cache (64) is not overflowed.
+ *
+ * Whether COPY may write the rows as the engine would (no row-level
+ * security for the role, no generated column given, INSERT on every
+ * column) is decided when the path is chosen and checked again before
+ * every run (copy_path_usable): csv_import.c hands the rest of the import
+ * to the engine when it no longer holds.
  *
  * Locking: every attempt opens the target with RowExclusiveLock, as COPY
  * FROM does; the lock is held to the end of the job's transaction.

@@ -11,10 +11,18 @@
  * is line 1, a line end inside a quoted field counts too, and a record is
  * known by its last line (the line COPY names in its errors).
  *
+ * A UTF-8 file's byte-order mark is skipped when the file is read from
+ * its start (not when a job resumes at an offset).
+ *
  * A record that is malformed -- an unterminated quoted field, too many or
  * too few fields, bytes that are not valid in the file's encoding -- is
  * a row error with the COPY message and SQLSTATE, and the import goes on
- * with the next record.  Good records are grouped into chunks
+ * with the next record.  So is a record longer than max_record_bytes
+ * (54000): the reader keeps its first 1 kB for the error and only counts
+ * the rest up to the record's end.  The raw text of every row error is
+ * stored converted to the database encoding, each byte that is not part
+ * of a valid (or convertible) character written \xNN (job_raw_text), so
+ * that any client can read the errors.  Good records are grouped into chunks
  * (chunk_size records, or 32 MB) and each chunk becomes a JSON array of
  * objects, column name -> field (a JSON string, or null), passed to
  * batch_run(BATCH_CREATE, ...) in partial mode as the job's role; the
@@ -31,8 +39,21 @@
  * failed; the errors are kept in memory meanwhile); after a crash it
  * starts over.
  *
+ * Privileges: COPY checks them when its statement starts; a job is a long
+ * series of statements, so before each that writes (a COPY run, an engine
+ * chunk) the role's INSERT privilege on the table or on every imported
+ * column is checked again, after reading invalidation messages, and the
+ * job fails with 42501 once it is gone (import_check_insert).  The COPY
+ * path is also given up as soon as row-level security applies to the
+ * role (copy_path_usable): the rest goes through the engine, which
+ * applies the policies row by row.
+ *
  * Memory: one buffer of the source, the current record, and the current
- * chunk (a context reset after each chunk), whatever the file's size.
+ * chunk (a context reset after each chunk), whatever the file's size.  A
+ * record is read straight into COPY's run when the COPY path takes it
+ * (one copy, not two); a record of 1 MB or more that goes to the engine
+ * is sent in a chunk of its own, its field values not copied, and the
+ * reader's buffers are given back before the engine makes its copies.
  *
  *-------------------------------------------------------------------------
  */

@@ -232,6 +232,18 @@ is( sq("SELECT count(*) FROM batch_ops.job_error
          WHERE job_id = $id AND index >= 100 AND error = 'permission_denied'"),
 	'200', 'the later items are permission_denied');
 
+# an atomic batch is one transaction: the REVOKE must still be seen
+$t = make_table('b_atomic');
+sq("GRANT INSERT ON $t TO alice");
+($id, $st) = gated_job('alice',
+	"SELECT batch_ops.submit_batch('create', '$t', '$items', '{\"chunk_size\": 100, \"atomic\": true}')",
+	"REVOKE INSERT ON $t FROM alice");
+is($st, 'failed', 'atomic submit_batch, INSERT revoked: the later items fail, so the job fails');
+is(sq("SELECT count(*) FROM $t"), '0', 'and nothing is written');
+is( sq("SELECT count(*) FROM batch_ops.job_error
+         WHERE job_id = $id AND index >= 100 AND error = 'permission_denied'"),
+	'200', 'the items after the REVOKE are permission_denied');
+
 $t = make_table('b_rls');
 sq("GRANT SELECT, INSERT ON $t TO alice;
    CREATE POLICY even ON $t TO PUBLIC USING (true) WITH CHECK (id % 2 = 0)");

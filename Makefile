@@ -56,7 +56,8 @@ REGRESS = \
 	value_errors \
 	internal_names \
 	ratelimit \
-	jobs
+	jobs \
+	job_options
 
 ISOLATION = concurrent_update deadlock idempotency ratelimit_shared
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso

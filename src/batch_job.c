@@ -14,6 +14,14 @@
  * chunk's transaction, for the chunk's items; an atomic job waits for all
  * of its items before its one transaction starts.
  *
+ * Privileges: the engine runs every statement as the role, so its table
+ * and column privileges and row-level security apply to every chunk as
+ * they are when the chunk runs (invalidation messages are read before
+ * each chunk, so that a long atomic job sees a REVOKE or a new policy
+ * too).  An item the role may no longer write is a permission_denied
+ * item error, as for batch_create; the job goes on (items may give
+ * different columns, and column privileges are per item).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -22,6 +30,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
@@ -134,6 +143,8 @@ batch_job_run(Job *job)
 		if (next < total)
 		{
 			items = fetch_items(job, next, opts.chunk_size, &n);
+			/* see a REVOKE or a new policy committed meanwhile (atomic jobs) */
+			AcceptInvalidationMessages();
 			job_as_role_begin(job, &rs);
 			response = batch_run(job->op, job->relid, items, false, false);
 			job_as_role_end(&rs);

@@ -29,6 +29,13 @@
  * end of the statement (a deferred unique check) rather than from that
  * record, so that record is tried once more on its own to confirm it.
  *
+ * An error raised while COPY converts a field (NextCopyFrom names the
+ * column in cur_attname only while the column's input function runs) is
+ * that record's validation_error whatever its SQLSTATE -- a tsquery or
+ * jsonpath syntax error (42601), an unknown regclass or regtype (42P01,
+ * 42704) -- unless it is never a row's fault (a cancel, out of memory,
+ * a shutdown, a serialization failure or deadlock, an internal error).
+ *
  * Every other error that is a row's fault -- a foreign key or an AFTER
  * trigger, whose errors COPY raises only at the end of the statement, or
  * a BEFORE trigger's RAISE -- is not tied to a line: the run is given to
@@ -45,6 +52,12 @@
  * empty header line sent first (see copy_feed).  The caller commits its
  * transaction after a bounded number of subtransactions, so the
  * backend's subtransaction cache (64) is not overflowed.
+ *
+ * Whether COPY may write the rows as the engine would (no row-level
+ * security for the role, no generated column given, INSERT on every
+ * column) is decided when the path is chosen and checked again before
+ * every run (copy_path_usable): csv_import.c hands the rest of the import
+ * to the engine when it no longer holds.
  *
  * Locking: every attempt opens the target with RowExclusiveLock, as COPY
  * FROM does; the lock is held to the end of the job's transaction.
@@ -81,6 +94,10 @@
 struct CopyPath
 {
 	Oid			relid;
+	Oid			role;
+	char	  **cols;			/* the import's columns, for copy_allowed() */
+	int			ncols;
+	int			file_encoding;	/* of the records, for the raw text of errors */
 	List	   *attnames;		/* String nodes, in the order of the fields */
 	List	   *options;		/* DefElems for BeginCopyFrom */
 	int			attempt_max;	/* records per COPY attempt, adapted */
@@ -147,6 +164,17 @@ record_run_reset(RecordRun *run)
 void
 record_run_add(RecordRun *run, const char *data, int len, int64 line, int nl)
 {
+	appendBinaryStringInfo(&run->data, data, len);
+	record_run_close(run, line, nl);
+}
+
+/*
+ * End the record that was appended to run->data since the last one (the
+ * reader appends it there itself, to save a copy).
+ */
+void
+record_run_close(RecordRun *run, int64 line, int nl)
+{
 	if (run->nrec == run->maxrec)
 	{
 		run->maxrec *= 2;
@@ -154,7 +182,6 @@ record_run_add(RecordRun *run, const char *data, int len, int64 line, int nl)
 		run->line = repalloc(run->line, sizeof(int64) * run->maxrec);
 		run->nl = repalloc(run->nl, sizeof(int) * run->maxrec);
 	}
-	appendBinaryStringInfo(&run->data, data, len);
 	appendStringInfoChar(&run->data, '\n');
 	run->line[run->nrec] = line;
 	run->nl[run->nrec] = nl;
@@ -231,6 +258,10 @@ copy_path_begin(Job *job, ImportOptions *o, char **cols, int ncols,
 
 	cp = palloc0(sizeof(CopyPath));
 	cp->relid = job->relid;
+	cp->role = job->role;
+	cp->cols = cols;
+	cp->ncols = ncols;
+	cp->file_encoding = o->encoding >= 0 ? o->encoding : GetDatabaseEncoding();
 	for (i = 0; i < ncols; i++)
 		cp->attnames = lappend(cp->attnames, makeString(pstrdup(cols[i])));
 	cp->options = list_make5(copy_option("header", "true"),
@@ -257,19 +288,95 @@ copy_path_subxacts(CopyPath *cp)
 	return cp ? cp->subxacts : 0;
 }
 
+/*
+ * Can COPY still write the rows as the engine would?  Checked before
+ * every run: row-level security may apply by now (ENABLE or FORCE ROW
+ * LEVEL SECURITY, the role lost BYPASSRLS), a column may have become
+ * generated.  The caller has read the invalidation messages.
+ */
+bool
+copy_path_usable(CopyPath *cp)
+{
+	Relation	rel;
+	bool		allowed;
+
+	if (cp == NULL)
+		return false;
+	rel = table_open(cp->relid, AccessShareLock);
+	allowed = copy_allowed(rel, cp->role, cp->cols, cp->ncols);
+	table_close(rel, AccessShareLock);
+	return allowed;
+}
+
 /* ---------------------------------------------------------------------
  * One attempt
  * ---------------------------------------------------------------------
  */
 
 /*
+ * Errors that are never a row's fault, even when raised while COPY
+ * converts one of its fields: the job stops on them (as the engine does).
+ */
+static bool
+error_not_rows_fault(int sqlerrcode)
+{
+	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
+	{
+		case ERRCODE_CONNECTION_EXCEPTION:
+		case ERRCODE_INVALID_TRANSACTION_STATE:
+		case ERRCODE_TRANSACTION_ROLLBACK:
+		case ERRCODE_INSUFFICIENT_RESOURCES:
+		case ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE:
+		case ERRCODE_OPERATOR_INTERVENTION:
+		case ERRCODE_SYSTEM_ERROR:
+		case ERRCODE_CONFIG_FILE_ERROR:
+		case ERRCODE_INTERNAL_ERROR:
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Roll back the attempt's subtransaction and return its error if it is
+ * the row's fault (re-throw it otherwise).  An error raised while COPY
+ * converts a field -- its state names the column then -- is the row's
+ * fault whatever its SQLSTATE (a tsquery or jsonpath syntax error 42601,
+ * an unknown regclass 42P01, any type's input function): it is that
+ * record's validation_error.
+ */
+static ItemError *
+copy_attempt_abort(Subxact *sx, bool in_field)
+{
+	ErrorData  *edata;
+	ItemError  *err;
+
+	MemoryContextSwitchTo(sx->oldcontext);
+	edata = CopyErrorData();
+	FlushErrorState();
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(sx->oldcontext);
+	CurrentResourceOwner = sx->oldowner;
+
+	if (in_field && !error_not_rows_fault(edata->sqlerrcode))
+	{
+		err = item_error_from_edata(edata);
+		err->name = ITEM_VALIDATION_ERROR;
+		return err;
+	}
+	if (item_error_name(edata->sqlerrcode) == NULL)
+		ReThrowError(edata);
+	return item_error_from_edata(edata);
+}
+
+/*
  * COPY records [first, last) of the run in a subtransaction.  NULL when
  * it worked; else the error (a row's fault: anything else is re-thrown)
  * and, in *lineno, the line of the attempt COPY was at (1 = first, 0 =
- * before any).
+ * before any); *in_field tells that it came from converting a field.
  */
 static ItemError *
-copy_attempt(CopyPath *cp, RecordRun *run, int first, int last, uint64 *lineno)
+copy_attempt(CopyPath *cp, RecordRun *run, int first, int last, uint64 *lineno,
+			 bool *in_field)
 {
 	CopyFromStateData *volatile cstate = NULL;
 	ItemError  *err = NULL;
@@ -280,6 +387,7 @@ copy_attempt(CopyPath *cp, RecordRun *run, int first, int last, uint64 *lineno)
 	feed_pos = 0;
 	feed_header_sent = false;
 	*lineno = 0;
+	*in_field = false;
 	cp->subxacts++;
 
 	subxact_begin(&sx);
@@ -305,7 +413,9 @@ copy_attempt(CopyPath *cp, RecordRun *run, int first, int last, uint64 *lineno)
 		/* the header is line 1 */
 		if (cstate != NULL && cstate->cur_lineno > 1)
 			*lineno = cstate->cur_lineno - 1;
-		err = subxact_abort(&sx);
+		/* NextCopyFrom names the column only while its input function runs */
+		*in_field = cstate != NULL && cstate->cur_attname != NULL;
+		err = copy_attempt_abort(&sx, *in_field);
 	}
 	PG_END_TRY();
 	return err;
@@ -350,13 +460,15 @@ error_after_write(int sqlerrcode)
 }
 
 static void
-add_row_error(ChunkResult *res, RecordRun *run, int rec, ItemError *err)
+add_row_error(CopyPath *cp, ChunkResult *res, RecordRun *run, int rec, ItemError *err)
 {
 	int			len = run->start[rec + 1] - run->start[rec] - 1;
 
+	/* the record as in the file, converted; \xNN for bytes it cannot be */
 	chunk_add_error(res, run->line[rec], -1, err->name, err->message,
 					unpack_sql_state(err->sqlerrcode), err->detail,
-					run->data.data + run->start[rec], len);
+					job_raw_text(run->data.data + run->start[rec], len,
+								 cp->file_encoding, 1024), -1);
 }
 
 /* ---------------------------------------------------------------------
@@ -382,10 +494,12 @@ apply_range(CopyPath *cp, RecordRun *run, int first, int last, ChunkResult *res,
 		MemoryContext old = MemoryContextSwitchTo(cp->attempt_cxt);
 		ItemError  *err;
 		uint64		lineno;
+		bool		in_field;
+		bool		after_write;
 		int			bad;
 
 		MemoryContextReset(cp->attempt_cxt);
-		err = copy_attempt(cp, run, first, first + n, &lineno);
+		err = copy_attempt(cp, run, first, first + n, &lineno, &in_field);
 		MemoryContextSwitchTo(old);
 		if (err == NULL)
 		{
@@ -396,14 +510,18 @@ apply_range(CopyPath *cp, RecordRun *run, int first, int last, ChunkResult *res,
 			continue;
 		}
 		bad = record_at_line(run, first, first + n, lineno);
-		if (bad < 0 || !error_has_line(err->sqlerrcode))
+		if (bad < 0 || !(in_field || error_has_line(err->sqlerrcode)))
 		{
 			/* not tied to a line: the batch engine finds the rows */
 			cp->fallback(cp->fallback_arg, run, first, first + n, res);
 			first += n;
 			continue;
 		}
-		if (error_after_write(err->sqlerrcode))
+		if (in_field)
+			after_write = false;
+		else
+			after_write = error_after_write(err->sqlerrcode);
+		if (after_write)
 			cp->attempt_max = Max(cp->attempt_max / 2, ATTEMPT_MIN_RECORDS);
 
 		/*
@@ -414,13 +532,13 @@ apply_range(CopyPath *cp, RecordRun *run, int first, int last, ChunkResult *res,
 		 */
 		err = item_error_copy(err);
 		if (bad > first)
-			apply_range(cp, run, first, bad, res, !error_after_write(err->sqlerrcode));
-		if (bad == first + n - 1)
+			apply_range(cp, run, first, bad, res, !after_write);
+		if (bad == first + n - 1 && !in_field)
 		{
 			/* maybe the end of the statement failed, not this record */
 			MemoryContextSwitchTo(cp->attempt_cxt);
 			MemoryContextReset(cp->attempt_cxt);
-			if (copy_attempt(cp, run, bad, bad + 1, &lineno) == NULL)
+			if (copy_attempt(cp, run, bad, bad + 1, &lineno, &in_field) == NULL)
 			{
 				MemoryContextSwitchTo(old);
 				res->applied++;
@@ -429,7 +547,7 @@ apply_range(CopyPath *cp, RecordRun *run, int first, int last, ChunkResult *res,
 			}
 			MemoryContextSwitchTo(old);
 		}
-		add_row_error(res, run, bad, err);
+		add_row_error(cp, res, run, bad, err);
 		first = bad + 1;
 	}
 }

@@ -412,6 +412,13 @@ check_target(Oid relid, AclMode mode, const char *privname)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("cannot run a job on relation \"%s\"", get_rel_name(relid)),
 				 errdetail("Only tables and partitioned tables can be job targets.")));
+	/* a worker's session cannot see this session's temporary tables */
+	if (get_rel_persistence(relid) == RELPERSISTENCE_TEMP)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot run a job on temporary table \"%s\"", get_rel_name(relid)),
+				 errdetail("Jobs run in a background worker's session, which cannot see the temporary tables of this session."),
+				 errhint("Use a permanent or unlogged table, or call the batch functions in this session.")));
 	/*
 	 * As for the batch functions, privileges on some columns are enough for
 	 * INSERT and UPDATE: each item is then checked column by column.
@@ -690,27 +697,38 @@ job_option_bool(const char *name, JsonbValue *val)
 	if (val->type != jbvBool)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("option \"%s\" must be a boolean", name)));
+				 errmsg("option \"%s\" must be a boolean (true or false)", name)));
 	return val->val.boolean;
 }
 
+/*
+ * An integer option in [min, max].  The number is compared as a numeric,
+ * so that a fraction, 1e30 or -1e30 get this message rather than a cast
+ * error; anything but a JSON number (a string "10", "NaN") is refused.
+ */
 int64
 job_option_int(const char *name, JsonbValue *val, int64 min, int64 max)
 {
-	int64		n;
+	Datum		num;
 
-	if (val->type != jbvNumeric)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("option \"%s\" must be a number", name)));
-	n = DatumGetInt64(DirectFunctionCall1(numeric_int8,
-										  NumericGetDatum(val->val.numeric)));
-	if (n < min || n > max)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("option \"%s\" must be between " INT64_FORMAT " and " INT64_FORMAT,
-						name, min, max)));
-	return n;
+	if (val->type == jbvNumeric)
+	{
+		num = NumericGetDatum(val->val.numeric);
+		if (DatumGetBool(DirectFunctionCall2(numeric_eq, num,
+											 DirectFunctionCall1(numeric_floor, num))) &&
+			DatumGetInt32(DirectFunctionCall2(numeric_cmp, num,
+											  DirectFunctionCall1(int8_numeric, Int64GetDatum(min)))) >= 0 &&
+			DatumGetInt32(DirectFunctionCall2(numeric_cmp, num,
+											  DirectFunctionCall1(int8_numeric, Int64GetDatum(max)))) <= 0)
+			return DatumGetInt64(DirectFunctionCall1(numeric_int8, num));
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("option \"%s\" must be an integer between " INT64_FORMAT " and " INT64_FORMAT,
+					name, min, max),
+			 errdetail("The value given is %s.",
+					   JsonbToCString(NULL, &JsonbValueToJsonb(val)->root, -1))));
+	return 0;					/* keep the compiler quiet */
 }
 
 static void
@@ -1172,18 +1190,25 @@ chunk_add_error(ChunkResult *res, int64 line, int64 index, const char *name,
 	res->err_line[n] = line;
 	res->err_index[n] = index;
 	res->err_name[n] = pstrdup(name ? name : "validation_error");
-	res->err_message[n] = pstrdup(message ? message : "");
+
+	/*
+	 * Every text is stored valid in the database encoding, whatever bytes
+	 * it came with, so that job(), job_errors() and the jobs view can be
+	 * read with any client encoding: a byte that is not part of a valid
+	 * character is written \xNN.  (Imports convert a record from the
+	 * file's encoding first; what is left here is a safety net.)  The raw
+	 * text is cut to 1 kB, on a character boundary.
+	 */
+	message = message ? message : "";
+	res->err_message[n] = job_raw_text(message, strlen(message),
+									   GetDatabaseEncoding(), MaxAllocSize / 8);
 	res->err_sqlstate[n] = sqlstate ? pstrdup(sqlstate) : NULL;
-	res->err_detail[n] = detail ? pstrdup(detail) : NULL;
+	res->err_detail[n] = detail ?
+		job_raw_text(detail, strlen(detail), GetDatabaseEncoding(), MaxAllocSize / 8) :
+		NULL;
 	if (raw)
-	{
-		if (rawlen < 0)
-			rawlen = strlen(raw);
-		/* cut to 1 kB, on a character boundary */
-		if (rawlen > RAW_LIMIT)
-			rawlen = pg_mbcliplen(raw, rawlen, RAW_LIMIT);
-		res->err_raw[n] = pnstrdup(raw, rawlen);
-	}
+		res->err_raw[n] = job_raw_text(raw, rawlen < 0 ? strlen(raw) : rawlen,
+									   GetDatabaseEncoding(), RAW_LIMIT);
 	else
 		res->err_raw[n] = NULL;
 	res->nerrors++;

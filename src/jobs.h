@@ -112,7 +112,13 @@ typedef struct ImportOptions
 	bool		atomic;
 	int			chunk_size;
 	int64		max_errors;		/* -1 = no limit */
+	int			max_record_bytes;	/* longer records are row errors */
 } ImportOptions;
+
+/* max_record_bytes: default and bounds (a record goes whole into one jsonb) */
+#define RECORD_BYTES_DEFAULT	(16 * 1024 * 1024)
+#define RECORD_BYTES_MIN		1024
+#define RECORD_BYTES_MAX		(128 * 1024 * 1024)
 
 /* Options of a submit_batch job (jobs.c). */
 typedef struct BatchOptions
@@ -179,6 +185,7 @@ extern void job_as_role_end(JobRoleSwitch *rs);
 /* csv_import.c */
 extern void csv_import_run(Job *job);
 extern void import_options_parse(Jsonb *options, ImportOptions *opts);
+extern char *job_raw_text(const char *raw, int len, int encoding, int limit);
 extern void batch_job_run(Job *job);
 
 /* copy_path.c: runs of CSV records written by COPY, split at failures */
@@ -202,6 +209,8 @@ extern void record_run_init(RecordRun *run);
 extern void record_run_reset(RecordRun *run);
 extern void record_run_add(RecordRun *run, const char *data, int len, int64 line,
 						   int nl);
+extern void record_run_close(RecordRun *run, int64 line, int nl);
+extern bool copy_path_usable(CopyPath *cp);
 extern CopyPath *copy_path_begin(Job *job, ImportOptions *o, char **cols, int ncols,
 								 int run_records, CopyFallback fallback, void *arg);
 extern void copy_path_apply(CopyPath *cp, RecordRun *run, ChunkResult *res);

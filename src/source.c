@@ -464,6 +464,10 @@ check_status(Source *src)
 		first < 0 && total == src->offset)
 	{
 		/* the checkpoint is the end of the file: nothing is left */
+		if (src->expect_total > 0 && total != src->expect_total)
+			return http_failed(src, ERRCODE_PROTOCOL_VIOLATION,
+							   "the file changed size since the job started (" INT64_FORMAT " bytes, now " INT64_FORMAT ")",
+							   src->expect_total, total);
 		src->at_end = true;
 		src->size = total;
 		return true;

@@ -35,6 +35,9 @@ Content: rows of "id,name,qty" (a header line, then i,name-i,i%10 for i in
                                       short   206 of only K bytes
                                       grown   206, right, but the file has
                                               K more bytes (total and body)
+                                      416     416 with "bytes */START": the
+                                              file would end at the
+                                              requested byte
   /secret.csv                       a small file of "secret" rows (ids
                                     9001-9003) for the prefix tests
   /stall.csv?rows=N&after=B[&hold=S][&headers=0]
@@ -222,7 +225,8 @@ class Handler(BaseHTTPRequestHandler):
             first = rng[len("bytes="):].split(",")[0].split("-")[0]
             if first.isdigit():
                 start = int(first)
-                if start >= total:
+                if start >= total or q.get("range", [""])[0] == "416":
+                    total = min(total, start)
                     self.send_response(416)
                     self.send_header("Content-Range", "bytes */%d" % total)
                     self.send_header("Content-Length", "0")

@@ -1,6 +1,6 @@
 # A resumed URL import checks the server's answer to its Range request.
 #
-# Ten imports of the same 400-row file run at once from a slow server
+# Eleven imports of the same 400-row file run at once from a slow server
 # (about 6 s each, a checkpoint every 20 rows); once each has committed at
 # least 60 rows the cluster is restarted (fast), and each job resumes at
 # its checkpoint with a Range request that the mock server answers in its
@@ -15,7 +15,8 @@
 #   leave exactly the rows committed before the restart: a 206 from after
 #   the requested byte, a 206 without Content-Range (sending from byte 0,
 #   which duplicated thousands of rows before), a garbled Content-Range, a
-#   206 that stops short of the end, a file that changed size.
+#   206 that stops short of the end, a file that changed size (also a
+#   416 saying that the file now ends at the checkpoint).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -42,6 +43,8 @@ my @cases = (
 	[ 'short', '&range=short&by=10',
 		qr/^the server sent bytes (\d+)-\d+ of \d+, not the rest of the file from byte (\d+)$/ ],
 	[ 'grown', '&range=grown&by=5',
+		qr/^the file changed size since the job started \(\d+ bytes, now \d+\)$/ ],
+	[ 'ended', '&range=416',
 		qr/^the file changed size since the job started \(\d+ bytes, now \d+\)$/ ]);
 
 my %job;

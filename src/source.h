@@ -43,13 +43,13 @@ extern Source *source_open(const char *location, int64 offset, struct Job *job);
 extern int	source_read(Source *src, char *buf, int len);
 extern int64 source_size(Source *src);	/* -1 if unknown */
 extern void source_close(Source *src);
-extern void source_check_file_type(const char *path, mode_t mode);
 
 /* url_policy.c */
 extern void url_policy_init(void);
 extern bool source_is_url(const char *location);
 extern void source_check_access(const char *source, Oid role);
 extern void job_check_source_access(const char *source, Oid role);
+extern void source_check_file_type(const char *path, mode_t mode);
 extern void *url_checked_handle(const char *url);	/* a CURLU * */
 
 #endif							/* BATCH_OPS_SOURCE_H */

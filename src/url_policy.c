@@ -7,7 +7,9 @@
  *	  batch_ops.fetch_url_prefixes when that is set).
  *
  * The access check runs at submit time as the submitting role, and again
- * in the job worker when the job starts (job_check_source_access).
+ * in the job worker when the job starts (job_check_source_access); the
+ * worker then fetches the URL through a handle made here
+ * (url_checked_handle), from the same parse that was checked.
  *
  * URLs are compared with the allowed prefixes as parsed parts, never as
  * text: both go through libcurl's URL parser -- the one the fetch uses,

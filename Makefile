@@ -28,6 +28,7 @@ OBJS = \
 	src/jobs.o \
 	src/worker.o \
 	src/source.o \
+	src/url_policy.o \
 	src/csv_import.o \
 	src/copy_path.o \
 	src/batch_job.o \
@@ -57,7 +58,8 @@ REGRESS = \
 	internal_names \
 	ratelimit \
 	jobs \
-	job_options
+	job_options \
+	sources
 
 ISOLATION = concurrent_update deadlock idempotency ratelimit_shared
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso

@@ -208,6 +208,8 @@ import_option(const char *name, JsonbValue *val, void *arg)
 {
 	ImportOptions *o = arg;
 
+	if (source_option(name, val, NULL))
+		return;					/* checked; source.c reads it */
 	if (strcmp(name, "format") == 0)
 	{
 		if (val->type != jbvString || val->val.string.len != 3 ||
@@ -259,7 +261,8 @@ import_option(const char *name, JsonbValue *val, void *arg)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown option \"%s\"", name),
-				 errhint("Valid options for submit_import are: %s.", valid_import_options)));
+				 errhint("Valid options for submit_import are: %s, %s.", valid_import_options,
+						 SOURCE_OPTION_NAMES)));
 }
 
 void

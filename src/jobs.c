@@ -74,7 +74,6 @@ int			batch_ops_max_workers = 2;
 int			batch_ops_max_async_items = 1000000;
 int			batch_ops_job_ttl = 7 * 24 * 3600;
 int			batch_ops_poll_interval = 60;
-char	   *batch_ops_fetch_url_prefixes = NULL;
 
 JobsShared *jobs_shared = NULL;
 
@@ -270,13 +269,7 @@ jobs_init(void)
 							60, 1, 24 * 3600,
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
-	DefineCustomStringVariable("batch_ops.fetch_url_prefixes",
-							   "Comma-separated URL prefixes that imports may fetch; empty allows any http(s) URL.",
-							   "Only members of batch_ops_fetch (and superusers) may import from URLs at all.",
-							   &batch_ops_fetch_url_prefixes,
-							   "",
-							   PGC_SUSET, 0,
-							   NULL, NULL, NULL);
+	source_init();
 
 	/* a PGC_POSTMASTER setting can only be defined while preloading */
 	if (!process_shared_preload_libraries_in_progress)
@@ -433,123 +426,6 @@ check_target(Oid relid, AclMode mode, const char *privname)
 						   privname)));
 }
 
-bool
-source_is_url(const char *location)
-{
-	return pg_strncasecmp(location, "http://", 7) == 0 ||
-		pg_strncasecmp(location, "https://", 8) == 0;
-}
-
-/* A prefix in the form source_normalize_url() gives, or NULL. */
-static char *
-prefix_normalized(const char *prefix)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	char	   *volatile result = NULL;
-
-	/* source_normalize_url() holds no resource when it throws */
-	PG_TRY();
-	{
-		result = source_normalize_url(prefix);
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(cxt);
-		FlushErrorState();
-	}
-	PG_END_TRY();
-	/* libcurl adds "/" to a bare host: keep the prefix as narrow as given */
-	if (result && strlen(result) == strlen(prefix) + 1 &&
-		result[strlen(result) - 1] == '/' && prefix[strlen(prefix) - 1] != '/')
-		result[strlen(result) - 1] = '\0';
-	return result;
-}
-
-/*
- * Does the URL, as it will be fetched (normalized), start with one of the
- * allowed prefixes?  Prefixes are normalized too ("HTTP://Host/a/" is
- * "http://host/a/"); one libcurl cannot parse allows nothing.
- */
-static bool
-url_prefix_allowed(const char *url)
-{
-	char	   *list;
-	char	   *tok;
-	char	   *save;
-	char	   *normalized;
-
-	if (batch_ops_fetch_url_prefixes == NULL || batch_ops_fetch_url_prefixes[0] == '\0')
-		return true;
-	normalized = source_normalize_url(url);
-	list = pstrdup(batch_ops_fetch_url_prefixes);
-	for (tok = strtok_r(list, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save))
-	{
-		char	   *prefix = prefix_normalized(tok);
-
-		if (prefix && strncmp(normalized, prefix, strlen(prefix)) == 0)
-			return true;
-	}
-	return false;
-}
-
-/* Who may read the source: checked at submit and again when the job runs. */
-static void
-check_source_access(const char *source, Oid role)
-{
-	if (source_is_url(source))
-	{
-		Oid			fetch_role = get_role_oid("batch_ops_fetch", true);
-
-		if (!superuser_arg(role) &&
-			!(OidIsValid(fetch_role) && has_privs_of_role(role, fetch_role)))
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("permission denied to import from a URL"),
-					 errdetail("Only superusers and members of the role batch_ops_fetch may import from http(s) URLs."),
-					 errhint("An administrator can run GRANT batch_ops_fetch TO %s.",
-							 quote_identifier(GetUserNameFromId(role, false)))));
-		if (!url_prefix_allowed(source))
-			ereport(ERROR,
-					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("URL \"%s\" is not allowed", source),
-					 errdetail("batch_ops.fetch_url_prefixes does not list a prefix of this URL.")));
-		return;
-	}
-	if (strstr(source, "://") != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unsupported import source \"%s\"", source),
-				 errhint("Give an absolute server file path or an http:// or https:// URL.")));
-	if (!is_absolute_path(source))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("import file path \"%s\" must be absolute", source)));
-	if (!superuser_arg(role) && !has_privs_of_role(role, ROLE_PG_READ_SERVER_FILES))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to import from a file"),
-				 errdetail("Only roles with privileges of the \"pg_read_server_files\" role may import from a server file, as for COPY FROM a file."),
-				 errhint("An administrator can run GRANT pg_read_server_files TO %s.",
-						 quote_identifier(GetUserNameFromId(role, false)))));
-}
-
-/* The same check in a job worker, which may be between transactions. */
-void
-job_check_source_access(const char *source, Oid role)
-{
-	if (IsTransactionState())
-		check_source_access(source, role);
-	else
-	{
-		MemoryContext old = CurrentMemoryContext;
-
-		StartTransactionCommand();
-		check_source_access(source, role);
-		CommitTransactionCommand();
-		MemoryContextSwitchTo(old);
-	}
-}
-
 /* ---------------------------------------------------------------------
  * Submit
  * ---------------------------------------------------------------------
@@ -618,7 +494,7 @@ batch_ops_submit_import(PG_FUNCTION_ARGS)
 
 	import_options_parse(options, &opts);
 	check_target(relid, ACL_INSERT, "INSERT");
-	check_source_access(source, GetUserId());
+	source_check_access(source, GetUserId());
 
 	PG_RETURN_INT64(insert_job("import", BATCH_CREATE, relid, source, options,
 							   opts.atomic, -1));

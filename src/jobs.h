@@ -24,7 +24,6 @@ extern int	batch_ops_max_workers;
 extern int	batch_ops_max_async_items;
 extern int	batch_ops_job_ttl;		/* seconds */
 extern int	batch_ops_poll_interval;	/* seconds */
-extern char *batch_ops_fetch_url_prefixes;
 
 /* Databases with queued work that the launcher has not served yet. */
 #define JOBS_MAX_PENDING_DBS	64
@@ -150,7 +149,6 @@ extern void batch_options_parse(Jsonb *options, BatchOptions *o);
 extern bool jobs_preloaded(void);
 extern void jobs_wake_launcher(Oid dboid);
 extern void notify_job_status(int64 job_id, const char *status);
-extern void job_check_source_access(const char *source, Oid role);
 extern void job_check_cancel(Job *job);
 extern void job_check_target(Job *job);
 extern void chunk_add_error(ChunkResult *res, int64 line, int64 index,
@@ -216,13 +214,7 @@ extern CopyPath *copy_path_begin(Job *job, ImportOptions *o, char **cols, int nc
 extern void copy_path_apply(CopyPath *cp, RecordRun *run, ChunkResult *res);
 extern int64 copy_path_subxacts(CopyPath *cp);
 
-/* source.c: a byte stream from a server file or an http(s) URL */
-typedef struct Source Source;
-extern Source *source_open(const char *location, int64 offset, Job *job);
-extern int	source_read(Source *src, char *buf, int len);
-extern int64 source_size(Source *src);	/* -1 if unknown */
-extern void source_close(Source *src);
-extern bool source_is_url(const char *location);
-extern char *source_normalize_url(const char *url);
+/* source.c, url_policy.c: import sources and who may read them */
+#include "source.h"
 
 #endif							/* BATCH_OPS_JOBS_H */

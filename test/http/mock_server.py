@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """
-Mock HTTP(S) server for the URL import tests (test/scripts/import_http.sh).
+Mock HTTP(S) server for the URL import tests (test/scripts/import_http.sh,
+test/t/03*.pl).
 
-Python 3 standard library only.  Binds 127.0.0.1 only, on the first free
+Python 3 standard library only.  Binds 127.0.0.1 only (or another loopback
+address given with --host, e.g. 127.0.0.2), on the first free
 port of --ports (default 18080-18089), plus a second one for HTTPS when
 --cert/--key are given, writes "HTTP_PORT [HTTPS_PORT]" to --ready once it
 is listening, logs every request to --log, and exits by itself after
@@ -10,12 +12,39 @@ is listening, logs every request to --log, and exits by itself after
 
 Every path may be prefixed with /allowed (the same content), so that a test
 can set batch_ops.fetch_url_prefixes to http://127.0.0.1:PORT/allowed/.
+Paths are read as many servers (nginx) read them: percent-decoded, runs of
+"/" merged, "." and ".." segments resolved -- so "/allowed/%2e%2e/secret.csv"
+is /secret.csv, as a URL-prefix check must foresee.
 
 Content: rows of "id,name,qty" (a header line, then i,name-i,i%10 for i in
 1..rows).  Paths:
 
   /data.csv?rows=N[&norange=1]      Content-Length; Range requests get 206
                                     (unless norange=1: always the whole 200)
+      [&range=MODE[&by=K]]          how a Range request is answered wrongly
+                                    (here and for /slow.csv):
+                                      from0   206 from byte 0, Content-Range
+                                              saying so
+                                      earlier 206 from K bytes before the
+                                              requested one, said so
+                                      later   206 from K bytes after it
+                                      nocr    206 from byte 0 without any
+                                              Content-Range
+                                      garbled 206, Content-Range "bytes junk"
+                                      star    206, right, total "*"
+                                      short   206 of only K bytes
+                                      grown   206, right, but the file has
+                                              K more bytes (total and body)
+                                      416     416 with "bytes */START": the
+                                              file would end at the
+                                              requested byte
+  /secret.csv                       a small file of "secret" rows (ids
+                                    9001-9003) for the prefix tests
+  /stall.csv?rows=N&after=B[&hold=S][&headers=0]
+                                    Content-Length of all N rows, the first
+                                    B bytes, then nothing for S seconds
+                                    (default 300) before closing; headers=0:
+                                    not even the status line
   /slow.csv?rows=N&piece=B&delay=S[&norange=1]
                                     as /data.csv, but sent B bytes at a time
                                     with S seconds between pieces
@@ -40,13 +69,14 @@ The request log has one line per request:
 
 import argparse
 import os
+import posixpath
 import socket
 import ssl
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 # A file with good and bad rows for the table
 #   items (id int PRIMARY KEY, name text NOT NULL, qty int NOT NULL CHECK (qty >= 0))
@@ -75,6 +105,27 @@ MULTILINE = (
     '1,"a\nb",1\n'
     "2,c,bad\n"
 )
+
+
+# Rows outside any allowed prefix: a prefix check that lets a URL reach
+# them has failed.
+SECRET = (
+    "id,name,qty\n"
+    "9001,secret-1,1\n"
+    "9002,secret-2,2\n"
+    "9003,secret-3,3\n"
+)
+
+
+def server_path(raw):
+    """The path as a decoding, normalising server reads it."""
+    path = unquote(raw, errors="replace")
+    while "//" in path:
+        path = path.replace("//", "/")
+    norm = posixpath.normpath(path) if path else "/"
+    if norm.startswith("//"):
+        norm = "/" + norm.lstrip("/")
+    return norm
 
 
 def rows_body(n):
@@ -118,7 +169,7 @@ class Handler(BaseHTTPRequestHandler):
                  "%s %s range=%s" % (self.command, self.path,
                                      self.headers.get("Range") or "-"))
         parts = urlsplit(self.path)
-        path = parts.path
+        path = server_path(parts.path)
         if path.startswith("/allowed/"):
             path = path[len("/allowed"):]
         q = parse_qs(parts.query)
@@ -129,6 +180,13 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_body(rows_body(self.qint(q, "rows", 100)), q, head,
                                piece=max(1, self.qint(q, "piece", 64)),
                                delay=self.qfloat(q, "delay", 0.05))
+            elif path == "/secret.csv":
+                self.send_body(SECRET.encode("ascii"), q, head)
+            elif path == "/stall.csv":
+                self.send_stalled(rows_body(self.qint(q, "rows", 100)),
+                                  self.qint(q, "after", 0),
+                                  self.qfloat(q, "hold", 300.0),
+                                  self.qint(q, "headers", 1) != 0, head)
             elif path == "/mixed.csv":
                 self.send_body(MIXED.encode("ascii"), q, head)
             elif path == "/multiline.csv":
@@ -161,27 +219,34 @@ class Handler(BaseHTTPRequestHandler):
         total = len(body)
         start = 0
         status = 200
+        content_range = None
         rng = self.headers.get("Range")
         if rng and "norange" not in q and rng.startswith("bytes="):
             first = rng[len("bytes="):].split(",")[0].split("-")[0]
             if first.isdigit():
                 start = int(first)
-                if start >= total:
+                if start >= total or q.get("range", [""])[0] == "416":
+                    total = min(total, start)
                     self.send_response(416)
                     self.send_header("Content-Range", "bytes */%d" % total)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
                 status = 206
+                body, start, content_range = self.bad_range(
+                    body, start, q.get("range", [""])[0],
+                    max(1, self.qint(q, "by", 10)))
+                total = len(body)
         data = body[start:]
+        if status == 206 and q.get("range", [""])[0] == "short":
+            data = data[:max(1, self.qint(q, "by", 10))]
         self.send_response(status)
         self.send_header("Content-Type", "text/csv")
         self.send_header("Content-Length", str(len(data)))
         if "norange" not in q:
             self.send_header("Accept-Ranges", "bytes")
-        if status == 206:
-            self.send_header("Content-Range",
-                             "bytes %d-%d/%d" % (start, total - 1, total))
+        if content_range is not None:
+            self.send_header("Content-Range", content_range)
         self.end_headers()
         if head:
             return
@@ -193,6 +258,45 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             if i + piece < len(data):
                 time.sleep(delay)
+
+    @staticmethod
+    def bad_range(body, start, mode, by):
+        """(body, first byte sent, Content-Range) for a Range request."""
+        total = len(body)
+        if mode == "from0":
+            start = 0
+        elif mode == "earlier":
+            start = max(0, start - by)
+        elif mode == "later":
+            start = min(total - 1, start + by)
+        elif mode == "nocr":
+            return body, 0, None
+        elif mode == "garbled":
+            return body, start, "bytes junk"
+        elif mode == "star":
+            return body, start, "bytes %d-%d/*" % (start, total - 1)
+        elif mode == "short":
+            return body, start, "bytes %d-%d/%d" % (
+                start, min(total, start + by) - 1, total)
+        elif mode == "grown":
+            body = body + b"".join(b"%d,grown-%d,0\n" % (900000 + i, i)
+                                   for i in range(by))
+            total = len(body)
+        return body, start, "bytes %d-%d/%d" % (start, total - 1, total)
+
+    def send_stalled(self, body, after, hold, headers, head):
+        if headers:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/csv")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if not head and after > 0:
+                self.wfile.write(body[:after])
+            self.wfile.flush()
+        deadline = time.monotonic() + hold
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.close_connection = True
 
     def send_chunked(self, body, piece, delay, head):
         self.send_response(200)
@@ -257,11 +361,11 @@ class Server(ThreadingHTTPServer):
         super().finish_request(request, client_address)
 
 
-def bind_first_free(ports, ssl_ctx=None, request_log=None):
+def bind_first_free(ports, ssl_ctx=None, request_log=None, host="127.0.0.1"):
     last = None
     for port in ports:
         try:
-            srv = Server(("127.0.0.1", port), Handler)
+            srv = Server((host, port), Handler)
         except OSError as e:
             last = e
             continue
@@ -283,6 +387,8 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ports", default="18080-18089",
                     help="ports to try, on 127.0.0.1 only (a-b or a,b,c)")
+    ap.add_argument("--host", default="127.0.0.1",
+                    help="loopback address to bind (127.x.y.z only)")
     ap.add_argument("--cert", help="PEM certificate: also serve HTTPS")
     ap.add_argument("--key", help="PEM private key of --cert")
     ap.add_argument("--ready", help="write the port(s) here once listening")
@@ -296,16 +402,18 @@ def main():
     killer.daemon = True
     killer.start()
 
+    if not args.host.startswith("127."):
+        raise SystemExit("--host must be a loopback address (127.x.y.z)")
     ports = parse_ports(args.ports)
     servers = []
-    http_srv, http_port = bind_first_free(ports, None, args.log)
+    http_srv, http_port = bind_first_free(ports, None, args.log, args.host)
     servers.append(http_srv)
     ready = [str(http_port)]
     if args.cert:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(args.cert, args.key)
         rest = [p for p in ports if p != http_port]
-        https_srv, https_port = bind_first_free(rest, ctx, args.log)
+        https_srv, https_port = bind_first_free(rest, ctx, args.log, args.host)
         servers.append(https_srv)
         ready.append(str(https_port))
 

@@ -11,12 +11,15 @@ use strict;
 use warnings;
 
 use Exporter 'import';
+use File::Basename qw(dirname);
+use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
 
-our @EXPORT = qw(bo_node bo_wait_job bo_wait_until bo_scratch);
+our @EXPORT = qw(bo_node bo_wait_job bo_wait_until bo_scratch
+  bo_mock_server bo_mock_stop bo_mock_requests bo_sql_error);
 
 # bo_node(NAME, EXTRA_CONF) — a started cluster with batch_ops preloaded and
 # the extension created in "postgres".  EXTRA_CONF is appended to
@@ -82,6 +85,62 @@ sub bo_scratch
 	my $dir = $node->basedir . '/scratch';
 	mkdir $dir unless -d $dir;
 	return $dir;
+}
+
+# bo_mock_server(NAME, PORTS, [HOST]) — start test/http/mock_server.py on
+# the first free port of PORTS ("a-b"), bound to HOST (a loopback address,
+# 127.0.0.1 by default); returns { port, host, base => "http://HOST:PORT",
+# log => its request log, harness }.  It exits by itself after 300 s.
+sub bo_mock_server
+{
+	my ($name, $ports, $host) = @_;
+	$host //= '127.0.0.1';
+	my $dir = PostgreSQL::Test::Utils::tempdir("mock_$name");
+	my $script = dirname(__FILE__) . '/../http/mock_server.py';
+	my %srv = (host => $host, log => "$dir/requests.log");
+	open(my $fh, '>', $srv{log}) or die "$srv{log}: $!";
+	close($fh);
+	$srv{harness} = IPC::Run::start(
+		[
+			'python3', $script, '--host', $host, '--ports', $ports,
+			'--ready', "$dir/ready", '--log', $srv{log}, '--lifetime', '300'
+		],
+		'>', "$dir/out", '2>&1');
+	bo_wait_until(sub { -s "$dir/ready" }, 10)
+	  or die "mock server $name did not start: " . slurp_file("$dir/out");
+	($srv{port}) = split(' ', slurp_file("$dir/ready"));
+	$srv{base} = "http://$host:$srv{port}";
+	return \%srv;
+}
+
+# bo_mock_stop(SERVER) — stop a server of bo_mock_server.
+sub bo_mock_stop
+{
+	my ($srv) = @_;
+	$srv->{harness}->kill_kill if $srv->{harness};
+	delete $srv->{harness};
+	return;
+}
+
+# bo_mock_requests(SERVER, [SUBSTRING]) — the request log lines (that
+# contain SUBSTRING), one "METHOD PATH range=..." per request.
+sub bo_mock_requests
+{
+	my ($srv, $substr) = @_;
+	my @lines = split(/\n/, slurp_file($srv->{log}));
+	return grep { !defined $substr || index($_, $substr) >= 0 } @lines;
+}
+
+# bo_sql_error(NODE, SQL, [USER], [DB]) — "SQLSTATE: message" of the first
+# error SQL raises (run as USER), or "" if it raises none.
+sub bo_sql_error
+{
+	my ($node, $sql, $user, $db) = @_;
+	my @extra = defined $user ? ('-U', $user) : ();
+	my ($ret, $out, $err) = $node->psql(
+		$db // 'postgres', "\\set VERBOSITY verbose\n$sql",
+		extra_params => \@extra);
+	return $err =~ /^(?:psql:[^\n]*?)?ERROR:\s+([0-9A-Z]{5}): ([^\n]*)/m ? "$1: $2" : '';
 }
 
 1;

@@ -4,16 +4,17 @@
 # trigger on her table) leaves state behind: a TEMP table audit_log (PUBLIC
 # may write it) with a trigger of hers, a prepared statement, a
 # session-level advisory lock, session settings (a custom one, work_mem,
-# search_path), a LISTEN.  A superuser's job then inserts into audit_log
+# search_path).  (LISTEN cannot run in a background worker: core refuses
+# it, so it is only observed.)  A superuser's job then inserts into audit_log
 # unqualified (as its trigger always did, meaning public.audit_log): it
 # lands in Alice's temp table and her trigger runs as superuser, which
 # makes Alice superuser.  Bob's job after it writes into her table too,
-# runs her trigger as Bob, and sees her prepared statement, lock,
-# settings and LISTEN.
+# runs her trigger as Bob, and sees her prepared statement and holds her
+# lock.
 #
 # Required: a job sees what a fresh session of its role would see (the
 # fix: one process per job, and job code run as a security-restricted
-# operation, which may refuse Alice's CREATE TEMP/PREPARE/LISTEN: either
+# operation, which may refuse Alice's CREATE TEMP/PREPARE: either
 # outcome is accepted for Alice).  Asserted on Bob's and the superuser's
 # jobs, which run right after Alice's in the same database
 # (batch_ops.max_workers = 1, submitted in one transaction): Bob's insert

@@ -19,7 +19,9 @@ use Test::More;
 use Time::HiRes qw(usleep time);
 
 our @EXPORT = qw(bo_node bo_wait_job bo_wait_until bo_scratch
-  bo_mock_server bo_mock_stop bo_mock_requests bo_sql_error);
+  bo_mock_server bo_mock_stop bo_mock_requests bo_sql_error
+  bo_sql bo_psql_start bo_psql_finish bo_gate_hold bo_gate_release
+  bo_gate_wait_blocked bo_job_status);
 
 # bo_node(NAME, EXTRA_CONF) — a started cluster with batch_ops preloaded and
 # the extension created in "postgres".  EXTRA_CONF is appended to
@@ -141,6 +143,107 @@ sub bo_sql_error
 		$db // 'postgres', "\\set VERBOSITY verbose\n$sql",
 		extra_params => \@extra);
 	return $err =~ /^(?:psql:[^\n]*?)?ERROR:\s+([0-9A-Z]{5}): ([^\n]*)/m ? "$1: $2" : '';
+}
+
+# bo_sql(NODE, DB, SQL, [TIMEOUT_S], [USER]) — run SQL (psql, stop at the
+# first error, VERBOSITY verbose), connected as USER (default: the
+# bootstrap superuser), without dying; returns a hash ref: out, err,
+# sqlstate (of the first ERROR, '' when none), timed_out.  For asserting
+# an outcome by SQLSTATE rather than by an error text.
+sub bo_sql
+{
+	my ($node, $db, $sql, $timeout, $user) = @_;
+	my ($out, $err, $timed_out) = ('', '', 0);
+	$node->psql(
+		$db, "\\set VERBOSITY verbose\n$sql",
+		stdout => \$out,
+		stderr => \$err,
+		timeout => $timeout // 60,
+		timed_out => \$timed_out,
+		extra_params => defined $user ? [ '-U', $user ] : []);
+	my $state = $err =~ /ERROR:\s+([0-9A-Z]{5}):/ ? $1 : '';
+	return { out => $out, err => $err, sqlstate => $state,
+		timed_out => $timed_out };
+}
+
+# bo_psql_start(NODE, DB, SQL, [APPNAME]) — start psql -c SQL in the
+# background (VERBOSITY verbose; SQL is sent as one query string, so
+# several statements run in one transaction) and return a handle for
+# bo_psql_finish.  APPNAME sets application_name, so that the session can
+# be found in pg_stat_activity.
+sub bo_psql_start
+{
+	my ($node, $db, $sql, $appname) = @_;
+	my $h = { out => '', err => '' };
+	my $connstr = $node->connstr($db);
+	$connstr .= " application_name=$appname" if defined $appname;
+	$h->{run} = IPC::Run::start(
+		[
+			$node->installed_command('psql'), '-XAtq',
+			'-v', 'ON_ERROR_STOP=1', '-v', 'VERBOSITY=verbose',
+			'-d', $connstr, '-c', $sql
+		],
+		'<', \undef, '>', \$h->{out}, '2>', \$h->{err},
+		IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+	return $h;
+}
+
+# bo_psql_finish(HANDLE) — wait for a bo_psql_start psql to end; returns
+# the same hash ref as bo_sql.
+sub bo_psql_finish
+{
+	my ($h) = @_;
+	eval { $h->{run}->finish; };
+	$h->{timed_out} = $@ ? 1 : 0;
+	$h->{run}->kill_kill if $@;
+	$h->{sqlstate} = $h->{err} =~ /ERROR:\s+([0-9A-Z]{5}):/ ? $1 : '';
+	return $h;
+}
+
+# bo_gate_hold(NODE, DB, KEY) — a background session that holds the
+# session-level advisory lock KEY.  A trigger that runs
+# pg_advisory_xact_lock_shared(KEY) waits at the gate until
+# bo_gate_release; bo_gate_wait_blocked waits until someone does.
+sub bo_gate_hold
+{
+	my ($node, $db, $key) = @_;
+	my $bg = $node->background_psql($db);
+	$bg->query_safe("SELECT pg_catalog.pg_advisory_lock($key)");
+	return $bg;
+}
+
+sub bo_gate_release
+{
+	my ($bg) = @_;
+	$bg->quit;
+}
+
+sub bo_gate_wait_blocked
+{
+	my ($node, $db, $key, $timeout) = @_;
+	return bo_wait_until(
+		sub {
+			$node->safe_psql($db,
+				"SELECT pg_catalog.count(*) FROM pg_catalog.pg_locks"
+				  . " WHERE locktype OPERATOR(pg_catalog.=) 'advisory'"
+				  . " AND objid OPERATOR(pg_catalog.=) $key AND NOT granted")
+			  > 0;
+		},
+		$timeout);
+}
+
+# bo_job_status(NODE, DB, JOB_ID) — the job's status as its table says
+# ('' when it cannot be read, e.g. the extension is gone), read with a
+# pinned search_path so that objects planted in the database are not
+# picked up by the test's own superuser session.
+sub bo_job_status
+{
+	my ($node, $db, $id) = @_;
+	my $r = bo_sql($node, $db,
+		"SET search_path = pg_catalog, pg_temp;\n"
+		  . "SELECT status FROM batch_ops.job_queue"
+		  . " WHERE id OPERATOR(pg_catalog.=) ${id}::pg_catalog.int8");
+	return $r->{sqlstate} eq '' ? $r->{out} : '';
 }
 
 1;

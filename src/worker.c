@@ -325,6 +325,21 @@ job_begin_chunk(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 }
 
+/*
+ * A transaction of the worker's own bookkeeping (claim, purge, finish):
+ * read-write whatever default_transaction_read_only the database or the
+ * job's role sets, which govern the job's own work only.
+ */
+static void
+bookkeeping_begin(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	(void) set_config_option("transaction_read_only", "off", PGC_SUSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
 static void
 job_end_chunk(void)
 {
@@ -542,12 +557,7 @@ job_finish(Job *job, const char *status, const char *error)
 
 	/* keep the checkpoint as it is: only the status changes */
 	memset(&res, 0, sizeof(res));
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	/* the role's default_transaction_read_only is not the worker's */
-	(void) set_config_option("transaction_read_only", "off", PGC_SUSET,
-							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
-	PushActiveSnapshot(GetTransactionSnapshot());
+	bookkeeping_begin();
 	jobs_owner_begin(&sw);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -648,7 +658,7 @@ extension_installed(void)
 static void
 purge_jobs(void)
 {
-	job_begin_chunk();
+	bookkeeping_begin();
 	(void) jobs_purge();
 	(void) idempotency_purge();
 	job_end_chunk();
@@ -706,7 +716,7 @@ claim_job(void)
 	int			queued = 0;
 	MemoryContext old;
 
-	job_begin_chunk();
+	bookkeeping_begin();
 	jobs_owner_begin(&sw);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

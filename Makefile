@@ -10,7 +10,7 @@
 # scripts/test.sh does all of it on a throwaway cluster; see README.md.
 
 EXTENSION  = batch_ops
-EXTVERSION = 0.1.0
+EXTVERSION = 0.2.0
 
 MODULE_big = batch_ops
 OBJS = \
@@ -36,7 +36,11 @@ OBJS = \
 
 SHLIB_LINK += -lcurl
 
-DATA = sql/batch_ops--$(EXTVERSION).sql
+# pgvector's scheme: sql/batch_ops.sql is the install script of the current
+# version; the scripts of earlier versions and the upgrade scripts between
+# them are kept as they were released.
+DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
+DATA = sql/$(EXTENSION)--0.1.0.sql $(wildcard sql/$(EXTENSION)--*--*.sql)
 
 PG_CPPFLAGS = -I$(srcdir)/src -Wall -Wextra -Werror \
 	-Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
@@ -67,6 +71,9 @@ ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql
+	cp $< $@
 
 # PGXS does not track header dependencies; every object depends on them all.
 $(OBJS): $(wildcard src/*.h)

@@ -45,6 +45,21 @@
  * allowed): they record the failure in the Source and abort the
  * transfer, and source_read() reports it.
  *
+ * Resources: the file descriptor and the libcurl handles (multi, easy,
+ * URL; the easy handle owns the socket) are not memory, so neither a
+ * memory context nor a resource owner would free them.  source_open()
+ * therefore registers a reset callback (MemoryContextRegisterResetCallback)
+ * on the memory context it is called in, the one that owns the Source:
+ * when that context is reset or deleted -- at the end of a job, or by the
+ * cleanup after an ERROR anywhere between source_open() and source_close()
+ * -- the callback releases whatever is still open.  source_close()
+ * releases them earlier, and the callback then finds nothing left.  A
+ * caller needs no PG_TRY to avoid leaking a Source, however many it opens
+ * in one process; it must only open it in a context that lives as long as
+ * the Source is used and not longer than the process needs it.
+ *
+ * Locking: none.  A Source is private to the process that opened it.
+ *
  * TLS is verified (libcurl's defaults: peer and host name); only http
  * and https are allowed, and redirects are not followed, so the URL
  * checked at submit time is the one fetched (url_policy.c).
@@ -63,6 +78,7 @@
 #include "portability/instr_time.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
 
 #include "jobs.h"
@@ -115,6 +131,7 @@ struct Source
 	int			failcode;		/* a callback's failure, reported later */
 	char		failmsg[256];
 	char		errbuf[CURL_ERROR_SIZE];
+	MemoryContextCallback release;	/* frees fd and handles: see the header */
 };
 
 static bool curl_ready = false;
@@ -123,6 +140,8 @@ static bool curl_ready = false;
  * Settings and options
  * ---------------------------------------------------------------------
  */
+
+/* Define the fetch settings (and url_policy.c's); called from _PG_init. */
 void
 source_init(void)
 {
@@ -157,10 +176,7 @@ source_init(void)
 							NULL, NULL, NULL);
 }
 
-/*
- * An integer option in [min, max], compared as a numeric first so that no
- * value can overflow; cap names the setting that sets max, if one does.
- */
+/* Compare a JSON number with an int64 without converting (and overflowing) it. */
 static int
 numeric_cmp_int8(Datum num, int64 v)
 {
@@ -168,6 +184,10 @@ numeric_cmp_int8(Datum num, int64 v)
 											 NumericGetDatum(int64_to_numeric(v))));
 }
 
+/*
+ * An integer option in [min, max], compared as a numeric first so that no
+ * value can overflow; cap names the setting that sets max, if one does.
+ */
 static int64
 option_integer(const char *name, JsonbValue *val, int64 min, int64 max,
 			   const char *cap)
@@ -225,6 +245,7 @@ source_option(const char *name, JsonbValue *val, SourceOptions *opts)
 	return true;
 }
 
+/* job_options_foreach() callback: the job's other options are not ours. */
 static void
 source_option_cb(const char *name, JsonbValue *val, void *arg)
 {
@@ -503,6 +524,11 @@ check_status(Source *src)
 	return true;
 }
 
+/*
+ * libcurl's write callback: check the answer once, drop the bytes before
+ * the offset, enforce max_size, and pause the transfer rather than grow
+ * the buffer past HTTP_BUFFER_MAX while the parser catches up.
+ */
 static size_t
 http_write(char *data, size_t size, size_t nmemb, void *arg)
 {
@@ -541,6 +567,40 @@ http_write(char *data, size_t size, size_t nmemb, void *arg)
 /* ---------------------------------------------------------------------
  * Opening, reading, closing
  * ---------------------------------------------------------------------
+ */
+
+/*
+ * Release the descriptor and the libcurl handles, each once: called by
+ * source_close(), and as the reset callback of the context that owns the
+ * Source (see the header), so it must not throw.  The easy handle leaves
+ * the multi handle before either is cleaned up, as libcurl requires.
+ */
+static void
+source_release(void *arg)
+{
+	Source	   *src = (Source *) arg;
+
+	if (src->fd >= 0)
+		close(src->fd);
+	src->fd = -1;
+	if (src->multi && src->easy)
+		curl_multi_remove_handle(src->multi, src->easy);
+	if (src->multi)
+		curl_multi_cleanup(src->multi);
+	src->multi = NULL;
+	if (src->easy)
+		curl_easy_cleanup(src->easy);
+	src->easy = NULL;
+	if (src->url)
+		curl_url_cleanup(src->url);
+	src->url = NULL;
+}
+
+/*
+ * Set up the download of src->location (nothing is sent yet: the first
+ * source_read() starts it).  Every handle goes straight into the Source,
+ * whose reset callback is already registered, so an ERROR between two of
+ * these steps leaks nothing.
  */
 static void
 http_open(Source *src)
@@ -588,14 +648,23 @@ http_open(Source *src)
 	curl_multi_add_handle(src->multi, src->easy);
 }
 
+/*
+ * Open a server file or a URL, from byte offset on; job (may be NULL)
+ * gives the options, the size seen by an earlier run and the cancel check.
+ * The Source, and everything it holds open, belongs to the current memory
+ * context: see the header.
+ */
 Source *
 source_open(const char *location, int64 offset, Job *job)
 {
 	Source	   *src = palloc0(sizeof(Source));
 
+	src->fd = -1;
+	src->release.func = source_release;
+	src->release.arg = src;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, &src->release);
 	src->location = pstrdup(location);
 	src->is_url = source_is_url(location);
-	src->fd = -1;
 	src->size = -1;
 	src->job = job;
 	src->offset = offset;
@@ -615,6 +684,9 @@ source_open(const char *location, int64 offset, Job *job)
 						offset, location)));
 	return src;
 }
+
+/* Report a failed transfer: a callback's reason, the status, or libcurl's. */
+static void http_fail(Source *src) pg_attribute_noreturn();
 
 static void
 http_fail(Source *src)
@@ -682,6 +754,11 @@ http_check_time(Source *src)
 						src->location, o->low_speed_limit, o->low_speed_time)));
 }
 
+/*
+ * Hand over buffered bytes, driving the transfer until there are some:
+ * waits on the socket in steps of HTTP_WAIT_STEP_MS and checks for a
+ * cancel and the time limits after each step.  0 at the end of the file.
+ */
 static int
 http_read(Source *src, char *buf, int len)
 {
@@ -730,6 +807,11 @@ http_read(Source *src, char *buf, int len)
 	return n;
 }
 
+/*
+ * Up to len bytes of the source into buf; 0 at its end.  Each call is one
+ * block of the caller's loop, so each one looks for a cancel first (for a
+ * file as for a URL), before read(2) and after an EINTR alike.
+ */
 int
 source_read(Source *src, char *buf, int len)
 {
@@ -739,6 +821,7 @@ source_read(Source *src, char *buf, int len)
 	{
 		ssize_t		n;
 
+		/* cancel_job(), pg_cancel_backend(), terminate, shutdown */
 		if (src->job)
 			job_check_cancel(src->job);
 		else
@@ -753,31 +836,21 @@ source_read(Source *src, char *buf, int len)
 	}
 }
 
+/* The size of the file, for progress; -1 until a URL's answer has said it. */
 int64
 source_size(Source *src)
 {
 	return src->size;
 }
 
+/*
+ * Release the file or the connection now rather than when the Source's
+ * memory context goes.  Safe to call more than once, and with NULL.
+ */
 void
 source_close(Source *src)
 {
 	if (src == NULL)
 		return;
-	if (src->fd >= 0)
-		close(src->fd);
-	src->fd = -1;
-	if (src->multi)
-	{
-		if (src->easy)
-			curl_multi_remove_handle(src->multi, src->easy);
-		curl_multi_cleanup(src->multi);
-		src->multi = NULL;
-	}
-	if (src->easy)
-		curl_easy_cleanup(src->easy);
-	src->easy = NULL;
-	if (src->url)
-		curl_url_cleanup(src->url);
-	src->url = NULL;
+	source_release(src);
 }

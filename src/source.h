@@ -34,7 +34,13 @@ typedef struct SourceOptions
 	int64		max_size;		/* bytes, 0 = none */
 } SourceOptions;
 
-/* source.c: a byte stream from a server file or an http(s) URL */
+/*
+ * source.c: a byte stream from a server file or an http(s) URL.  A Source
+ * and what it holds open (descriptor, libcurl handles) belong to the
+ * memory context source_open() was called in: resetting or deleting that
+ * context releases them, so an ERROR leaks nothing; source_close()
+ * releases them sooner.
+ */
 typedef struct Source Source;
 extern void source_init(void);
 extern bool source_option(const char *name, JsonbValue *val, SourceOptions *opts);

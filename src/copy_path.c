@@ -35,6 +35,9 @@
  * jsonpath syntax error (42601), an unknown regclass or regtype (42P01,
  * 42704) -- unless it is never a row's fault (a cancel, out of memory,
  * a shutdown, a serialization failure or deadlock, an internal error).
+ * Both judgements are item_error.c's (subxact_abort_value() and
+ * subxact_abort()), so COPY's path and the batch engine classify every
+ * error the same way.
  *
  * Every other error that is a row's fault -- a foreign key or an AFTER
  * trigger, whose errors COPY raises only at the end of the statement, or
@@ -66,6 +69,12 @@
  * next one (COPY's state lives there too, so it survives the rollback
  * long enough to read the line it failed on).
  *
+ * The one internal header: COPY's line counter and the column it is
+ * converting are fields of CopyFromStateData, which only the internal
+ * commands/copyfrom_internal.h declares (copy.h has an opaque pointer).
+ * copy_state_position() is the only code that reads the struct; see there
+ * for what to check on a new major version.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -74,7 +83,7 @@
 #include "access/xact.h"
 #include "catalog/pg_class.h"
 #include "commands/copy.h"
-#include "commands/copyfrom_internal.h"
+#include "commands/copyfrom_internal.h" /* copy_state_position() only */
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
@@ -114,12 +123,20 @@ struct CopyPath
  * seen its line end it counts the line feeds inside quoted fields from the
  * first record on, as it does for a file (it does not before it knows the
  * file's line ends).  So COPY's line N is line N - 1 of the records.
+ *
+ * File-static because it must be: copy_data_source_cb (commands/copy.h)
+ * takes no argument through which BeginCopyFrom() could hand it ours, in
+ * PostgreSQL 15 as in 16 to 18.  One attempt at a time uses it:
+ * copy_attempt() sets it up before BeginCopyFrom() and COPY reads it to
+ * its end (or fails) before copy_attempt() returns; apply_range() may
+ * recurse, but only between attempts.
  */
 static const char *feed_data;
 static int	feed_len;
 static int	feed_pos;
 static bool feed_header_sent;
 
+/* COPY's data source callback: the header line, then the attempt's records. */
 static int
 copy_feed(void *outbuf, int minread, int maxread)
 {
@@ -141,6 +158,7 @@ copy_feed(void *outbuf, int minread, int maxread)
  * Runs of records
  * ---------------------------------------------------------------------
  */
+/* An empty run in the current memory context, room for 1024 records. */
 void
 record_run_init(RecordRun *run)
 {
@@ -153,6 +171,7 @@ record_run_init(RecordRun *run)
 	run->start[0] = 0;
 }
 
+/* Empty the run for the next one, keeping its memory. */
 void
 record_run_reset(RecordRun *run)
 {
@@ -161,6 +180,10 @@ record_run_reset(RecordRun *run)
 	run->start[0] = 0;
 }
 
+/*
+ * Add one record (its bytes as in the file), its line in the file and the
+ * line feeds inside its quoted fields, which COPY counts as lines too.
+ */
 void
 record_run_add(RecordRun *run, const char *data, int len, int64 line, int nl)
 {
@@ -193,6 +216,12 @@ record_run_close(RecordRun *run, int64 line, int nl)
  * Can COPY do it?
  * ---------------------------------------------------------------------
  */
+/*
+ * Would COPY write the import's rows as the engine's INSERT would?  Not
+ * with row-level security (COPY FROM refuses it), a skipped or unknown
+ * field, a generated or GENERATED ALWAYS column (COPY writes them, INSERT
+ * refuses), or a column the role may not INSERT.
+ */
 static bool
 copy_allowed(Relation rel, Oid role, char **cols, int ncols)
 {
@@ -224,12 +253,14 @@ copy_allowed(Relation rel, Oid role, char **cols, int ncols)
 	return true;
 }
 
+/* A COPY option as the grammar would give it to BeginCopyFrom(). */
 static DefElem *
 copy_option(const char *name, const char *value)
 {
 	return makeDefElem(pstrdup(name), (Node *) makeString(pstrdup(value)), -1);
 }
 
+/* A one-character option value (delimiter, quote, escape). */
 static char *
 char_string(char c)
 {
@@ -282,6 +313,7 @@ copy_path_begin(Job *job, ImportOptions *o, char **cols, int ncols,
 	return cp;
 }
 
+/* Attempts (subtransactions) so far, for the caller's commit cadence. */
 int64
 copy_path_subxacts(CopyPath *cp)
 {
@@ -314,58 +346,27 @@ copy_path_usable(CopyPath *cp)
  */
 
 /*
- * Errors that are never a row's fault, even when raised while COPY
- * converts one of its fields: the job stops on them (as the engine does).
+ * Where COPY stood when it failed: the line it was reading (COPY's own
+ * count: 1 = the first line fed) and whether it was converting a field,
+ * which NextCopyFrom() tells by naming the column in cur_attname only
+ * while the column's input function runs.
+ *
+ * The one use of commands/copyfrom_internal.h (see the file header).
+ * CopyFromStateData is private to COPY and has no stable layout: fields
+ * were added in 16 and 17 (nodes/miscnodes.h's soft-error context for
+ * ON_ERROR among them) and its format routine moved to the front in 18.
+ * Built against each version's own header, the layout follows; what could
+ * break is the meaning or the existence of these two fields.  They are
+ * there, with this meaning, in 15, 16, 17 and 18 (CopyFromErrorCallback()
+ * reports them), so no PG_VERSION_NUM guard is needed yet.  Check them on
+ * every new major version; if they go, this function is the only code to
+ * change (without a line, every failure would go to the fallback).
  */
-static bool
-error_not_rows_fault(int sqlerrcode)
+static void
+copy_state_position(CopyFromState cstate, uint64 *lineno, bool *in_field)
 {
-	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
-	{
-		case ERRCODE_CONNECTION_EXCEPTION:
-		case ERRCODE_INVALID_TRANSACTION_STATE:
-		case ERRCODE_TRANSACTION_ROLLBACK:
-		case ERRCODE_INSUFFICIENT_RESOURCES:
-		case ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE:
-		case ERRCODE_OPERATOR_INTERVENTION:
-		case ERRCODE_SYSTEM_ERROR:
-		case ERRCODE_CONFIG_FILE_ERROR:
-		case ERRCODE_INTERNAL_ERROR:
-			return true;
-	}
-	return false;
-}
-
-/*
- * Roll back the attempt's subtransaction and return its error if it is
- * the row's fault (re-throw it otherwise).  An error raised while COPY
- * converts a field -- its state names the column then -- is the row's
- * fault whatever its SQLSTATE (a tsquery or jsonpath syntax error 42601,
- * an unknown regclass 42P01, any type's input function): it is that
- * record's validation_error.
- */
-static ItemError *
-copy_attempt_abort(Subxact *sx, bool in_field)
-{
-	ErrorData  *edata;
-	ItemError  *err;
-
-	MemoryContextSwitchTo(sx->oldcontext);
-	edata = CopyErrorData();
-	FlushErrorState();
-	RollbackAndReleaseCurrentSubTransaction();
-	MemoryContextSwitchTo(sx->oldcontext);
-	CurrentResourceOwner = sx->oldowner;
-
-	if (in_field && !error_not_rows_fault(edata->sqlerrcode))
-	{
-		err = item_error_from_edata(edata);
-		err->name = ITEM_VALIDATION_ERROR;
-		return err;
-	}
-	if (item_error_name(edata->sqlerrcode) == NULL)
-		ReThrowError(edata);
-	return item_error_from_edata(edata);
+	*lineno = cstate->cur_lineno;
+	*in_field = cstate->cur_attname != NULL;
 }
 
 /*
@@ -378,7 +379,7 @@ static ItemError *
 copy_attempt(CopyPath *cp, RecordRun *run, int first, int last, uint64 *lineno,
 			 bool *in_field)
 {
-	CopyFromStateData *volatile cstate = NULL;
+	volatile CopyFromState cstate = NULL;
 	ItemError  *err = NULL;
 	Subxact		sx;
 
@@ -410,12 +411,25 @@ copy_attempt(CopyPath *cp, RecordRun *run, int first, int last, uint64 *lineno,
 	}
 	PG_CATCH();
 	{
+		uint64		copy_line = 0;
+
+		/* COPY's state lives in the attempt context: still readable */
+		if (cstate != NULL)
+			copy_state_position(cstate, &copy_line, in_field);
 		/* the header is line 1 */
-		if (cstate != NULL && cstate->cur_lineno > 1)
-			*lineno = cstate->cur_lineno - 1;
-		/* NextCopyFrom names the column only while its input function runs */
-		*in_field = cstate != NULL && cstate->cur_attname != NULL;
-		err = copy_attempt_abort(&sx, *in_field);
+		if (copy_line > 1)
+			*lineno = copy_line - 1;
+
+		/*
+		 * Roll back; the error comes back if it is the row's fault and is
+		 * re-thrown otherwise.  Converting a field, the value is at fault
+		 * whatever the SQLSTATE (a tsquery or jsonpath syntax error 42601,
+		 * an unknown regclass 42P01) unless the error is environmental.
+		 */
+		if (*in_field)
+			err = subxact_abort_value(&sx);
+		else
+			err = subxact_abort(&sx);
 	}
 	PG_END_TRY();
 	return err;
@@ -459,6 +473,7 @@ error_after_write(int sqlerrcode)
 		sqlerrcode == ERRCODE_EXCLUSION_VIOLATION;
 }
 
+/* Record a failed record as the row error of its line in the file. */
 static void
 add_row_error(CopyPath *cp, ChunkResult *res, RecordRun *run, int rec, ItemError *err)
 {

@@ -117,6 +117,10 @@ running_jobs(int64 *ids, int max)
 	return n;
 }
 
+/*
+ * Fail the DROP, before it locks anything, if a worker of this database is
+ * using the job tables or running a job: steps 1 and 2 of the header.
+ */
 static void
 refuse_drop_while_jobs_run(Oid ext_nsp)
 {
@@ -145,6 +149,11 @@ refuse_drop_while_jobs_run(Oid ext_nsp)
 			 errhint("Cancel them with batch_ops.cancel_job(), or wait for them to finish, then try again.")));
 }
 
+/*
+ * The ProcessUtility hook: look at a DROP of batch_ops (or of its schema)
+ * first, then hand every statement on.  Without the preloaded library there
+ * are no job workers to collide with, and nothing is checked.
+ */
 static void
 drop_guard_utility(PlannedStmt *pstmt, const char *queryString,
 				   bool readOnlyTree, ProcessUtilityContext context,
@@ -169,6 +178,7 @@ drop_guard_utility(PlannedStmt *pstmt, const char *queryString,
 								params, queryEnv, dest, qc);
 }
 
+/* Install the hook, chained after any earlier one; called from _PG_init. */
 void
 drop_guard_init(void)
 {

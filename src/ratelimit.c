@@ -113,6 +113,7 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
  * Shared memory
  * ---------------------------------------------------------------------
  */
+/* The shared struct and a hash table sized for RATELIMIT_MAX_ROLES buckets. */
 static Size
 ratelimit_shmem_size(void)
 {
@@ -120,6 +121,7 @@ ratelimit_shmem_size(void)
 					hash_estimate_size(RATELIMIT_MAX_ROLES, sizeof(RateBucket)));
 }
 
+/* shmem_request_hook: ask for the memory and the lock (PG 15 wants it here). */
 static void
 ratelimit_shmem_request(void)
 {
@@ -131,6 +133,10 @@ ratelimit_shmem_request(void)
 	RequestNamedLWLockTranche(RATELIMIT_TRANCHE, 1);
 }
 
+/*
+ * shmem_startup_hook: create, or attach to, the struct and the hash table
+ * under AddinShmemInitLock, as every process that starts does.
+ */
 static void
 ratelimit_shmem_startup(void)
 {
@@ -157,6 +163,10 @@ ratelimit_shmem_startup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
+/*
+ * Define the settings and, only while preloading, chain the shared memory
+ * hooks: without preloading, require_shmem() refuses a non-zero limit.
+ */
 void
 ratelimit_init(void)
 {
@@ -195,6 +205,7 @@ ratelimit_init(void)
 	shmem_startup_hook = ratelimit_shmem_startup;
 }
 
+/* A limit that cannot be enforced is an error, never silently ignored. */
 static void
 require_shmem(void)
 {
@@ -210,6 +221,7 @@ require_shmem(void)
  * Buckets
  * ---------------------------------------------------------------------
  */
+/* The bucket size in force: rate_limit_burst, or one second of rate_limit. */
 static int
 effective_burst(int rate)
 {
@@ -278,6 +290,11 @@ too_many_roles(void)
 					   RATELIMIT_MAX_ROLES)));
 }
 
+/*
+ * The limit of a synchronous call: take nitems tokens from the calling
+ * role's bucket, or take none and fail with BO429 and the time after which
+ * the same call would pass, so that the caller can retry then.
+ */
 void
 ratelimit_consume(int64 nitems)
 {
@@ -334,7 +351,7 @@ ratelimit_consume(int64 nitems)
 			(errcode(ERRCODE_BATCH_OPS_RATE_LIMITED),
 			 errmsg("rate limit exceeded for role \"%s\"",
 					GetUserNameFromId(role, false)),
-			 errdetail("Retry after %.3f seconds. The batch needs " INT64_FORMAT
+			 errdetail("Retry after %.3f seconds.  The batch needs " INT64_FORMAT
 					   " tokens, %.1f are left, and they refill at %d per second.",
 					   wait, nitems, floor(tokens * 10) / 10, rate),
 			 errhint("The limit is set by batch_ops.rate_limit and batch_ops.rate_limit_burst.")));
@@ -505,12 +522,14 @@ typedef struct BucketRow
 	char	   *name;
 } BucketRow;
 
+/* Order the rows by role name, so that the output is stable. */
 static int
 bucket_row_cmp(const void *a, const void *b)
 {
 	return strcmp(((const BucketRow *) a)->name, ((const BucketRow *) b)->name);
 }
 
+/* SQL: the buckets the caller may see; see the section comment above. */
 Datum
 rate_limit_status(PG_FUNCTION_ARGS)
 {

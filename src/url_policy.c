@@ -105,6 +105,7 @@ typedef enum UrlProblem
 	URL_AMBIGUOUS_PATH
 } UrlProblem;
 
+/* Define batch_ops.fetch_url_prefixes; called by source_init(). */
 void
 url_policy_init(void)
 {
@@ -117,6 +118,10 @@ url_policy_init(void)
 							   NULL, NULL, NULL);
 }
 
+/*
+ * Is the source meant as a URL?  Only the scheme is looked at: whether it
+ * is a valid and allowed URL is check_access()'s question.
+ */
 bool
 source_is_url(const char *location)
 {
@@ -138,6 +143,7 @@ url_part(CURLU *h, CURLUPart what, unsigned int flags)
 	return result;
 }
 
+/* The value of a hexadecimal digit, or -1: for percent-escapes. */
 static int
 hexval(char c)
 {
@@ -237,6 +243,13 @@ normalize_host(const char *host)
 /*
  * Parse a URL (or a prefix) with libcurl's parser into the parts that are
  * compared.  *detail gets libcurl's reason when it cannot parse it.
+ *
+ * Never throws for a URL it refuses (only for out of memory): it returns
+ * why, and the caller decides.  A prefix that does not parse must allow
+ * nothing rather than fail the check (prefix_parse()), and catching an
+ * ERROR here would need a subtransaction (elog.h: PG_CATCH must re-throw
+ * or abort one); url_parse_or_error() turns the answer into the error a
+ * user sees.
  */
 static UrlProblem
 url_parse(const char *url, UrlParts *u, const char **detail)
@@ -492,7 +505,7 @@ source_check_file_type(const char *path, mode_t mode)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("\"%s\" is not a regular file", path),
-				 errdetail("It is %s. Imports read regular files only: reading a FIFO, a device or a socket can block or never end.",
+				 errdetail("It is %s.  Imports read regular files only: reading a FIFO, a device or a socket can block or never end.",
 						   file_type_name(mode))));
 }
 

@@ -353,10 +353,10 @@ copy_path_usable(CopyPath *cp)
  *
  * The one use of commands/copyfrom_internal.h (see the file header).
  * CopyFromStateData is private to COPY and has no stable layout: fields
- * were added in 16 and 17 (nodes/miscnodes.h's soft-error context for
- * ON_ERROR among them) and its format routine moved to the front in 18.
- * Built against each version's own header, the layout follows; what could
- * break is the meaning or the existence of these two fields.  They are
+ * were added in 16 and 17 (the soft-error state of ON_ERROR among them)
+ * and its format routine moved to the front in 18.  Built against each
+ * version's own header, the layout follows; what could break is the
+ * meaning or the existence of these two fields.  They are
  * there, with this meaning, in 15, 16, 17 and 18 (CopyFromErrorCallback()
  * reports them), so no PG_VERSION_NUM guard is needed yet.  Check them on
  * every new major version; if they go, this function is the only code to

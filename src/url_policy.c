@@ -247,9 +247,9 @@ normalize_host(const char *host)
  * Never throws for a URL it refuses (only for out of memory): it returns
  * why, and the caller decides.  A prefix that does not parse must allow
  * nothing rather than fail the check (prefix_parse()), and catching an
- * ERROR here would need a subtransaction (elog.h: PG_CATCH must re-throw
- * or abort one); url_parse_or_error() turns the answer into the error a
- * user sees.
+ * ERROR instead would need a subtransaction (PostgreSQL's rule for
+ * PG_CATCH: re-throw, or abort a (sub)transaction);
+ * url_parse_or_error() turns the answer into the error a user sees.
  */
 static UrlProblem
 url_parse(const char *url, UrlParts *u, const char **detail)

@@ -23,6 +23,9 @@
 #                                   file without the rows it cannot parse
 #                                   (about 2 minutes per run)
 #   BENCH_IMPORT_PGLOADER_TIMEOUT=600   seconds before a pgloader run is killed
+#   BENCH_IMPORT_BRACKET=1          the clean COPY runs again after the clean
+#                                   and dirty jobs; their ratios use the mean
+#                                   of both COPYs (0 = one COPY per repetition)
 #   BENCH_IMPORT_DIR=...            directory for the CSV files (existing
 #                                   server; default $BATCH_OPS_SCRATCH or a
 #                                   new directory under /tmp)
@@ -43,6 +46,7 @@ WANT_PGL=${BENCH_IMPORT_PGLOADER:-1}
 WANT_DUPS=${BENCH_IMPORT_DUPS:-1}
 PGL_DIRTY_REPEAT=${BENCH_IMPORT_PGLOADER_DIRTY_REPEAT:-1}
 PGL_TIMEOUT=${BENCH_IMPORT_PGLOADER_TIMEOUT:-600}
+BRACKET=${BENCH_IMPORT_BRACKET:-1}
 KEEP=${BENCH_KEEP:-0}
 PORT=5476
 RUNDIR=$root/.test-run/bench-import
@@ -70,6 +74,7 @@ for v in NROWS REPEAT PGL_DIRTY_REPEAT PGL_TIMEOUT; do
 done
 [[ $NROWS -ge 1000 ]] || die "BENCH_IMPORT_ROWS must be at least 1000"
 [[ $REPEAT -ge 1 ]] || die "BENCH_IMPORT_REPEAT must be at least 1"
+[[ $BRACKET == 0 || $BRACKET == 1 ]] || die "BENCH_IMPORT_BRACKET must be 0 or 1"
 
 cluster_started=
 files_dir=
@@ -481,12 +486,19 @@ run_pgloader() {
 }
 
 # ---------------------------------------------------------------- runs
-say "$REPEAT repetition(s): COPY clean, COPY dirty (fails), job clean, job dirty,$([[ $WANT_DUPS == 1 ]] && echo ' job dups,') pgloader clean, pgloader dirty"
+say "$REPEAT repetition(s): COPY clean, COPY dirty (fails), job clean, job dirty,$([[ $BRACKET == 1 ]] && echo ' COPY clean,')$([[ $WANT_DUPS == 1 ]] && echo ' job dups,') pgloader clean, pgloader dirty"
 for ((rep = 1; rep <= REPEAT; rep++)); do
 	run_copy clean "$rep"
 	run_copy dirty "$rep"
 	run_job clean "$rep"
 	run_job dirty "$rep"
+	# the clean COPY again: each job's ratio is taken against the mean of
+	# the clean COPYs before and after it (import_report.sql), so a
+	# machine that slows down or speeds up over the minute between them
+	# moves both sides of the ratio alike
+	if [[ $BRACKET == 1 ]]; then
+		run_copy clean "$rep"
+	fi
 	if [[ $WANT_DUPS == 1 ]]; then
 		run_job dups "$rep"
 	fi
@@ -518,13 +530,13 @@ report=$work/import.txt
 	echo "       (type error, CHECK, NOT NULL, duplicate sku of the previous row ($n_dup), a sixth field ($n_extra),"
 	echo "       a quote inside the sku field closing in the qty field ($n_quote): about $((n_bad / 6)) of each kind)"
 	[[ -n $f_dups ]] && echo "       all duplicates: the same $n_bad bad rows, each the sku of the previous row"
-	echo "runs: TRUNCATE + VACUUM + CHECKPOINT before each; $REPEAT repetition(s) in the order COPY, job, pgloader;"
+	echo "runs: TRUNCATE + VACUUM + CHECKPOINT before each; $REPEAT repetition(s) in the order COPY, job,$([[ $BRACKET == 1 ]] && echo ' COPY clean again (jobs vs the mean of the COPYs around them),') pgloader;"
 	echo "      job = batch_ops.submit_import(..., '{\"format\": \"csv\", \"header\": true}') then wait_job from the same session"
 	echo "      pgloader $([[ -z $pgloader_status ]] && echo "${pgl_version:-?}: LOAD CSV ... WITH on error resume next (default batch rows 25000), over $pgl_uri" || echo "$pgloader_status")"
 	echo "seconds = median wall time; ratio = median of the ratios within each repetition; spread = (max - min) / median"
 	echo
 	psql -X -q -v ON_ERROR_STOP=1 -v max_job_clean="$MAX_JOB_CLEAN" -v max_job_dirty="$MAX_JOB_DIRTY" \
-		-v max_pgl_clean="$MAX_PGL_CLEAN" -v max_pgl_dirty="$MAX_PGL_DIRTY" -v repeat="$REPEAT" -f "$here/import_report.sql"
+		-v max_pgl_clean="$MAX_PGL_CLEAN" -v max_pgl_dirty="$MAX_PGL_DIRTY" -v repeat="$REPEAT" -v bracket="$BRACKET" -f "$here/import_report.sql"
 	echo "VmHWM = peak resident set of the process, shared memory included (RssShmem: the shared_buffers pages it touched);"
 	echo "peak RssAnon = highest private memory seen (job: sampled every 0.1 s; COPY: at the end). CPU s: job worker from"
 	echo "/proc/<pid>/stat (last sample, up to 0.1 s short), COPY backend at the end; pgloader = the client process"

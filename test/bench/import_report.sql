@@ -12,22 +12,34 @@
 -- (same repetition, median): less sensitive than wall time to other load on
 -- the machine, which the worker and the backend both wait for.
 -- psql variables: max_job_clean, max_job_dirty, max_pgl_clean,
--- max_pgl_dirty (the targets), repeat (repetitions asked for).
+-- max_pgl_dirty (the targets), repeat (repetitions asked for), bracket (1 =
+-- the clean COPY runs twice per repetition).
 
 \set ON_ERROR_STOP 1
 
 CREATE TEMP VIEW runs AS
 SELECT r.*,
-	   -- the clean COPY and the jobs of the same repetition
-	   (SELECT c.secs FROM bo_bench_import.results c
-		 WHERE c.method = 'copy' AND c.file = 'clean' AND c.rep = r.rep) AS copy_clean,
-	   (SELECT c.cpu_secs FROM bo_bench_import.results c
-		 WHERE c.method = 'copy' AND c.file = 'clean' AND c.rep = r.rep) AS copy_cpu,
+	   -- the clean COPY of the same repetition: the mean of the nearest one
+	   -- before the run and the nearest one after it (import.sh runs it
+	   -- again after the jobs unless BENCH_IMPORT_BRACKET=0), and the jobs
+	   cc.copy_clean,
+	   cc.copy_cpu,
 	   (SELECT j.secs FROM bo_bench_import.results j
 		 WHERE j.method = 'job' AND j.file = 'clean' AND j.rep = r.rep) AS job_clean,
 	   (SELECT j.secs FROM bo_bench_import.results j
 		 WHERE j.method = 'job' AND j.file = 'dirty' AND j.rep = r.rep) AS job_dirty
-  FROM bo_bench_import.results r;
+  FROM bo_bench_import.results r
+  LEFT JOIN LATERAL (
+	SELECT avg(c.secs) AS copy_clean, avg(c.cpu_secs) AS copy_cpu
+	  FROM ((SELECT c1.secs, c1.cpu_secs FROM bo_bench_import.results c1
+			  WHERE c1.method = 'copy' AND c1.file = 'clean' AND c1.rep = r.rep
+				AND c1.run_no < r.run_no
+			  ORDER BY c1.run_no DESC LIMIT 1)
+			UNION ALL
+			(SELECT c2.secs, c2.cpu_secs FROM bo_bench_import.results c2
+			  WHERE c2.method = 'copy' AND c2.file = 'clean' AND c2.rep = r.rep
+				AND c2.run_no > r.run_no
+			  ORDER BY c2.run_no LIMIT 1)) c) cc ON true;
 
 CREATE TEMP VIEW measure AS
 -- ord, measurement, value per repetition, ratio per repetition, what the
@@ -118,7 +130,8 @@ SELECT measurement,
 		 CASE WHEN err_max IS NULL THEN NULL
 			  WHEN err_min = err_max THEN err_min || ' errors'
 			  ELSE err_min || '-' || err_max || ' errors' END,
-		 CASE WHEN reps <> :repeat THEN reps || ' run(s)' END,
+		 CASE WHEN reps <> :repeat * CASE WHEN ord = 1 THEN 1 + :bracket ELSE 1 END
+			  THEN reps || ' run(s)' END,
 		 notes) AS "check / notes"
   FROM report
  ORDER BY ord;

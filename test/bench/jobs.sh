@@ -14,7 +14,10 @@
 #
 # Info only (no target): the figures say what a job's own process costs.
 #
-# Knobs: BENCH_JOBS_SEQ (30), BENCH_JOBS_BURST (200), BENCH_NO_BUILD,
+# Each figure is the median of BENCH_JOBS_ROUNDS rounds of the three.
+#
+# Knobs: BENCH_JOBS_SEQ (30), BENCH_JOBS_BURST (200), BENCH_JOBS_ROUNDS (3),
+# BENCH_NO_BUILD,
 # BATCH_OPS_BENCH_EXISTING=1 with PGHOST/PGPORT: use that server.
 # Exit status: 0 when the benchmark ran, whatever the figures.
 
@@ -24,13 +27,15 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 SEQ=${BENCH_JOBS_SEQ:-30}
 BURST=${BENCH_JOBS_BURST:-200}
+ROUNDS=${BENCH_JOBS_ROUNDS:-3}
 PORT=5477
 RUNDIR=$root/.test-run/bench-jobs
 resdir=$here/results
 mkdir -p "$resdir"
+work=$(mktemp -d "${TMPDIR:-/tmp}/bo-bench-jobs.XXXXXX")
 
 die() { echo "bench-jobs: $*" >&2; exit 1; }
-for v in SEQ BURST; do
+for v in SEQ BURST ROUNDS; do
 	[[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || die "$v must be a positive integer"
 done
 
@@ -40,6 +45,7 @@ cleanup() {
 	if [[ -n $cluster_started ]]; then
 		bo_cluster_stop "$RUNDIR" >/dev/null 2>&1 || true
 	fi
+	rm -rf "$work"
 	exit $rc
 }
 trap cleanup EXIT
@@ -68,32 +74,50 @@ SQL
 
 now_ms() { date +%s%3N; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
+# median of the numbers on stdin, one a line
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-# sequential: submit, wait, repeat
-t0=$(now_ms)
-for ((i = 1; i <= SEQ; i++)); do
-	id=$(psql_ -c "SELECT batch_ops.submit_batch('create', 'bo_jobs.t', '[{\"id\": $i}]')")
-	st=$(psql_ -c "SELECT batch_ops.wait_job($id, '60 s') ->> 'status'")
-	[[ $st == completed ]] || die "job $id: $st"
+# One session per loop (psql -f of a generated script), so that the time
+# per job is the job's, not that of starting two psql processes per job,
+# which on a busy machine is both large and erratic.
+seq_sql=$work/seq.sql sync_sql=$work/sync.sql
+seq_rows=() burst_rows=() sync_rows=()
+for ((round = 1; round <= ROUNDS; round++)); do
+	base=$((round * 10000000))
+	# sequential: submit, wait, repeat
+	for ((i = 1; i <= SEQ; i++)); do
+		echo "SELECT batch_ops.submit_batch('create', 'bo_jobs.t', '[{\"id\": $((base + i))}]') AS id \\gset"
+		echo "SELECT batch_ops.wait_job(:id, '60 s') ->> 'status';"
+	done >"$seq_sql"
+	t0=$(now_ms)
+	out=$(psql_ -f "$seq_sql")
+	seq_ms=$(($(now_ms) - t0))
+	[[ $(grep -c '^completed$' <<<"$out") == "$SEQ" ]] || die "sequential: not every job completed: $(sort <<<"$out" | uniq -c | tr '\n' ' ')"
+
+	# burst: N jobs in one transaction, wait for the last
+	t0=$(now_ms)
+	last=$(psql_ -c "SELECT max(batch_ops.submit_batch('create', 'bo_jobs.t',
+		pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object('id', $((base + 1000000)) + g))))
+		FROM pg_catalog.generate_series(1, $BURST) g")
+	psql_ -c "SELECT batch_ops.wait_job(id, '600 s') FROM batch_ops.job_queue WHERE id <= $last AND kind = 'batch' ORDER BY id" >/dev/null
+	burst_ms=$(($(now_ms) - t0))
+	done_n=$(psql_ -c "SELECT count(*) FROM bo_jobs.t WHERE id > $((base + 1000000)) AND id <= $((base + 1000000 + BURST))")
+	[[ $done_n == "$BURST" ]] || die "burst: $done_n of $BURST rows"
+
+	# sync: the work itself
+	for ((i = 1; i <= SEQ; i++)); do
+		echo "SELECT batch_ops.batch_create('bo_jobs.t', '[{\"id\": $((base + 2000000 + i))}]');"
+	done >"$sync_sql"
+	t0=$(now_ms)
+	psql_ -f "$sync_sql" >/dev/null
+	sync_ms=$(($(now_ms) - t0))
+
+	seq_rows+=("$(div $seq_ms $SEQ)") burst_rows+=("$(div $burst_ms $BURST)") sync_rows+=("$(div $sync_ms $SEQ)")
+	echo "bench-jobs: round $round: sequential ${seq_rows[-1]} ms/job, burst ${burst_rows[-1]} ms/job, sync ${sync_rows[-1]} ms/call"
 done
-seq_ms=$(($(now_ms) - t0))
 
-# burst: N jobs in one transaction, wait for the last
-t0=$(now_ms)
-last=$(psql_ -c "SELECT max(batch_ops.submit_batch('create', 'bo_jobs.t',
-	pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object('id', 1000000 + g))))
-	FROM pg_catalog.generate_series(1, $BURST) g")
-psql_ -c "SELECT batch_ops.wait_job(id, '600 s') FROM batch_ops.job_queue WHERE id <= $last AND kind = 'batch' ORDER BY id" >/dev/null
-burst_ms=$(($(now_ms) - t0))
-done_n=$(psql_ -c "SELECT count(*) FROM bo_jobs.t WHERE id > 1000000")
-[[ $done_n == "$BURST" ]] || die "burst: $done_n of $BURST rows"
-
-# sync: the work itself
-t0=$(now_ms)
-for ((i = 1; i <= SEQ; i++)); do
-	psql_ -c "SELECT batch_ops.batch_create('bo_jobs.t', '[{\"id\": $((2000000 + i))}]')" >/dev/null
-done
-sync_ms=$(($(now_ms) - t0))
+med() { printf '%s\n' "$@" | median; }
+range() { printf '%s\n' "$@" | sort -g | sed -n '1p;$p' | paste -sd '-'; }
 
 report=$resdir/jobs.txt
 {
@@ -101,9 +125,12 @@ report=$resdir/jobs.txt
 	echo
 	printf '| %-40s | %10s |\n' "measurement" "ms per job"
 	printf '|%s|%s|\n' "------------------------------------------" "------------"
-	printf '| %-40s | %10.1f |\n' "sequential submit + wait_job ($SEQ)" "$(div $seq_ms $SEQ)"
-	printf '| %-40s | %10.1f |\n' "burst of $BURST jobs, until the last" "$(div $burst_ms $BURST)"
-	printf '| %-40s | %10.1f |\n' "synchronous batch_create ($SEQ calls)" "$(div $sync_ms $SEQ)"
+	printf '| %-40s | %10.1f |\n' "sequential submit + wait_job ($SEQ)" "$(med "${seq_rows[@]}")"
+	printf '| %-40s | %10.1f |\n' "burst of $BURST jobs, until the last" "$(med "${burst_rows[@]}")"
+	printf '| %-40s | %10.1f |\n' "synchronous batch_create ($SEQ calls)" "$(med "${sync_rows[@]}")"
+	echo
+	echo "median of $ROUNDS round(s), each the three in turn, one psql session per loop; range (ms):" \
+		"sequential $(range "${seq_rows[@]}"), burst $(range "${burst_rows[@]}"), sync $(range "${sync_rows[@]}")"
 } >"$report"
 cat "$report"
 psql_ -c "SET client_min_messages = warning; DROP SCHEMA bo_jobs CASCADE" >/dev/null

@@ -14,10 +14,23 @@ WITH pr AS (
 	-- per repetition: ratios against the baseline and the loop of the same
 	-- repetition, which ran a few seconds before or after (this cancels
 	-- most of the drift of a shared machine's speed)
+	-- With run.sh's BENCH_BRACKET=1 a repetition has several baseline
+	-- runs: a run is compared with the mean of the nearest baseline run
+	-- before it and the nearest after it (either alone at the ends), so a
+	-- linear drift cancels; a baseline run is its own reference (1.0).
 	SELECT x.*,
-		   (SELECT b.secs FROM bo_bench.results b
-			 WHERE b.op = x.op AND b.method = 'baseline' AND b.rate = 0
-			   AND b.rep = x.rep) / x.secs AS x_base,
+		   CASE WHEN x.method = 'baseline' THEN 1.0::float8
+		   ELSE (SELECT avg(b.secs) FROM (
+				   (SELECT b1.secs FROM bo_bench.results b1
+					 WHERE b1.op = x.op AND b1.method = 'baseline' AND b1.rate = 0
+					   AND b1.rep = x.rep AND b1.run_no < x.run_no
+					 ORDER BY b1.run_no DESC LIMIT 1)
+				   UNION ALL
+				   (SELECT b2.secs FROM bo_bench.results b2
+					 WHERE b2.op = x.op AND b2.method = 'baseline' AND b2.rate = 0
+					   AND b2.rep = x.rep AND b2.run_no > x.run_no
+					 ORDER BY b2.run_no LIMIT 1)) b) / x.secs
+		   END AS x_base,
 		   (SELECT l.secs FROM bo_bench.results l
 			 WHERE l.op = x.op AND l.method = 'loop' AND l.rate = x.rate
 			   AND l.rep = x.rep) / x.secs AS x_loop

@@ -14,8 +14,11 @@
 #   BENCH_METHODS=batch_ops,baseline,loop   methods to run (comma list)
 #   BENCH_BATCHES=100 BENCH_BATCH_SIZE=1000 BENCH_PRELOAD=1000
 #   BENCH_REPEAT=5          runs per method; the report takes the median
+#   BENCH_BRACKET=1         baseline before every error rate and at the end
+#                           (0 = once per operation and repetition, as before)
 #   BENCH_SYNCHRONOUS_COMMIT=on   synchronous_commit for every method alike
 #   BENCH_KEEP=1            keep schema bo_bench afterwards
+#   BENCH_PORT=5497         port of the throwaway cluster
 #   BENCH_NO_BUILD=1        throwaway cluster: use the installed batch_ops
 #                           instead of running make && make install
 #
@@ -34,7 +37,8 @@ REPEAT=${BENCH_REPEAT:-5}
 ONLY=${BENCH_ONLY:-create,update,delete}
 METHODS=${BENCH_METHODS:-batch_ops,baseline,loop}
 SYNC=${BENCH_SYNCHRONOUS_COMMIT:-on}
-PORT=5497
+BRACKET=${BENCH_BRACKET:-1}
+PORT=${BENCH_PORT:-5497}
 RUNDIR=$root/.test-run/bench
 
 resdir=$here/results
@@ -48,6 +52,7 @@ for v in NB SIZE NPRE REPEAT; do
 	[[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || die "$v must be a positive integer"
 done
 [[ $SIZE -ge 20 ]] || die "BENCH_BATCH_SIZE must be at least 20"
+case $BRACKET in 0|1) ;; *) die "BENCH_BRACKET must be 0 or 1";; esac
 case $SYNC in on|off|local|remote_write|remote_apply) ;; *) die "bad BENCH_SYNCHRONOUS_COMMIT";; esac
 for o in ${ONLY//,/ }; do
 	case $o in create|update|delete) ;; *) die "BENCH_ONLY: unknown operation '$o'";; esac
@@ -193,13 +198,23 @@ run_one() {
 
 # The runs of one operation, each method next to the ones it is compared
 # with; with BENCH_REPEAT > 1 the whole sequence repeats (round robin).
+# With BENCH_BRACKET=1 (the default) the baseline runs before every error
+# rate and once more at the end (B A0 L0 B A1 L1 B A10 L10 B): every run is
+# then bracketed by a baseline run at most two runs away on either side, and
+# report.sql compares it with the mean of those two, which cancels a linear
+# drift of the machine's speed instead of comparing with a baseline that ran
+# half a minute earlier.
 plan() {
 	local op=$1
-	want_method baseline && echo "$op baseline 0"
+	if [[ $BRACKET != 1 ]]; then
+		want_method baseline && echo "$op baseline 0"
+	fi
 	for rate in 0 1 10; do
+		if [[ $BRACKET == 1 ]] && want_method baseline; then echo "$op baseline 0"; fi
 		want_method batch_ops && echo "$op batch_ops $rate"
 		if [[ $op != delete ]] && want_method loop; then echo "$op loop $rate"; fi
 	done
+	if [[ $BRACKET == 1 ]] && want_method baseline; then echo "$op baseline 0"; fi
 	return 0
 }
 
@@ -232,7 +247,7 @@ report=$work/report.txt
 	echo "settings: synchronous_commit=$SYNC (all methods), fsync=$fsync, shared_buffers=$sb, wal_level=$wal; autovacuum off for the bench table"
 	echo "workload: $NB batches x $SIZE items per run, one statement (transaction) per batch from psql;"
 	echo "          fresh table + $NPRE preloaded rows before each run (update/delete: + $((NB * SIZE)) loaded rows), VACUUM ANALYZE + CHECKPOINT before each run"
-	echo "          $REPEAT repetition(s) of the whole sequence, round robin; benchmark took ${elapsed}s"
+	echo "          $REPEAT repetition(s) of the whole sequence, round robin$([[ $BRACKET == 1 ]] && echo '; baseline before each error rate and at the end, each run vs the mean of the baseline runs around it'); benchmark took ${elapsed}s"
 	echo "items/s = items submitted / wall time (bad items count), median over the repetitions; spread = (slowest - fastest) / median;"
 	echo "x base = throughput vs the clean SQL baseline of the same operation, x loop = vs the PL/pgSQL EXCEPTION loop at the"
 	echo "same error rate (medians of the ratios within each repetition); XIDs/batch = XIDs consumed per batch (txid_current)"

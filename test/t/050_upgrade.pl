@@ -1,7 +1,8 @@
 # ALTER EXTENSION batch_ops UPDATE from every earlier version.
 #
-# In one cluster, database "fresh" installs the current version and
-# database "old" installs 0.1.0, makes state under it (a finished CRUD job
+# In one cluster, database "fresh" installs the current version, and for
+# each earlier version (0.1.0 today) a database of its own installs that
+# version, makes state under it (a finished CRUD job
 # with item errors, a finished import of a server file with row errors, an
 # idempotency key), records what the job API says about it, and updates.
 # Then: the version is the default one; both databases have the same
@@ -30,9 +31,12 @@ is($default, '0.2.0', 'the default version is 0.2.0');
 my $extdir = $node->config_data('--sharedir') . '/extension';
 ok(-f "$extdir/batch_ops--$default.sql",
 	"the built install script batch_ops--$default.sql is installed");
-ok(-f "$extdir/batch_ops--0.1.0.sql", 'the 0.1.0 install script is installed');
-ok(-f "$extdir/batch_ops--0.1.0--0.2.0.sql",
-	'the 0.1.0 -> 0.2.0 upgrade script is installed');
+# the scripts kept in the tree (DATA): released versions and upgrades
+my @scripts = grep { $_ ne "batch_ops--$default.sql" }
+  map { s{^sql/}{}r } glob('sql/batch_ops--*.sql');
+ok(grep({ $_ eq 'batch_ops--0.1.0--0.2.0.sql' } @scripts),
+	'the tree has the 0.1.0 -> 0.2.0 upgrade script');
+ok(-f "$extdir/$_", "$_ is installed") for @scripts;
 is( sq( 'postgres', qq{
 SELECT string_agg(v.version, ',' ORDER BY v.version)
   FROM pg_available_extension_versions v
@@ -43,45 +47,19 @@ SELECT string_agg(v.version, ',' ORDER BY v.version)
 	'',
 	'every earlier version has an update path to the default one');
 
-# ---------------------------------------------------------------- two databases
-sq('postgres', 'CREATE DATABASE fresh');
-sq('postgres', 'CREATE DATABASE old');
-sq('fresh', 'CREATE EXTENSION batch_ops');
-sq('old', "CREATE EXTENSION batch_ops VERSION '0.1.0'");
-is(sq('old', "SELECT extversion FROM pg_extension WHERE extname = 'batch_ops'"),
-	'0.1.0', 'database "old" has 0.1.0');
-
-# State made under 0.1.0.
-sq('old', 'CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL)');
-my $batch_job = sq('old', q{
-SELECT batch_ops.submit_batch('create', 'items',
-    '[{"id": 1, "name": "a"}, {"id": 2}, {"id": 3, "name": "c"}, {"id": 1, "name": "dup"}]')});
-my $csv = "$dir/old.csv";
-open(my $fh, '>', $csv) or die "$csv: $!";
-print $fh "id,name\n10,x\nnot a number,y\n11,z\n12,\n";
-close($fh);
-my $import_job = sq('old',
-	qq{SELECT batch_ops.submit_import('items', '$csv', '{"header": true, "null": ""}')});
-
+# ---------------------------------------------------------------- helpers
 sub wait_status
 {
 	my ($db, $id) = @_;
 	return sq($db, "SELECT batch_ops.wait_job($id, '60 s')->>'status'");
 }
-is(wait_status('old', $batch_job), 'completed', 'the 0.1.0 batch job completed');
-is(wait_status('old', $import_job), 'completed', 'the 0.1.0 import job completed');
 
-my $key_call = q{SELECT batch_ops.batch_create('items',
-    '[{"id": 20, "name": "keyed"}, {"id": 21}]', false, 'upgrade-key')};
-my $key_answer = sq('old', $key_call);
-like($key_answer, qr/"name": "keyed"/, 'the keyed call under 0.1.0 created a row');
-
-# What the job API says about the state, as text.
+# What the job API says about jobs IDS, as text.
 sub answers
 {
-	my ($db) = @_;
+	my ($db, @ids) = @_;
 	my %a;
-	for my $id ($batch_job, $import_job)
+	for my $id (@ids)
 	{
 		$a{"job($id)"} = sq($db, "SELECT batch_ops.job($id)");
 		$a{"job_errors($id)"} =
@@ -91,17 +69,15 @@ sub answers
 		'SELECT jsonb_agg(j ORDER BY job_id) FROM batch_ops.jobs j');
 	return \%a;
 }
-my $before = answers('old');
-like($before->{"job($batch_job)"}, qr/"failed": 2/,
-	'the batch job has item errors to carry over');
-like($before->{"job_errors($import_job)"}, qr/not a number/,
-	'the import job has row errors to carry over');
-my $rows_before = sq('old', 'SELECT count(*) FROM items');
 
-# ---------------------------------------------------------------- the update
-sq('old', 'ALTER EXTENSION batch_ops UPDATE');
-is(sq('old', "SELECT extversion FROM pg_extension WHERE extname = 'batch_ops'"),
-	$default, "ALTER EXTENSION batch_ops UPDATE leads to $default");
+sub write_file
+{
+	my ($path, $text) = @_;
+	open(my $fh, '>', $path) or die "$path: $!";
+	print $fh $text;
+	close($fh);
+	return $path;
+}
 
 # The extension's objects: pg_dump --binary-upgrade dumps the members of
 # an extension (with ALTER EXTENSION ... ADD for each), which a plain dump
@@ -142,51 +118,108 @@ sub extension_schema
 	}
 	return [ sort @entries ];
 }
+
+# ---------------------------------------------------------------- fresh install
+sq('postgres', 'CREATE DATABASE fresh');
+sq('fresh', 'CREATE EXTENSION batch_ops');
 my $fresh_schema = extension_schema('fresh');
-my $old_schema = extension_schema('old');
 cmp_ok(scalar(@$fresh_schema), '>', 20,
 	'the dump of the fresh database lists the extension objects');
-is_deeply($old_schema, $fresh_schema,
-	'an updated database has the same extension objects as a fresh install')
-  or diag(join("\n", 'only after the update:',
-		grep { my $e = $_; !grep { $_ eq $e } @$fresh_schema } @$old_schema),
-	join("\n", 'only in a fresh install:',
-		grep { my $e = $_; !grep { $_ eq $e } @$old_schema } @$fresh_schema));
 
-# ---------------------------------------------------------------- state survives
-my $after = answers('old');
-for my $k (sort keys %$before)
+# ---------------------------------------------------------------- each earlier version
+# upgrade_from(VERSION): install VERSION in a database of its own, make
+# state, update, compare.
+sub upgrade_from
 {
-	is($after->{$k}, $before->{$k}, "$k answers as it did before the update");
-}
-is(sq('old', $key_call), $key_answer,
-	'the idempotency key stored under 0.1.0 replays its response');
-is(sq('old', 'SELECT count(*) FROM items'), $rows_before,
-	'and the replay wrote nothing');
+	my ($from) = @_;
+	my $db = 'v' . ($from =~ tr/./_/r);
+	sq('postgres', "CREATE DATABASE $db");
+	sq($db, "CREATE EXTENSION batch_ops VERSION '$from'");
+	is(sq($db, "SELECT extversion FROM pg_extension WHERE extname = 'batch_ops'"),
+		$from, "$from: installed");
 
-# ---------------------------------------------------------------- new jobs
-my $new_batch = sq('old', q{
+	# State made under the old version.
+	sq($db, 'CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL)');
+	my $batch_job = sq($db, q{
+SELECT batch_ops.submit_batch('create', 'items',
+    '[{"id": 1, "name": "a"}, {"id": 2}, {"id": 3, "name": "c"}, {"id": 1, "name": "dup"}]')});
+	my $csv = write_file("$dir/$db-old.csv",
+		"id,name\n10,x\nnot a number,y\n11,z\n12,\n");
+	my $import_job = sq($db,
+		qq{SELECT batch_ops.submit_import('items', '$csv', '{"header": true, "null": ""}')});
+	is(wait_status($db, $batch_job), 'completed', "$from: the batch job completed");
+	is(wait_status($db, $import_job), 'completed', "$from: the import job completed");
+
+	my $key_call = q{SELECT batch_ops.batch_create('items',
+    '[{"id": 20, "name": "keyed"}, {"id": 21}]', false, 'upgrade-key')};
+	my $key_answer = sq($db, $key_call);
+	like($key_answer, qr/"name": "keyed"/, "$from: the keyed call created a row");
+
+	my $before = answers($db, $batch_job, $import_job);
+	like($before->{"job($batch_job)"}, qr/"failed": 2/,
+		"$from: the batch job has item errors to carry over");
+	like($before->{"job_errors($import_job)"}, qr/not a number/,
+		"$from: the import job has row errors to carry over");
+	my $rows_before = sq($db, 'SELECT count(*) FROM items');
+
+	# The update.
+	sq($db, 'ALTER EXTENSION batch_ops UPDATE');
+	is(sq($db, "SELECT extversion FROM pg_extension WHERE extname = 'batch_ops'"),
+		$default, "$from: ALTER EXTENSION batch_ops UPDATE leads to $default");
+
+	my $schema = extension_schema($db);
+	is_deeply($schema, $fresh_schema,
+		"$from: the updated database has the same extension objects as a fresh install")
+	  or diag(join("\n", 'only after the update:',
+			grep { my $e = $_; !grep { $_ eq $e } @$fresh_schema } @$schema),
+		join("\n", 'only in a fresh install:',
+			grep { my $e = $_; !grep { $_ eq $e } @$schema } @$fresh_schema));
+
+	# State survives.
+	my $after = answers($db, $batch_job, $import_job);
+	for my $k (sort keys %$before)
+	{
+		is($after->{$k}, $before->{$k},
+			"$from: $k answers as it did before the update");
+	}
+	is(sq($db, $key_call), $key_answer,
+		"$from: the stored idempotency key replays its response");
+	is(sq($db, 'SELECT count(*) FROM items'), $rows_before,
+		"$from: and the replay wrote nothing");
+
+	# New jobs run.
+	my $new_batch = sq($db, q{
 SELECT batch_ops.submit_batch('create', 'items', '[{"id": 30, "name": "new"}, {"id": 31}]')});
-is(wait_status('old', $new_batch), 'completed', 'a new batch job runs after the update');
-like(sq('old', "SELECT batch_ops.job($new_batch)"), qr/"created": 1/,
-	'and creates its row');
-is(sq('old', "SELECT count(*) FROM batch_ops.job_errors($new_batch)"), '1',
-	'and records its item error');
-my $csv2 = "$dir/new.csv";
-open($fh, '>', $csv2) or die "$csv2: $!";
-print $fh "id,name\n40,p\n41,q\nx,r\n";
-close($fh);
-my $new_import = sq('old',
-	qq{SELECT batch_ops.submit_import('items', '$csv2', '{"header": true}')});
-is(wait_status('old', $new_import), 'completed',
-	'a new import job runs after the update');
-is(sq('old', 'SELECT count(*) FROM items WHERE id IN (40, 41)'), '2',
-	'and imports its rows');
-is(sq('old', "SELECT count(*) FROM batch_ops.job_errors($new_import)"), '1',
-	'and records its row error');
-is( sq( 'old',
-		q{SELECT count(*) FROM batch_ops.jobs WHERE status = 'completed'}),
-	'4', 'the jobs view lists the old and the new jobs');
+	is(wait_status($db, $new_batch), 'completed',
+		"$from: a new batch job runs after the update");
+	like(sq($db, "SELECT batch_ops.job($new_batch)"), qr/"created": 1/,
+		"$from: and creates its row");
+	is(sq($db, "SELECT count(*) FROM batch_ops.job_errors($new_batch)"), '1',
+		"$from: and records its item error");
+	my $csv2 = write_file("$dir/$db-new.csv", "id,name\n40,p\n41,q\nx,r\n");
+	my $new_import = sq($db,
+		qq{SELECT batch_ops.submit_import('items', '$csv2', '{"header": true}')});
+	is(wait_status($db, $new_import), 'completed',
+		"$from: a new import job runs after the update");
+	is(sq($db, 'SELECT count(*) FROM items WHERE id IN (40, 41)'), '2',
+		"$from: and imports its rows");
+	is(sq($db, "SELECT count(*) FROM batch_ops.job_errors($new_import)"), '1',
+		"$from: and records its row error");
+	is(sq($db, q{SELECT count(*) FROM batch_ops.jobs WHERE status = 'completed'}),
+		'4', "$from: the jobs view lists the old and the new jobs");
+	return;
+}
+
+my @earlier = split /\n/, sq('postgres', qq{
+SELECT version FROM pg_available_extension_versions
+ WHERE name = 'batch_ops' AND version <> '$default' ORDER BY version});
+ok(grep({ $_ eq '0.1.0' } @earlier), 'the versions to update from include 0.1.0');
+upgrade_from($_) for @earlier;
+
+# The cluster role is the one of a fresh install (the updates leave it).
+is(sq('postgres', q{
+SELECT rolcanlogin, rolsuper, rolinherit FROM pg_roles WHERE rolname = 'batch_ops_fetch'}),
+	'f|f|t', 'the role batch_ops_fetch exists, NOLOGIN');
 
 $node->stop;
 done_testing();

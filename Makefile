@@ -9,10 +9,10 @@
 #                         starts its own clusters (PostgreSQL::Test::Cluster)
 #   make bench            benchmarks (test/bench), ratios against SQL baselines
 #
-# The test targets need the extension installed (make install) and are run
-# by a non-root user (initdb refuses root), the OS user postgres in the
-# expected outputs.  scripts/test.sh runs them all, started as root or not;
-# see README.md "Running the tests".
+# The test targets need the extension installed (make install) and run as
+# the OS user postgres: initdb refuses root, and the expected outputs name
+# the bootstrap superuser "postgres".  scripts/test.sh runs them all,
+# started as root or not; see README.md "Running the tests".
 
 EXTENSION  = batch_ops
 EXTVERSION = 0.2.0
@@ -104,10 +104,11 @@ pgtap:
 		--temp-instance=./tmp_check_pgtap $(BO_TEMP_CONFIG) \
 		--dbname=$(CONTRIB_TESTDB) $(PGTAP_TESTS)
 
-# PGXS's prove_installcheck expects t/*.pl next to the Makefile and is only
-# defined with TAP_TESTS (which would also make installcheck run them); the
-# tests live in test/t with their helper module, as in pgvector.  Choose
-# files with PROVE_TESTS='test/t/050_upgrade.pl'.
+# PGXS's $(prove_installcheck) runs t/*.pl next to the Makefile with only
+# that directory added to @INC, and only from installcheck when TAP_TESTS
+# is set (installcheck stays pg_regress here).  As pgvector does, the
+# target is spelled out: test/t/*.pl, with test/t (BatchOpsTest.pm) on @INC.
+# Choose files with PROVE_TESTS='test/t/050_upgrade.pl'.
 prove_installcheck:
 	rm -rf '$(CURDIR)'/tmp_check
 	$(MKDIR_P) '$(CURDIR)'/tmp_check

@@ -20,10 +20,10 @@
 #      bo_cluster_restart...).  These suites are being rewritten as TAP
 #      tests; the step goes with the last of them.
 #
-# initdb refuses to run as root: started as root, the make targets run as
-# postgres in a copy of the tree that postgres owns (.test-run/src); as
-# anyone else, in the tree itself.  The expected outputs name the bootstrap
-# superuser "postgres", so run it as root or as postgres.  The last line is
+# The make targets run as postgres (initdb refuses root, and the expected
+# outputs name the bootstrap superuser "postgres"): started by anyone else,
+# the script runs them as postgres (runuser, or sudo when not root) in a
+# copy of the tree that postgres owns (.test-run/src).  The last line is
 # "N passed, N failed"; the exit status is non-zero when anything failed.
 #
 # Knobs:
@@ -206,32 +206,36 @@ fi
 
 # ---------------------------------------------------------------- where make runs
 # The make targets write results, diffs and their clusters into the tree
-# they run in; initdb refuses root, so as root they run as postgres in a
-# copy of the tree that postgres owns (built objects included, so make
-# finds nothing to do).
+# they run in, and run as postgres: initdb refuses root, and the expected
+# outputs name the bootstrap superuser "postgres".  Started as postgres,
+# they run in the tree itself; otherwise as postgres (runuser when root,
+# sudo otherwise) in a copy of the tree that postgres owns, built objects
+# included, so that make finds nothing to do.
 WORK="$ROOT"
 as_owner=()
-if bo_is_root; then
+if [[ "$(id -un)" != postgres ]]; then
+	if bo_is_root; then
+		as_owner=(runuser -u postgres --)
+	else
+		as_owner=(sudo -u postgres --)
+	fi
 	WORK="$RUN_DIR/src"
 	mkdir -p "$RUN_DIR"
 	chmod 755 "$RUN_DIR"
-	if ! runuser -u "$(bo_pg_owner)" -- test -x "$RUN_DIR"; then
+	if ! "${as_owner[@]}" test -x "$RUN_DIR"; then
 		# a parent directory is closed to postgres
 		WORK="$(mktemp -d /tmp/batch_ops-test.XXXXXX)/src"
 		chmod 755 "$(dirname "$WORK")"
 	fi
-	rm -rf "$WORK"
-	mkdir -p "$WORK"
-	tar -C "$ROOT" --exclude=./.git --exclude=./.test-run --exclude=./.demo \
-		--exclude='./tmp_check*' --exclude=./results --exclude='./output_*' -cf - . |
-		tar -C "$WORK" -xpf - || {
+	if ! { bo_as_root rm -rf "$WORK" && mkdir -p "$WORK" &&
+		tar -C "$ROOT" --exclude=./.git --exclude=./.test-run --exclude=./.demo \
+			--exclude='./tmp_check*' --exclude=./results --exclude='./output_*' -cf - . |
+		tar -C "$WORK" -xpf - && bo_as_root chown -R postgres: "$WORK"; }; then
 		record setup fail 0 "copy of the tree for postgres"
 		summary
 		exit 1
-	}
-	chown -R "$(bo_pg_owner):" "$WORK"
-	as_owner=(runuser -u "$(bo_pg_owner)" --)
-	echo "make targets run as $(bo_pg_owner) in $WORK"
+	fi
+	echo "make targets run as postgres in $WORK"
 fi
 # The make targets stand up their own clusters; nothing of the caller's
 # connection settings may leak into them.

@@ -2,12 +2,17 @@
 #
 #   make                  build (warnings are errors)
 #   make install          install into the PostgreSQL found by pg_config
-#   make installcheck     pg_regress + isolation specs against a running server
-#                         that has shared_preload_libraries = 'batch_ops'
-#   make prove            pgTAP suites (test/pgtap) with pg_prove
+#   make installcheck     pg_regress (sql/, expected/) and isolation specs
+#                         (test/isolation), each on a throwaway cluster
+#   make pgtap            pgTAP suites (test/pgtap) on a throwaway cluster
+#   make prove_installcheck  cluster-level TAP tests (test/t/*.pl), each file
+#                         starts its own clusters (PostgreSQL::Test::Cluster)
 #   make bench            benchmarks (test/bench), ratios against SQL baselines
 #
-# scripts/test.sh does all of it on a throwaway cluster; see README.md.
+# The test targets need the extension installed (make install) and run as
+# the OS user postgres: initdb refuses root, and the expected outputs name
+# the bootstrap superuser "postgres".  scripts/test.sh runs them all,
+# started as root or not; see README.md "Running the tests".
 
 EXTENSION  = batch_ops
 EXTVERSION = 0.2.0
@@ -66,7 +71,22 @@ REGRESS = \
 	sources
 
 ISOLATION = concurrent_update deadlock idempotency ratelimit_shared
-ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso
+
+# Every suite runs on a throwaway cluster of its own that preloads batch_ops
+# (pg_cron's way): pg_regress's --temp-instance initdbs it with the installed
+# binaries and appends test/regress.conf to its postgresql.conf.
+BO_TEMP_CONFIG = --temp-config=$(srcdir)/test/regress.conf
+REGRESS_OPTS = --temp-instance=./tmp_check $(BO_TEMP_CONFIG)
+ISOLATION_OPTS = --inputdir=test/isolation --outputdir=output_iso \
+	--temp-instance=./tmp_check_iso $(BO_TEMP_CONFIG)
+
+# pgTAP files run under pg_regress as the pgTAP documentation shows: the
+# expected output is the TAP stream (test/pgtap/expected/*.out), so a failed
+# assertion, a wrong plan or an error is a difference.
+PGTAP_TESTS = $(patsubst $(srcdir)/test/pgtap/sql/%.sql,%,\
+	$(sort $(wildcard $(srcdir)/test/pgtap/sql/*.sql)))
+
+EXTRA_CLEAN = output_pgtap tmp_check_pgtap
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
@@ -78,9 +98,25 @@ sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql
 # PGXS does not track header dependencies; every object depends on them all.
 $(OBJS): $(wildcard src/*.h)
 
-.PHONY: prove bench
-prove:
-	pg_prove --ext .sql -r test/pgtap
+.PHONY: pgtap prove_installcheck bench
+pgtap:
+	$(pg_regress_installcheck) --inputdir=test/pgtap --outputdir=output_pgtap \
+		--temp-instance=./tmp_check_pgtap $(BO_TEMP_CONFIG) \
+		--dbname=$(CONTRIB_TESTDB) $(PGTAP_TESTS)
+
+# PGXS's $(prove_installcheck) runs t/*.pl next to the Makefile with only
+# that directory added to @INC, and only from installcheck when TAP_TESTS
+# is set (installcheck stays pg_regress here).  As pgvector does, the
+# target is spelled out: test/t/*.pl, with test/t (BatchOpsTest.pm) on @INC.
+# Choose files with PROVE_TESTS='test/t/050_upgrade.pl'.
+prove_installcheck:
+	rm -rf '$(CURDIR)'/tmp_check
+	$(MKDIR_P) '$(CURDIR)'/tmp_check
+	cd $(srcdir) && TESTDIR='$(CURDIR)' PATH="$(bindir):$$PATH" \
+		PGPORT='6$(DEF_PGPORT)' \
+		PG_REGRESS='$(top_builddir)/src/test/regress/pg_regress' \
+		$(PROVE) $(PG_PROVE_FLAGS) -I $(srcdir)/test/t $(PROVE_FLAGS) \
+		$(if $(PROVE_TESTS),$(PROVE_TESTS),test/t/*.pl)
 
 bench:
 	test/bench/run.sh

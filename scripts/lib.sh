@@ -8,6 +8,10 @@
 # returns non-zero on failure (it does not rely on errexit, which bash turns
 # off inside a function called as `f || ...`).
 #
+# The tests themselves stand up their own clusters (make installcheck,
+# pgtap and prove_installcheck; see the Makefile); the cluster functions
+# here serve the demo, the benchmarks and the test/scripts suites.
+#
 # Functions (stable names, used by scripts/*.sh, test/scripts/*.sh and
 # test/bench/run.sh):
 #
@@ -21,7 +25,7 @@
 #   bo_as_pg CMD...                 run CMD as the cluster owner
 #
 # Environment exported by bo_cluster_start:
-#   PGHOST PGPORT PGUSER PGDATABASE   so psql/pg_regress/pg_prove just work
+#   PGHOST PGPORT PGUSER PGDATABASE   so psql and pg_regress just work
 #   BATCH_OPS_CLUSTER_DIR             the data directory actually used
 #   BATCH_OPS_CLUSTER_LOG             the server log file
 #   BATCH_OPS_SCRATCH                 a directory the server (postgres) can
@@ -39,7 +43,7 @@ BO_PG_BINDIR="${BATCH_OPS_PG_BINDIR:-/usr/lib/postgresql/15/bin}"
 export BATCH_OPS_ROOT="$BO_ROOT"
 export BATCH_OPS_LIB="$BO_LIB_DIR/lib.sh"
 
-# Prefer the PostgreSQL 15 client programs (pg_prove calls `psql` by name;
+# Prefer the PostgreSQL 15 client programs (scripts call `psql` by name;
 # Debian's /usr/bin/psql wrapper would otherwise pick a version itself).
 if [[ -d "$BO_PG_BINDIR" && ":$PATH:" != *":$BO_PG_BINDIR:"* ]]; then
 	export PATH="$BO_PG_BINDIR:$PATH"
@@ -50,7 +54,6 @@ BO_DEPS=(
 	postgresql-server-dev-15
 	libcurl4-openssl-dev
 	postgresql-15-pgtap
-	libtap-parser-sourcehandler-pgtap-perl
 	libipc-run-perl
 	postgresql-15-cron
 	make

@@ -1,34 +1,46 @@
 #!/usr/bin/env bash
 #
-# batch_ops — run every test on a throwaway cluster.
+# batch_ops — the CI driver: run every test, print one summary.
 #
 #   sudo scripts/test.sh            (or as a normal user with sudo rights)
 #
-# Steps: install missing packages, build and install the extension, start a
-# throwaway PostgreSQL 15 cluster in .test-run/pgdata (port 5498, or
-# $BATCH_OPS_TEST_PORT) with batch_ops preloaded, then run, carrying on
-# after failures:
+# Steps: install missing packages (scripts/lib.sh bo_ensure_deps), build and
+# install the extension, then run the make targets, carrying on after
+# failures.  Each target stands up its own throwaway clusters:
 #
 #   1. regress    make installcheck, pg_regress part   (sql/, expected/)
 #   2. isolation  make installcheck, isolation part    (test/isolation)
-#   3. prove      make prove, pgTAP via pg_prove       (test/pgtap/*.sql)
-#   4. tap        cluster-level TAP tests, prove test/t/*.pl (each starts
-#                 its own clusters; BATCH_OPS_TAP = files to run)
-#   5. every executable test/scripts/*.sh, one suite each
-#      (exit 0 = pass, 77 = skip, anything else = fail).  Each script gets
-#      PGHOST PGPORT PGUSER PGDATABASE, BATCH_OPS_CLUSTER_DIR,
-#      BATCH_OPS_CLUSTER_LOG, BATCH_OPS_SCRATCH, BATCH_OPS_ROOT and
-#      BATCH_OPS_LIB (source it for bo_psql, bo_as_pg, bo_cluster_restart...).
+#   3. pgtap      make pgtap, pgTAP under pg_regress   (test/pgtap)
+#   4. tap        make prove_installcheck, TAP tests   (test/t/*.pl)
+#   5. every executable test/scripts/*.sh, one suite each, on a cluster
+#      this script starts (exit 0 = pass, 77 = skip, anything else = fail).
+#      Each script gets PGHOST PGPORT PGUSER PGDATABASE,
+#      BATCH_OPS_CLUSTER_DIR, BATCH_OPS_CLUSTER_LOG, BATCH_OPS_SCRATCH,
+#      BATCH_OPS_ROOT and BATCH_OPS_LIB (source it for bo_psql, bo_as_pg,
+#      bo_cluster_restart...).  These suites are being rewritten as TAP
+#      tests; the step goes with the last of them.
 #
-# The cluster is stopped at the end.  The last line is "N passed, N failed";
-# the exit status is non-zero when anything failed.
+# The make targets run as postgres (initdb refuses root, and the expected
+# outputs name the bootstrap superuser "postgres"): started by anyone else,
+# the script runs them as postgres (runuser, or sudo when not root) in a
+# copy of the tree that postgres owns (.test-run/src).  The last line is
+# "N passed, N failed"; the exit status is non-zero when anything failed.
 #
-# Knobs: BATCH_OPS_TEST_PORT (5498), BATCH_OPS_TEST_BUDGET (seconds for the
-# whole run, 4800), BATCH_OPS_SCRIPT_TIMEOUT (per script, 900),
-# BATCH_OPS_TEST_ONLY (space-separated suite names to run, e.g.
-# "regress prove crash.sh"), BATCH_OPS_REGRESS / BATCH_OPS_ISOLATION (test
-# lists instead of the Makefile's REGRESS / ISOLATION), BATCH_OPS_FSYNC (on),
-# BATCH_OPS_NO_BUILD (1 = do not build and install, use what is installed).
+# Knobs:
+#   BATCH_OPS_PG_BINDIR       PostgreSQL 15 programs (/usr/lib/postgresql/15/bin)
+#   BATCH_OPS_TEST_ONLY       space-separated suite names to run, e.g.
+#                             "regress pgtap jobs_cancel.sh" ("prove" is
+#                             accepted for pgtap)
+#   BATCH_OPS_REGRESS         regress tests instead of the Makefile's REGRESS
+#   BATCH_OPS_ISOLATION       isolation specs instead of ISOLATION
+#   BATCH_OPS_TAP             TAP files (test/t/NNN_x.pl ...), PROVE_TESTS
+#   BATCH_OPS_TAP_VERBOSE     1 = prove -v
+#   BATCH_OPS_NO_BUILD        1 = do not build and install, use what is installed
+#   BATCH_OPS_TEST_PORT       port of the step-5 cluster (5498); the make
+#                             targets' clusters listen on private sockets only
+#   BATCH_OPS_TEST_BUDGET     seconds for the whole run (4800)
+#   BATCH_OPS_SCRIPT_TIMEOUT  seconds per step-5 script (900)
+#   BATCH_OPS_FSYNC           on (default) | off, for the step-5 cluster
 
 set -euo pipefail
 
@@ -53,6 +65,7 @@ PASSED=0
 FAILED=0
 SKIPPED=0
 CLUSTER_STARTED=0
+CRASHES=""
 
 hr() { printf '\n======== %s ========\n' "$*"; }
 
@@ -115,8 +128,8 @@ show_file() { # FILE [LINES]
 	echo "---- end of $f ----"
 }
 
-# Make sure the cluster is up after a step (a crash test may have left it
-# down); restart it, or as a last resort re-create it.
+# Make sure the step-5 cluster is up after a script (a crash test may have
+# left it down); restart it, or as a last resort re-create it.
 ensure_cluster() {
 	bo_cluster_is_running "$CLUSTER" && return 0
 	echo "!!!! the cluster is not running after the last step; restarting it"
@@ -155,6 +168,11 @@ summary() {
 			tail -n 80 "$BATCH_OPS_CLUSTER_LOG" | sed 's/^/    /'
 		fi
 	fi
+	if [[ -n "$CRASHES" ]]; then
+		# the crash tests kill servers on purpose: for reading, not a verdict
+		echo "  crash/PANIC lines in the make targets' server logs:"
+		printf '%s' "$CRASHES" | head -n 40 | sed 's/^/    /'
+	fi
 	((SKIPPED > 0)) && echo "skipped: $SKIPPED"
 	echo "$PASSED passed, $FAILED failed"
 }
@@ -186,16 +204,63 @@ elif ! bo_build_install; then
 	exit 1
 fi
 
-hr "cluster"
-mkdir -p "$RUN_DIR"
-if ! bo_cluster_start "$CLUSTER" "$PORT"; then
-	record cluster fail 0
-	summary
-	exit 1
+# ---------------------------------------------------------------- where make runs
+# The make targets write results, diffs and their clusters into the tree
+# they run in, and run as postgres: initdb refuses root, and the expected
+# outputs name the bootstrap superuser "postgres".  Started as postgres,
+# they run in the tree itself; otherwise as postgres (runuser when root,
+# sudo otherwise) in a copy of the tree that postgres owns, built objects
+# included, so that make finds nothing to do.
+WORK="$ROOT"
+as_owner=()
+if [[ "$(id -un)" != postgres ]]; then
+	if bo_is_root; then
+		as_owner=(runuser -u postgres --)
+	else
+		as_owner=(sudo -u postgres --)
+	fi
+	WORK="$RUN_DIR/src"
+	mkdir -p "$RUN_DIR"
+	chmod 755 "$RUN_DIR"
+	if ! "${as_owner[@]}" test -x "$RUN_DIR"; then
+		# a parent directory is closed to postgres
+		WORK="$(mktemp -d /tmp/batch_ops-test.XXXXXX)/src"
+		chmod 755 "$(dirname "$WORK")"
+	fi
+	if ! { bo_as_root rm -rf "$WORK" && mkdir -p "$WORK" &&
+		tar -C "$ROOT" --exclude=./.git --exclude=./.test-run --exclude=./.demo \
+			--exclude='./tmp_check*' --exclude=./results --exclude='./output_*' -cf - . |
+		tar -C "$WORK" -xpf - && bo_as_root chown -R postgres: "$WORK"; }; then
+		record setup fail 0 "copy of the tree for postgres"
+		summary
+		exit 1
+	fi
+	echo "make targets run as postgres in $WORK"
 fi
-CLUSTER_STARTED=1
-bo_psql -Atc "select 'server ' || current_setting('server_version') || ', preload: ' || current_setting('shared_preload_libraries') || ', run by ' || (select pg_catalog.pg_get_userbyid(datdba) from pg_database where datname = 'postgres')" || true
-echo "server process owner: $(ps -o user= -p "$(head -n 1 "$BATCH_OPS_CLUSTER_DIR/postmaster.pid")" 2>/dev/null || echo '?')"
+# The make targets stand up their own clusters; nothing of the caller's
+# connection settings may leak into them.
+unset PGHOST PGHOSTADDR PGPORT PGUSER PGDATABASE PGSERVICE PGPASSWORD PGOPTIONS 2>/dev/null || true
+
+# run_make TIMEOUT TARGET VAR=VALUE... — make in $WORK as the cluster owner.
+run_make() {
+	local limit="$1"
+	shift
+	run_step "$limit" "${as_owner[@]}" env PATH="$BO_PG_BINDIR:$PATH" \
+		make -C "$WORK" --no-print-directory PG_CONFIG="$PGC" "$@"
+}
+
+# Crash lines in the server logs of a step's clusters (they are wiped by
+# the next run of the same target, so look now).
+check_crashes() { # STEP LOG...
+	local step="$1" f lines
+	shift
+	for f in "$@"; do
+		[[ -r "$f" ]] || continue
+		lines="$(grep -E 'terminated by signal|was terminated by exception|PANIC' "$f" 2>/dev/null | head -n 5 || true)"
+		[[ -n "$lines" ]] && CRASHES+="$step: $f"$'\n'"$lines"$'\n'
+	done
+	return 0
+}
 
 # ---------------------------------------------------------------- 1. regress
 if wanted regress; then
@@ -205,16 +270,15 @@ if wanted regress; then
 		echo "no REGRESS tests in the Makefile"
 		record regress skip 0
 	else
-		rm -rf "$ROOT/results" "$ROOT/regression.diffs" "$ROOT/regression.out"
-		run_step "$(step_timeout 1800)" make -C "$ROOT" installcheck PG_CONFIG="$PGC" REGRESS="$tests" ISOLATION= TAP_TESTS=
+		run_make "$(step_timeout 1800)" installcheck REGRESS="$tests" ISOLATION= TAP_TESTS=
+		check_crashes regress "$WORK/tmp_check/log/postmaster.log"
 		if ((STEP_RC == 0)); then
 			record regress pass "$STEP_SECS"
 		else
-			show_file "$ROOT/regression.diffs" 300
-			[[ -s "$ROOT/regression.diffs" ]] || show_file "$ROOT/regression.out" 100
+			show_file "$WORK/regression.diffs" 300
+			[[ -s "$WORK/regression.diffs" ]] || show_file "$WORK/tmp_check/log/postmaster.log" 100
 			record regress fail "$STEP_SECS"
 		fi
-		ensure_cluster || true
 	fi
 fi
 
@@ -226,70 +290,59 @@ if wanted isolation; then
 		echo "no ISOLATION specs in the Makefile"
 		record isolation skip 0
 	else
-		rm -rf "$ROOT/output_iso"
-		run_step "$(step_timeout 900)" make -C "$ROOT" installcheck PG_CONFIG="$PGC" REGRESS= ISOLATION="$tests" TAP_TESTS=
+		run_make "$(step_timeout 900)" installcheck REGRESS= ISOLATION="$tests" TAP_TESTS=
+		check_crashes isolation "$WORK/tmp_check_iso/log/postmaster.log"
 		if ((STEP_RC == 0)); then
 			record isolation pass "$STEP_SECS"
 		else
-			show_file "$ROOT/output_iso/regression.diffs" 300
-			if [[ ! -s "$ROOT/output_iso/regression.diffs" ]]; then
+			show_file "$WORK/output_iso/regression.diffs" 300
+			if [[ ! -s "$WORK/output_iso/regression.diffs" ]]; then
 				# e.g. a spec without an expected file: show what it produced
-				for f in "$ROOT"/output_iso/results/*.out; do
+				for f in "$WORK"/output_iso/results/*.out; do
 					[[ -e "$f" ]] && show_file "$f" 60
 				done
 			fi
 			record isolation fail "$STEP_SECS"
 		fi
-		ensure_cluster || true
 	fi
 fi
 
-# ---------------------------------------------------------------- 3. prove
-if wanted prove; then
-	hr "prove (make prove, pgTAP)"
-	if [[ -z "$(find "$ROOT/test/pgtap" -name '*.sql' -type f 2>/dev/null | head -n 1)" ]]; then
-		echo "no pgTAP files in test/pgtap"
-		record prove skip 0
+# ---------------------------------------------------------------- 3. pgtap
+if wanted pgtap || wanted prove; then
+	hr "pgtap (make pgtap)"
+	if [[ -z "$(make_var PGTAP_TESTS)" ]]; then
+		echo "no pgTAP files in test/pgtap/sql"
+		record pgtap skip 0
 	else
-		run_step "$(step_timeout 1200)" make -C "$ROOT" prove PG_CONFIG="$PGC"
+		run_make "$(step_timeout 1200)" pgtap
+		check_crashes pgtap "$WORK/tmp_check_pgtap/log/postmaster.log"
 		if ((STEP_RC == 0)); then
-			record prove pass "$STEP_SECS"
+			record pgtap pass "$STEP_SECS"
 		else
-			record prove fail "$STEP_SECS"
+			show_file "$WORK/output_pgtap/regression.diffs" 300
+			record pgtap fail "$STEP_SECS"
 		fi
-		ensure_cluster || true
 	fi
 fi
 
 # ---------------------------------------------------------------- 4. tap
-# Cluster-level TAP tests (test/t/*.pl) on PostgreSQL::Test::Cluster: each
-# file starts its own throwaway clusters.  They run as the cluster owner
-# from a copy of test/ that it can read and write.
-if wanted tap; then
-	hr "tap (prove, test/t/*.pl)"
-	tapdir="$RUN_DIR/tap"
-	rm -rf "$tapdir"
-	mkdir -p "$tapdir"
-	cp -r "$ROOT/test" "$tapdir/test"
-	[[ "$(bo_pg_owner)" == "$(id -un)" ]] || chown -R "$(bo_pg_owner)" "$tapdir"
-	chmod 755 "$RUN_DIR"
-	pgxs_perl="$(dirname "$("$PGC" --pgxs)")/../../src/test/perl"
-	taps="${BATCH_OPS_TAP:-$(cd "$tapdir" && ls test/t/*.pl 2>/dev/null | tr '\n' ' ')}"
-	if [[ -z "${taps// /}" ]]; then
+# Cluster-level TAP tests on PostgreSQL::Test::Cluster: each file starts
+# its own clusters; logs in tmp_check/log.
+if wanted tap || wanted prove_installcheck; then
+	hr "tap (make prove_installcheck)"
+	if [[ -z "$(find "$ROOT/test/t" -name '*.pl' -type f 2>/dev/null | head -n 1)" ]]; then
 		echo "no TAP tests in test/t"
 		record tap skip 0
 	else
-		as_pg=()
-		bo_is_root && as_pg=(runuser -u "$(bo_pg_owner)" --)
-		run_step "$(step_timeout 2400)" "${as_pg[@]}" env -C "$tapdir" \
-			PATH="$BO_PG_BINDIR:$PATH" TESTDIR="$tapdir" BATCH_OPS_ROOT="$tapdir" \
-			PG_REGRESS="$pgxs_perl/../regress/pg_regress" prove -I "$pgxs_perl" -I "$tapdir/test/t" \
-			${BATCH_OPS_TAP_VERBOSE:+-v} $taps
+		run_make "$(step_timeout 2400)" prove_installcheck \
+			PROVE_TESTS="${BATCH_OPS_TAP:-}" ${BATCH_OPS_TAP_VERBOSE:+PROVE_FLAGS=-v}
+		check_crashes tap "$WORK"/tmp_check/log/*.log
 		if ((STEP_RC == 0)); then
 			record tap pass "$STEP_SECS"
 		else
-			for f in "$tapdir"/tmp_check/log/regress_log_*; do
-				[[ -e "$f" ]] && show_file "$f" 150
+			for f in "$WORK"/tmp_check/log/regress_log_*; do
+				# the files that failed say "not ok" or died
+				grep -qE '^\[[^]]*\] not ok|Looks like|died|BAIL' "$f" 2>/dev/null && show_file "$f" 150
 			done
 			record tap fail "$STEP_SECS"
 		fi
@@ -306,6 +359,14 @@ for script in "$ROOT"/test/scripts/*.sh; do
 		continue
 	fi
 	hr "script $name"
+	if ((!CLUSTER_STARTED)); then
+		mkdir -p "$RUN_DIR"
+		if ! bo_cluster_start "$CLUSTER" "$PORT"; then
+			record "$name" fail 0 "could not start the cluster"
+			break
+		fi
+		CLUSTER_STARTED=1
+	fi
 	left="$(remaining)"
 	if ((left < 30)); then
 		echo "!!!! time budget (${BUDGET}s) used up; not running $name"

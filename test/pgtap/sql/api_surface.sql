@@ -1,3 +1,4 @@
+\unset ECHO
 -- pgTAP: the API surface of batch_ops -- the batch functions, the job API,
 -- the objects behind them, who may use what, and the settings.
 --
@@ -22,6 +23,11 @@
 \pset tuples_only true
 \pset pager off
 SET client_min_messages = warning;
+-- pg_regress sets PGDATESTYLE, PGINTERVALSTYLE and PGTZ for its sessions;
+-- these checks print values in the styles of test/regress.conf's server.
+SET datestyle = 'ISO, MDY';
+SET intervalstyle = postgres;
+SET timezone = 'UTC';
 
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;

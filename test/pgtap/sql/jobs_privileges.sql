@@ -1,3 +1,4 @@
+\unset ECHO
 -- pgTAP: who may do what with async jobs.
 --
 -- Jobs run in a background worker after the submitting transaction has
@@ -37,6 +38,11 @@
 \pset tuples_only true
 \pset pager off
 SET client_min_messages = warning;
+-- pg_regress sets PGDATESTYLE, PGINTERVALSTYLE and PGTZ for its sessions;
+-- these checks print values in the styles of test/regress.conf's server.
+SET datestyle = 'ISO, MDY';
+SET intervalstyle = postgres;
+SET timezone = 'UTC';
 
 -- ---------------------------------------------------------------- 0. leftovers
 \set ON_ERROR_STOP 1

@@ -1,3 +1,4 @@
+\unset ECHO
 -- pgTAP: privileges around idempotency keys and rate limits.
 --
 -- The key table holds every role's stored responses, so no ordinary role may
@@ -9,6 +10,11 @@
 \pset tuples_only true
 \pset pager off
 SET client_min_messages = warning;
+-- pg_regress sets PGDATESTYLE, PGINTERVALSTYLE and PGTZ for its sessions;
+-- these checks print values in the styles of test/regress.conf's server.
+SET datestyle = 'ISO, MDY';
+SET intervalstyle = postgres;
+SET timezone = 'UTC';
 
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;

@@ -267,11 +267,15 @@ CREATE TRIGGER slow AFTER INSERT ON imp_$m FOR EACH STATEMENT EXECUTE FUNCTION s
 CREATE TABLE bat_$m (id bigserial PRIMARY KEY, item_no int NOT NULL, val int NOT NULL CHECK (val >= 0));
 CREATE TRIGGER slow AFTER INSERT ON bat_$m FOR EACH STATEMENT EXECUTE FUNCTION spin(40);
 SQL
-	my $ji = $node->safe_psql('postgres',
-		"SELECT batch_ops.submit_import('imp_$m', '$S/import.csv', '{\"chunk_size\": 5000}')");
-	start_second($m, $ji);
+	# The batch (whose submit_batch() takes seconds: 200000 items) goes
+	# first; the import is submitted once the batch runs, so that a worker
+	# of its own starts for it (see start_second) and it is still early in
+	# its file when the batch has committed chunks too.
 	my $jb = $node->safe_psql('postgres',
 		"SELECT batch_ops.submit_batch('create', 'bat_$m', items, '{\"chunk_size\": 1000}') FROM batch_items");
+	start_second($m, $jb);
+	my $ji = $node->safe_psql('postgres',
+		"SELECT batch_ops.submit_import('imp_$m', '$S/import.csv', '{\"chunk_size\": 5000}')");
 	# some chunks of both committed, neither finished
 	ok( bo_wait_sql(
 			$node, 'postgres',

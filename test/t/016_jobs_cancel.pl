@@ -46,15 +46,18 @@ SQL
 sub qv { return bo_q($node, 'postgres', $_[0]) }
 
 # cancel JOB, then measure how long until it is no longer running:
-# (cancel_job()'s result, milliseconds until the job's status was final)
+# (cancel_job()'s result, milliseconds until the job's status was final).
+# One session for the cancel and the polls, so that what is measured is
+# the job, not psql's start-up (seconds on a loaded machine).
+my $poller = $node->background_psql('postgres');
 sub cancel_and_time
 {
 	my ($job) = @_;
 	my $t0 = time;
-	my $r = qv("SELECT batch_ops.cancel_job($job)");
+	my $r = $poller->query_safe("SELECT batch_ops.cancel_job($job)");
 	bo_wait_until(
 		sub {
-			my $st = qv("SELECT status FROM batch_ops.jobs WHERE job_id = $job");
+			my $st = $poller->query_safe("SELECT status FROM batch_ops.jobs WHERE job_id = $job");
 			return $st ne 'running' && $st ne 'queued';
 		},
 		10);
@@ -189,6 +192,8 @@ my $ja = $node->safe_psql('postgres', q{SELECT batch_ops.submit_batch('create', 
 is(qv("SELECT batch_ops.wait_job($ja, '30 s')->>'status'"), 'completed', 'atomic job completed');
 is(qv("SELECT finished_at - started_at >= interval '1 s' FROM batch_ops.jobs WHERE job_id = $ja"),
 	't', 'atomic job: finished_at - started_at covers its run (5 chunks x 300 ms >= 1 s)');
+
+$poller->quit;
 
 # ---------------------------------------------------------------- 6: server log
 is( join("\n",

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """
-Expected values for test/scripts/import_http.sh, computed from the very
+Expected values for test/t/034_import_http.pl, computed from the very
 bytes that mock_server.py serves (so the test never hard-codes sizes).
 
   expect.py md5 N             md5 of rows 1..N as the test's query prints

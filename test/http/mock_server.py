@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """
-Mock HTTP(S) server for the URL import tests (test/scripts/import_http.sh,
-test/t/03*.pl).
+Mock HTTP(S) server for the URL import tests (test/t/03*.pl).
 
 Python 3 standard library only.  Binds 127.0.0.1 only (or another loopback
 address given with --host, e.g. 127.0.0.2), on the first free
-port of --ports (default 18080-18089), plus a second one for HTTPS when
+port of --ports (default 18080-18089; "0" lets the kernel pick a free
+one, which is what the TAP tests do), plus a second one for HTTPS when
 --cert/--key are given, writes "HTTP_PORT [HTTPS_PORT]" to --ready once it
 is listening, logs every request to --log, and exits by itself after
 --lifetime seconds (default 600) whatever happens.
@@ -371,7 +371,8 @@ def bind_first_free(ports, ssl_ctx=None, request_log=None, host="127.0.0.1"):
             continue
         srv.request_log = request_log
         srv.ssl_ctx = ssl_ctx
-        return srv, port
+        # port 0: the kernel picked a free one
+        return srv, srv.server_address[1]
     raise SystemExit("no free port in %s: %s" % (ports, last))
 
 
@@ -386,7 +387,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ports", default="18080-18089",
-                    help="ports to try, on 127.0.0.1 only (a-b or a,b,c)")
+                    help="ports to try, on 127.0.0.1 only (a-b or a,b,c;"
+                         " 0: a free port the kernel picks)")
     ap.add_argument("--host", default="127.0.0.1",
                     help="loopback address to bind (127.x.y.z only)")
     ap.add_argument("--cert", help="PEM certificate: also serve HTTPS")

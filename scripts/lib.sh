@@ -10,9 +10,9 @@
 #
 # The tests themselves stand up their own clusters (make installcheck,
 # pgtap and prove_installcheck; see the Makefile); the cluster functions
-# here serve the demo, the benchmarks and the test/scripts suites.
+# here serve the demo and the benchmarks.
 #
-# Functions (stable names, used by scripts/*.sh, test/scripts/*.sh and
+# Functions (stable names, used by scripts/*.sh and
 # test/bench/run.sh):
 #
 #   bo_ensure_deps                  install missing Debian packages (apt-get)

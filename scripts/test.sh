@@ -12,13 +12,6 @@
 #   2. isolation  make installcheck, isolation part    (test/isolation)
 #   3. pgtap      make pgtap, pgTAP under pg_regress   (test/pgtap)
 #   4. tap        make prove_installcheck, TAP tests   (test/t/*.pl)
-#   5. every executable test/scripts/*.sh, one suite each, on a cluster
-#      this script starts (exit 0 = pass, 77 = skip, anything else = fail).
-#      Each script gets PGHOST PGPORT PGUSER PGDATABASE,
-#      BATCH_OPS_CLUSTER_DIR, BATCH_OPS_CLUSTER_LOG, BATCH_OPS_SCRATCH,
-#      BATCH_OPS_ROOT and BATCH_OPS_LIB (source it for bo_psql, bo_as_pg,
-#      bo_cluster_restart...).  These suites are being rewritten as TAP
-#      tests; the step goes with the last of them.
 #
 # The make targets run as postgres (initdb refuses root, and the expected
 # outputs name the bootstrap superuser "postgres"): started by anyone else,
@@ -29,18 +22,14 @@
 # Knobs:
 #   BATCH_OPS_PG_BINDIR       PostgreSQL 15 programs (/usr/lib/postgresql/15/bin)
 #   BATCH_OPS_TEST_ONLY       space-separated suite names to run, e.g.
-#                             "regress pgtap jobs_cancel.sh" ("prove" is
+#                             "regress pgtap tap" ("prove" is
 #                             accepted for pgtap)
 #   BATCH_OPS_REGRESS         regress tests instead of the Makefile's REGRESS
 #   BATCH_OPS_ISOLATION       isolation specs instead of ISOLATION
 #   BATCH_OPS_TAP             TAP files (test/t/NNN_x.pl ...), PROVE_TESTS
 #   BATCH_OPS_TAP_VERBOSE     1 = prove -v
 #   BATCH_OPS_NO_BUILD        1 = do not build and install, use what is installed
-#   BATCH_OPS_TEST_PORT       port of the step-5 cluster (5498); the make
-#                             targets' clusters listen on private sockets only
 #   BATCH_OPS_TEST_BUDGET     seconds for the whole run (4800)
-#   BATCH_OPS_SCRIPT_TIMEOUT  seconds per step-5 script (900)
-#   BATCH_OPS_FSYNC           on (default) | off, for the step-5 cluster
 
 set -euo pipefail
 
@@ -49,12 +38,8 @@ cd "$ROOT"
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
 
-PORT="${BATCH_OPS_TEST_PORT:-5498}"
 RUN_DIR="$ROOT/.test-run"
-# one cluster directory per port, so that runs on different ports can coexist
-if [[ "$PORT" == 5498 ]]; then CLUSTER="$RUN_DIR/pgdata"; else CLUSTER="$RUN_DIR/pgdata-$PORT"; fi
 BUDGET="${BATCH_OPS_TEST_BUDGET:-4800}"
-SCRIPT_TIMEOUT="${BATCH_OPS_SCRIPT_TIMEOUT:-900}"
 ONLY="${BATCH_OPS_TEST_ONLY:-}"
 START_TIME="$(date +%s)"
 PGC="$(bo_pg_config)"
@@ -64,7 +49,6 @@ declare -a R_NAME=() R_STATUS=() R_SECS=()
 PASSED=0
 FAILED=0
 SKIPPED=0
-CLUSTER_STARTED=0
 CRASHES=""
 
 hr() { printf '\n======== %s ========\n' "$*"; }
@@ -128,46 +112,13 @@ show_file() { # FILE [LINES]
 	echo "---- end of $f ----"
 }
 
-# Make sure the step-5 cluster is up after a script (a crash test may have
-# left it down); restart it, or as a last resort re-create it.
-ensure_cluster() {
-	bo_cluster_is_running "$CLUSTER" && return 0
-	echo "!!!! the cluster is not running after the last step; restarting it"
-	if bo_cluster_restart "$CLUSTER"; then
-		return 0
-	fi
-	echo "!!!! restart failed; re-creating the cluster"
-	bo_cluster_start "$CLUSTER" "$PORT"
-}
-
-stop_cluster() {
-	if ((CLUSTER_STARTED)); then
-		CLUSTER_STARTED=0
-		bo_cluster_stop "$CLUSTER" fast 2>&1 || bo_cluster_stop "$CLUSTER" immediate 2>&1 || true
-	fi
-}
-
 summary() {
-	stop_cluster
 	hr "summary"
 	local i
 	for i in "${!R_NAME[@]}"; do
 		printf '  %-5s %-40s %6ss\n' "$(tr '[:lower:]' '[:upper:]' <<<"${R_STATUS[$i]}")" "${R_NAME[$i]}" "${R_SECS[$i]}"
 	done
 	echo "  total time: $(($(date +%s) - START_TIME))s"
-	if [[ -n "${BATCH_OPS_CLUSTER_LOG:-}" && -r "${BATCH_OPS_CLUSTER_LOG:-}" ]]; then
-		echo "  server log: $BATCH_OPS_CLUSTER_LOG"
-		local crashes
-		crashes="$(grep -cE 'terminated by signal|was terminated by exception|PANIC' "$BATCH_OPS_CLUSTER_LOG" 2>/dev/null || true)"
-		if [[ "${crashes:-0}" != 0 ]]; then
-			echo "  server log has $crashes crash/PANIC line(s):"
-			grep -E 'terminated by signal|was terminated by exception|PANIC' "$BATCH_OPS_CLUSTER_LOG" | head -n 20 | sed 's/^/    /'
-		fi
-		if ((FAILED > 0)); then
-			echo "---- last 80 lines of the server log ----"
-			tail -n 80 "$BATCH_OPS_CLUSTER_LOG" | sed 's/^/    /'
-		fi
-	fi
 	if [[ -n "$CRASHES" ]]; then
 		# the crash tests kill servers on purpose: for reading, not a verdict
 		echo "  crash/PANIC lines in the make targets' server logs:"
@@ -180,7 +131,6 @@ summary() {
 finish() {
 	local rc=$?
 	trap - EXIT INT TERM
-	stop_cluster
 	exit "$rc"
 }
 trap finish EXIT
@@ -349,39 +299,6 @@ if wanted tap || wanted prove_installcheck; then
 	fi
 fi
 
-# ---------------------------------------------------------------- 5. scripts
-shopt -s nullglob
-for script in "$ROOT"/test/scripts/*.sh; do
-	name="$(basename "$script")"
-	wanted "$name" || continue
-	if [[ ! -x "$script" ]]; then
-		echo "note: $name is not executable; not run (chmod +x it if it is a test)"
-		continue
-	fi
-	hr "script $name"
-	if ((!CLUSTER_STARTED)); then
-		mkdir -p "$RUN_DIR"
-		if ! bo_cluster_start "$CLUSTER" "$PORT"; then
-			record "$name" fail 0 "could not start the cluster"
-			break
-		fi
-		CLUSTER_STARTED=1
-	fi
-	left="$(remaining)"
-	if ((left < 30)); then
-		echo "!!!! time budget (${BUDGET}s) used up; not running $name"
-		record "$name" fail 0 "not run: time budget"
-		continue
-	fi
-	run_step "$(step_timeout "$SCRIPT_TIMEOUT")" env BATCH_OPS_SCRIPT_NAME="$name" "$script"
-	case "$STEP_RC" in
-	0) record "$name" pass "$STEP_SECS" ;;
-	77) record "$name" skip "$STEP_SECS" ;;
-	*) record "$name" fail "$STEP_SECS" "exit $STEP_RC" ;;
-	esac
-	ensure_cluster || echo "!!!! could not bring the cluster back"
-done
-shopt -u nullglob
 
 summary
 ((FAILED == 0))

@@ -24,6 +24,7 @@ OBJS = \
 	src/plan_cache.o \
 	src/idempotency.o \
 	src/ratelimit.o \
+	src/batch.o \
 	src/crud.o \
 	src/jobs.o \
 	src/worker.o \

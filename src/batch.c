@@ -1,9 +1,11 @@
 /*-------------------------------------------------------------------------
  *
- * crud.c
- *	  batch_create, batch_update and batch_delete.
+ * batch.c
+ *	  The batch engine: write a JSON array of items to a table with
+ *	  set-based statements, and report every item that failed.
  *
- * A batch is handled in three phases.
+ * batch_execute() is used by the SQL functions (crud.c) and by the job
+ * kinds; it knows nothing of either.  A batch is handled in three phases.
  *
  * 1. Read.  Every item is parsed, its values converted to the column
  *	  types and checked (precheck.c) without writing anything.  Input
@@ -32,7 +34,9 @@
  *	  unforeseen failures cost O(k log n) subtransactions.  Errors that
  *	  are not an item's fault are re-thrown as they are.
  *
- * 3. Answer (response.c), in item order.
+ * 3. Result: a BatchResult (batch.h) with the failed items in item
+ *	  order and, when asked for, the rows as stored, as JSON values
+ *	  (row_json.c).  The SQL functions turn it into JSON (response.c).
  *
  * Atomic mode does the same inside one more subtransaction, which is
  * rolled back if any item failed.  The items that passed phase 1 are
@@ -43,8 +47,13 @@
  * Locking: the target is locked with RowExclusiveLock when the batch
  * starts (target.c); rows are locked by the statements themselves.
  *
- * Memory: everything lives in a context of the call, deleted at the end;
- * each statement attempt works in a context reset after it.
+ * Memory: everything lives in a context made for the call below the
+ * caller's, which becomes the BatchResult's; each statement attempt works
+ * in a context reset after it.
+ *
+ * Calls: batch.c -> precheck.c, plan_cache.c, row_json.c, item_convert.c,
+ * item_error.c, target.c; none of them calls back (what precheck.c needs
+ * of a Batch is inline in batch_internal.h).
  *
  *-------------------------------------------------------------------------
  */
@@ -65,15 +74,9 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
-#include "batch.h"
-#include "batch_ops.h"
-#include "idempotency.h"
-#include "ratelimit.h"
+#include "batch_internal.h"
 #include "plan_cache.h"
-
-PG_FUNCTION_INFO_V1(batch_create);
-PG_FUNCTION_INFO_V1(batch_update);
-PG_FUNCTION_INFO_V1(batch_delete);
+#include "precheck.h"
 
 /* Items that write with the same statement. */
 typedef struct ItemGroup
@@ -93,75 +96,6 @@ typedef struct ItemGroup
  */
 static Oid	existing_keys_relid = InvalidOid;
 static uint64 existing_keys_mask = 0;
-
-/* ---------------------------------------------------------------------
- * Arguments
- * ---------------------------------------------------------------------
- */
-static int
-batch_limit(BatchOp op, const char **guc)
-{
-	switch (op)
-	{
-		case BATCH_CREATE:
-			*guc = "batch_ops.max_create_items";
-			return batch_ops_max_create_items;
-		case BATCH_UPDATE:
-			*guc = "batch_ops.max_update_items";
-			return batch_ops_max_update_items;
-		case BATCH_DELETE:
-			*guc = "batch_ops.max_delete_items";
-			return batch_ops_max_delete_items;
-	}
-	return 0;
-}
-
-static const char *
-jsonb_root_type(Jsonb *jb)
-{
-	if (JB_ROOT_IS_SCALAR(jb))
-		return "scalar";
-	return JB_ROOT_IS_OBJECT(jb) ? "object" : "array";
-}
-
-static Jsonb *
-check_arguments(FunctionCallInfo fcinfo, BatchOp op, bool *atomic)
-{
-	const char *items_name = (op == BATCH_DELETE) ? "ids" : "items";
-	const char *guc;
-	int			limit = batch_limit(op, &guc);
-	Jsonb	   *items;
-	int			n;
-
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("target must not be null")));
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", items_name)));
-	if (PG_ARGISNULL(2))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("atomic must not be null")));
-	*atomic = PG_GETARG_BOOL(2);
-	items = PG_GETARG_JSONB_P(1);
-	if (!JB_ROOT_IS_ARRAY(items) || JB_ROOT_IS_SCALAR(items))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("%s must be a JSON array", items_name),
-				 errdetail("The value given is a JSON %s.", jsonb_root_type(items))));
-
-	n = JB_ROOT_COUNT(items);
-	if (n > limit)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("batch of %d items exceeds the limit of %d", n, limit),
-				 errdetail("The limit is set by %s.", guc),
-				 errhint("Split the batch, or submit it as an async job with batch_ops.submit_batch().")));
-	return items;
-}
 
 /* ---------------------------------------------------------------------
  * Phase 1: read and check the items
@@ -558,19 +492,6 @@ form_rows(Batch *batch)
 		item->row = heap_copy_tuple_as_datum(tuple, target->tupdesc);
 		heap_freetuple(tuple);
 	}
-}
-
-/* The rows of some items as an array of the table's row type: $1. */
-Datum
-batch_row_array(Batch *batch, int *members, int nmembers)
-{
-	Datum	   *rows = palloc(sizeof(Datum) * nmembers);
-	int			i;
-
-	for (i = 0; i < nmembers; i++)
-		rows[i] = batch->items[members[i]].row;
-	return PointerGetDatum(construct_array(rows, nmembers, batch->target->rowtype,
-										   -1, false, TYPALIGN_DOUBLE));
 }
 
 /* update and delete: the n-th repetition of a key goes in round n */
@@ -1012,68 +933,23 @@ any_error(Batch *batch)
 }
 
 /* ---------------------------------------------------------------------
- * Entry points
+ * Entry point
  * ---------------------------------------------------------------------
  */
 
 /*
- * The memory of a batch.  A batch of 1000 items needs a few MB; freed at
- * the end of each call, glibc gives much of it back to the kernel and
- * takes page faults to get it again on the next call (about 15% of a clean
- * 1000-item batch_create).  So a call that is not nested in another batch
- * uses a context kept for the session, whose first block of
- * BATCH_KEPT_BLOCK bytes survives the reset at the end of the call -- a
- * backend that runs batches keeps that much allocated, as work_mem is for
- * a sort.  An error that leaves the kept context in use is cleaned up at
- * the end of the transaction; nested calls meanwhile get contexts of their
- * own.
+ * The memory of a batch: a context below the caller's, which becomes the
+ * result's.  An error anywhere leaves it to the caller's context, which
+ * the error's cleanup resets.
  */
-#define BATCH_KEPT_BLOCK	(4 * 1024 * 1024)
-
-static MemoryContext kept_cxt = NULL;
-static bool kept_in_use = false;
-
-static void
-kept_cxt_xact_callback(XactEvent event, void *arg)
-{
-	if (kept_in_use && (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT ||
-						event == XACT_EVENT_PARALLEL_ABORT ||
-						event == XACT_EVENT_PREPARE))
-	{
-		MemoryContextReset(kept_cxt);
-		kept_in_use = false;
-	}
-}
-
 static MemoryContext
 batch_memory_get(void)
 {
-	if (kept_in_use)
-		return AllocSetContextCreate(CurrentMemoryContext, "batch_ops batch",
-									 ALLOCSET_DEFAULT_SIZES);
-	if (kept_cxt == NULL)
-	{
-		kept_cxt = AllocSetContextCreate(TopMemoryContext, "batch_ops batch",
-										 BATCH_KEPT_BLOCK, ALLOCSET_DEFAULT_INITSIZE,
-										 ALLOCSET_DEFAULT_MAXSIZE);
-		RegisterXactCallback(kept_cxt_xact_callback, NULL);
-	}
-	kept_in_use = true;
-	return kept_cxt;
+	return AllocSetContextCreate(CurrentMemoryContext, "batch_ops batch",
+								 ALLOCSET_DEFAULT_SIZES);
 }
 
-static void
-batch_memory_release(MemoryContext cxt)
-{
-	if (cxt == kept_cxt)
-	{
-		MemoryContextReset(cxt);
-		kept_in_use = false;
-	}
-	else
-		MemoryContextDelete(cxt);
-}
-
+/* Set up a batch: its memory, its target (locked), an empty item array. */
 static Batch *
 batch_begin(BatchOp op, Oid relid, Jsonb *items, bool atomic)
 {
@@ -1094,6 +970,7 @@ batch_begin(BatchOp op, Oid relid, Jsonb *items, bool atomic)
 	return batch;
 }
 
+/* Release what the result does not need: executor state, statement memory. */
 static void
 batch_end(Batch *batch)
 {
@@ -1101,8 +978,10 @@ batch_end(Batch *batch)
 	{
 		ExecDropSingleTupleTableSlot(batch->slot);
 		FreeExecutorState(batch->estate);
+		batch->estate = NULL;
 	}
-	batch_memory_release(batch->cxt);
+	MemoryContextDelete(batch->stmt_cxt);
+	batch->stmt_cxt = NULL;
 }
 
 /* Read, check, write; in atomic mode undo everything if an item failed. */
@@ -1143,18 +1022,67 @@ run_batch(Batch *batch, Jsonb *items)
 }
 
 /*
- * Run one batch and return its response, allocated in the caller's
- * memory context.  Used by the SQL functions and by the job workers,
- * which apply their own size limits.  The caller must not be connected
- * to SPI.
+ * The result of a finished batch, in the batch's context.  Errors and
+ * rows are shared with the items, not copied.
  */
-Jsonb *
-batch_run(BatchOp op, Oid relid, Jsonb *items, bool atomic, bool return_rows)
+static BatchResult *
+batch_result_make(Batch *batch, bool rolled_back)
+{
+	BatchResult *result = palloc0(sizeof(BatchResult));
+	int			nerrors = 0;
+	int			i;
+
+	result->op = batch->op;
+	result->atomic = batch->atomic;
+	result->rolled_back = rolled_back;
+	result->nitems = batch->nitems;
+	result->applied = rolled_back ? 0 : batch->applied;
+	result->cxt = batch->cxt;
+
+	for (i = 0; i < batch->nitems; i++)
+		if (!item_alive(&batch->items[i]))
+			nerrors++;
+	result->errors = palloc(sizeof(BatchError) * Max(nerrors, 1));
+	for (i = 0; i < batch->nitems; i++)
+	{
+		BatchItem  *item = &batch->items[i];
+		BatchError *e;
+
+		if (item_alive(item))
+			continue;
+		e = &result->errors[result->nerrors++];
+		e->index = i;
+		e->error = item->error;
+		e->item = &item->source;
+	}
+
+	if (batch->row_json)
+	{
+		result->rows = palloc(sizeof(JsonbValue) * Max(batch->nitems, 1));
+		for (i = 0; i < batch->nitems; i++)
+		{
+			BatchItem  *item = &batch->items[i];
+
+			if (item->has_result && !rolled_back)
+				result->rows[i] = item->result;
+			else
+				result->rows[i].type = jbvNull;
+		}
+	}
+	return result;
+}
+
+/*
+ * Run one batch (batch.h).  The engine's statements run through SPI,
+ * connected here so that callers need not be.
+ */
+BatchResult *
+batch_execute(BatchOp op, Oid relid, Jsonb *items, bool atomic,
+			  bool return_rows)
 {
 	MemoryContext caller = CurrentMemoryContext;
-	MemoryContext old;
 	Batch	   *batch;
-	Jsonb	   *response;
+	BatchResult *result;
 	bool		rolled_back;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -1162,63 +1090,36 @@ batch_run(BatchOp op, Oid relid, Jsonb *items, bool atomic, bool return_rows)
 	MemoryContextSwitchTo(caller);
 
 	batch = batch_begin(op, relid, items, atomic);
-	old = MemoryContextSwitchTo(batch->cxt);
+	MemoryContextSwitchTo(batch->cxt);
 	batch->return_rows = return_rows;
 	if (return_rows && op != BATCH_DELETE)
 		batch->row_json = row_json_prepare(batch->target);
 	rolled_back = run_batch(batch, items);
-	response = response_build(batch, rolled_back);
-
-	MemoryContextSwitchTo(caller);
-	response = DatumGetJsonbPCopy(PointerGetDatum(response));
-	MemoryContextSwitchTo(old);
+	result = batch_result_make(batch, rolled_back);
 	batch_end(batch);
 
 	if (SPI_finish() != SPI_OK_FINISH)
 		elog(ERROR, "SPI_finish failed");
 	MemoryContextSwitchTo(caller);
-	return response;
+	return result;
 }
 
-static Datum
-batch_entry(FunctionCallInfo fcinfo, BatchOp op)
+/* Free a result and everything it points to, but not the items given. */
+void
+batch_result_free(BatchResult *result)
 {
-	bool		atomic;
-	Jsonb	   *items = check_arguments(fcinfo, op, &atomic);
-	Oid			relid = PG_GETARG_OID(0);
-	char	   *key = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
-	Jsonb	   *response;
-
-	if (key != NULL)
-	{
-		/* a replay answers with the stored response and takes no tokens */
-		response = idempotency_claim(key, op, relid, items, atomic);
-		if (response != NULL)
-			PG_RETURN_JSONB_P(response);
-	}
-	ratelimit_consume(JB_ROOT_COUNT(items));
-
-	response = batch_run(op, relid, items, atomic, true);
-
-	if (key != NULL)
-		idempotency_store(key, response);
-	PG_RETURN_JSONB_P(response);
+	MemoryContextDelete(result->cxt);
 }
 
-Datum
-batch_create(PG_FUNCTION_ARGS)
+/* A failed item as text (batch.h), as a job records it. */
+char *
+batch_error_item_text(const BatchError *error)
 {
-	return batch_entry(fcinfo, BATCH_CREATE);
-}
+	JsonbValue *item = error->item;
 
-Datum
-batch_update(PG_FUNCTION_ARGS)
-{
-	return batch_entry(fcinfo, BATCH_UPDATE);
-}
-
-Datum
-batch_delete(PG_FUNCTION_ARGS)
-{
-	return batch_entry(fcinfo, BATCH_DELETE);
+	if (item->type == jbvString)
+		return pnstrdup(item->val.string.val, item->val.string.len);
+	if (item->type == jbvNull)
+		return NULL;
+	return JsonbToCString(NULL, &JsonbValueToJsonb(item)->root, -1);
 }

@@ -1,19 +1,25 @@
 /*-------------------------------------------------------------------------
  *
- * batch.h
- *	  The state of one batch call, shared by the engine's phases:
- *	  reading items (crud.c), checking them (precheck.c), writing them
- *	  (crud.c) and answering (response.c).
+ * batch_internal.h
+ *	  The state of one batch while the engine runs it, shared by its
+ *	  phases: reading and writing items (batch.c) and checking them
+ *	  (precheck.c).  Not for use outside the engine: its callers see only
+ *	  batch.h.
+ *
+ * batch.c calls precheck.c and never the other way round; what both need
+ * of a Batch is here, as inline functions.
  *
  *-------------------------------------------------------------------------
  */
-#ifndef BATCH_OPS_BATCH_H
-#define BATCH_OPS_BATCH_H
+#ifndef BATCH_OPS_BATCH_INTERNAL_H
+#define BATCH_OPS_BATCH_INTERNAL_H
 
 #include "nodes/bitmapset.h"
 #include "nodes/execnodes.h"
+#include "utils/array.h"
 #include "utils/jsonb.h"
 
+#include "batch.h"
 #include "item_convert.h"
 #include "item_error.h"
 #include "row_json.h"
@@ -58,20 +64,21 @@ item_alive(BatchItem *item)
 	return item->error == NULL;
 }
 
-/* precheck.c */
-extern ItemError *precheck_item_constraints(Batch *batch, BatchItem *item);
-extern void precheck_duplicates(Batch *batch, int ncols, const int *cols,
-								int *occurrence);
-extern void precheck_unique_in_batch(Batch *batch);
-extern void precheck_keys_visible(Batch *batch, int *members, int nmembers,
-								  bool *found);
-extern uint64 precheck_existing_keys(Batch *batch, int *members, int nmembers,
-									 uint64 mask);
+/*
+ * The rows of some items as an array of the table's row type: the $1 of
+ * every statement of the engine (plan_cache.c).  Inline, so that precheck.c
+ * needs nothing from batch.c.
+ */
+static inline Datum
+batch_row_array(Batch *batch, int *members, int nmembers)
+{
+	Datum	   *rows = palloc(sizeof(Datum) * Max(nmembers, 1));
+	int			i;
 
-/* response.c */
-extern Jsonb *response_build(Batch *batch, bool rolled_back);
+	for (i = 0; i < nmembers; i++)
+		rows[i] = batch->items[members[i]].row;
+	return PointerGetDatum(construct_array(rows, nmembers, batch->target->rowtype,
+										   -1, false, TYPALIGN_DOUBLE));
+}
 
-/* crud.c */
-extern Datum batch_row_array(Batch *batch, int *members, int nmembers);
-
-#endif							/* BATCH_OPS_BATCH_H */
+#endif							/* BATCH_OPS_BATCH_INTERNAL_H */

@@ -46,7 +46,7 @@
 #include "utils/snapmgr.h"
 #include "utils/typcache.h"
 
-#include "batch.h"
+#include "precheck.h"
 #include "plan_cache.h"
 
 static ItemError *

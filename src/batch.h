@@ -1,0 +1,87 @@
+/*-------------------------------------------------------------------------
+ *
+ * batch.h
+ *	  The batch engine's public interface: run one batch of creates,
+ *	  updates or deletes on a table, and get per-item results as C
+ *	  structures.
+ *
+ * The engine knows nothing of jobs.  Its callers are the SQL functions
+ * (crud.c, which turn a BatchResult into JSON with response.c) and the
+ * job kinds, which read a BatchResult directly: the applied count, and
+ * each failed item's position and ItemError.
+ *
+ * A BatchResult and everything it points to live in a memory context of
+ * its own, made below the caller's CurrentMemoryContext by
+ * batch_execute(): free it with batch_result_free(), or let the caller's
+ * context take it.  The items a BatchError points to are those of the
+ * Jsonb given to batch_execute(), which must outlive the result.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BATCH_OPS_BATCH_H
+#define BATCH_OPS_BATCH_H
+
+#include "utils/jsonb.h"
+
+#include "item_error.h"
+
+typedef enum BatchOp
+{
+	BATCH_CREATE,
+	BATCH_UPDATE,
+	BATCH_DELETE
+} BatchOp;
+
+/* One failed item. */
+typedef struct BatchError
+{
+	int			index;			/* 0-based position of the item in the batch */
+	ItemError  *error;			/* name, message, sqlstate, detail, ... */
+	JsonbValue *item;			/* the item (or, for deletes, the id) as given */
+} BatchError;
+
+typedef struct BatchResult
+{
+	BatchOp		op;
+	bool		atomic;
+	bool		rolled_back;	/* atomic and some item failed: nothing was
+								 * written, applied is 0 */
+	int			nitems;
+	int64		applied;		/* items that changed (created, updated,
+								 * deleted) a row */
+	int			nerrors;
+	BatchError *errors;			/* the failed items, in item order */
+	JsonbValue *rows;			/* with return_rows, for create and update:
+								 * nitems values, each the item's row as
+								 * stored (a jbvObject in to_jsonb() form)
+								 * or jbvNull; otherwise NULL */
+	MemoryContext cxt;			/* everything above lives here */
+} BatchResult;
+
+/*
+ * Run one batch: no size limit, no idempotency key, no rate limit (the
+ * callers apply their own).  Item errors are in the result; any other
+ * error is thrown.  The caller must not be connected to SPI.
+ */
+extern BatchResult *batch_execute(BatchOp op, Oid relid, Jsonb *items,
+								  bool atomic, bool return_rows);
+extern void batch_result_free(BatchResult *result);
+
+/*
+ * A failed item as text, as a job records it: a JSON string's own text,
+ * NULL for JSON null, the JSON text of anything else; in the current
+ * memory context.
+ */
+extern char *batch_error_item_text(const BatchError *error);
+
+/*
+ * response.c: batch_execute() and the JSON answer of the SQL functions,
+ * in the caller's memory context.  With return_rows false the answer is
+ * {"applied": n, "errors": [...]} (deletes: "deleted") and no row is
+ * turned into JSON.  Kept for the job kinds until they read a
+ * BatchResult instead.
+ */
+extern Jsonb *batch_run(BatchOp op, Oid relid, Jsonb *items, bool atomic,
+						bool return_rows);
+
+#endif							/* BATCH_OPS_BATCH_H */

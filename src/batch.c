@@ -92,7 +92,11 @@ typedef struct ItemGroup
  * The last table on which a create found keys that already existed, and
  * on which of its unique indexes: the next create on it checks those
  * before writing instead of after a failed statement.  Only a matter of
- * speed, never of results.
+ * speed, never of results: a wrong hint costs one read-only query, or a
+ * failed statement and a second try.  It is per session because a client
+ * that sends duplicates tends to send them batch after batch (a retried
+ * import, say), and one OID and one mask are all it costs; the hint is
+ * not reset on abort because it holds no reference to anything.
  */
 static Oid	existing_keys_relid = InvalidOid;
 static uint64 existing_keys_mask = 0;
@@ -112,6 +116,10 @@ column_input(Batch *batch, int c)
 	return input;
 }
 
+/*
+ * Convert one value into the item, noting the column for error reports
+ * and that an error now is the value's (batch->converting).
+ */
 static ItemError *
 set_column(Batch *batch, BatchItem *item, int c, JsonbValue *value)
 {
@@ -166,6 +174,7 @@ check_writable(Batch *batch, TargetColumn *col)
 	return NULL;
 }
 
+/* Key columns identify the row in update and delete: matched, never written. */
 static bool
 is_key_column(Target *target, int c)
 {
@@ -226,6 +235,10 @@ read_id_alias(Batch *batch, BatchItem *item, JsonbValue *id)
 	return NULL;
 }
 
+/*
+ * Update and delete find the row by its whole primary key, which the
+ * caller must be allowed to read, as a WHERE on it would need.
+ */
 static ItemError *
 check_key_given(Batch *batch, BatchItem *item)
 {
@@ -257,6 +270,10 @@ check_key_given(Batch *batch, BatchItem *item)
 	return NULL;
 }
 
+/*
+ * An update that gives only the key would change nothing: refuse it
+ * rather than report it applied.
+ */
 static ItemError *
 check_something_to_update(Batch *batch, BatchItem *item)
 {
@@ -385,6 +402,10 @@ read_delete_item(Batch *batch, BatchItem *item)
 	return err;
 }
 
+/*
+ * Convert and check one item, storing its error on it; runs in the
+ * subtransaction of read_items().
+ */
 static void
 read_item(Batch *batch, BatchItem *item, int *hints)
 {
@@ -401,6 +422,10 @@ read_item(Batch *batch, BatchItem *item, int *hints)
 		item->error = read_row_item(batch, item, hints);
 }
 
+/*
+ * The array's elements, once: each item keeps its JsonbValue for error
+ * reports.
+ */
 static void
 collect_elements(Batch *batch, Jsonb *items)
 {
@@ -507,6 +532,7 @@ assign_rounds(Batch *batch)
 	pfree(occurrence);
 }
 
+/* Groups run round by round, so that a repeated key applies in item order. */
 static int
 compare_group_round(const void *a, const void *b)
 {
@@ -516,6 +542,10 @@ compare_group_round(const void *a, const void *b)
 	return x->round - y->round;
 }
 
+/*
+ * One group per (round, shape): the statement text depends on the shape,
+ * so each group is one statement.
+ */
 static ItemGroup *
 make_groups(Batch *batch, int *ngroups)
 {
@@ -579,6 +609,10 @@ append_key_match(StringInfo buf, Target *target)
 	plan_append_key_match(buf, target, target->npk, target->pk, NULL);
 }
 
+/*
+ * INSERT of the shape's columns from the row array; the others take their
+ * defaults, as they would if the item were an INSERT of its own.
+ */
 static char *
 create_statement(Batch *batch, Bitmapset *shape)
 {
@@ -616,6 +650,7 @@ create_statement(Batch *batch, Bitmapset *shape)
 	return sql.data;
 }
 
+/* UPDATE of the shape's non-key columns, rows matched by key. */
 static char *
 update_statement(Batch *batch, Bitmapset *shape)
 {
@@ -640,6 +675,7 @@ update_statement(Batch *batch, Bitmapset *shape)
 	return sql.data;
 }
 
+/* DELETE of the rows matched by key. */
 static char *
 delete_statement(Batch *batch)
 {
@@ -654,6 +690,7 @@ delete_statement(Batch *batch)
 	return sql.data;
 }
 
+/* The statement text of a group; plan_cache.c keeps its plan. */
 static char *
 group_statement(Batch *batch, ItemGroup *group)
 {
@@ -697,8 +734,10 @@ execute_members(Batch *batch, ItemGroup *group, int *members, int n)
 	if (batch->op == BATCH_CREATE)
 	{
 		/*
-		 * RETURNING lists inserted rows in the order of the ORDER BY; a
-		 * BEFORE ROW trigger may skip rows, so then insert one at a time.
+		 * RETURNING lists inserted rows in the order they were inserted,
+		 * which is the array's (create_statement), so row k is member k.
+		 * A BEFORE ROW trigger may skip rows, so then insert one at a
+		 * time.
 		 */
 		bool		one_by_one = batch->target->row_before_trigger;
 		int			step = one_by_one ? 1 : n;
@@ -707,9 +746,19 @@ execute_members(Batch *batch, ItemGroup *group, int *members, int n)
 		for (i = 0; i < n; i += step)
 		{
 			plan_execute(group->sql, argtype, batch_row_array(batch, members + i, step));
+
+			/*
+			 * Rows can still go missing without a trigger: a DO INSTEAD
+			 * rule whose action inserts only some rows, or a foreign
+			 * partition whose FDW skips some.  Rows and items could then
+			 * not be matched: the statement's error, not an item's.
+			 */
 			if (SPI_processed != (uint64) step && !one_by_one)
-				elog(ERROR, "INSERT returned " UINT64_FORMAT " rows for %d items",
-					 SPI_processed, step);
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("INSERT into relation \"%s\" returned " UINT64_FORMAT " rows for %d items",
+								batch->target->relname, SPI_processed, step),
+						 errdetail("A rule or a foreign table changed the number of rows inserted, so rows cannot be matched to items.")));
 			for (row = 0; row < SPI_processed; row++)
 				keep_result(batch, &batch->items[members[i + row]],
 							SPI_tuptable->vals[row], SPI_tuptable->tupdesc);
@@ -731,6 +780,7 @@ execute_members(Batch *batch, ItemGroup *group, int *members, int n)
 	SPI_freetuptable(SPI_tuptable);
 }
 
+/* A failed attempt wrote nothing: its members' rows must not be reported. */
 static void
 forget_results(Batch *batch, int *members, int n)
 {
@@ -771,6 +821,7 @@ try_members(Batch *batch, ItemGroup *group, int *members, int n)
 	return err;
 }
 
+/* Drop the members that have failed meanwhile; returns how many are left. */
 static int
 keep_alive(Batch *batch, int *members, int n)
 {
@@ -801,6 +852,10 @@ split_failed(Batch *batch, ItemGroup *group, int *members, int n,
 	bisect(batch, group, members + half, n - half);
 }
 
+/*
+ * Try the members together and split them on failure (split_failed), so
+ * that k failures cost O(k log n) subtransactions.
+ */
 static void
 bisect(Batch *batch, ItemGroup *group, int *members, int n)
 {
@@ -813,6 +868,10 @@ bisect(Batch *batch, ItemGroup *group, int *members, int n)
 		split_failed(batch, group, members, n, err);
 }
 
+/*
+ * Mark the members whose keys already exist, and remember on which
+ * indexes for the next create (the hint above).
+ */
 static void
 check_existing_keys(Batch *batch, ItemGroup *group, uint64 mask)
 {
@@ -824,6 +883,10 @@ check_existing_keys(Batch *batch, ItemGroup *group, uint64 mask)
 	group->nmembers = keep_alive(batch, group->members, group->nmembers);
 }
 
+/*
+ * Write one group: one statement; on failure, for creates, a look for
+ * existing keys and a second try; then bisection.
+ */
 static void
 apply_group(Batch *batch, ItemGroup *group)
 {
@@ -851,6 +914,10 @@ apply_group(Batch *batch, ItemGroup *group)
 	split_failed(batch, group, group->members, group->nmembers, err);
 }
 
+/*
+ * The error of an update or delete whose key names no row, the key printed
+ * as PostgreSQL prints it.
+ */
 static ItemError *
 not_found_error(Batch *batch, BatchItem *item)
 {
@@ -901,6 +968,7 @@ report_not_found(Batch *batch)
 	pfree(exists);
 }
 
+/* Phase 2: form rows, group them, write each group, count what applied. */
 static void
 write_items(Batch *batch)
 {
@@ -921,6 +989,7 @@ write_items(Batch *batch)
 		report_not_found(batch);
 }
 
+/* Atomic mode rolls back when any item failed. */
 static bool
 any_error(Batch *batch)
 {

@@ -50,7 +50,7 @@ typedef struct Batch
 	BatchItem  *items;
 	ColumnInput *inputs;		/* per column, set up on first use */
 	int64		applied;		/* items that changed a row */
-	MemoryContext cxt;			/* lives as long as the call */
+	MemoryContext cxt;			/* the call's, then the result's */
 	MemoryContext stmt_cxt;		/* reset after every statement attempt */
 	const char *current_column;	/* being converted, for error reports */
 	bool		converting;		/* in an input function or domain check */

@@ -156,3 +156,36 @@ batch_ops_delete(PG_FUNCTION_ARGS)
 {
 	return batch_entry(fcinfo, BATCH_DELETE);
 }
+
+/*
+ * The C symbols of version 0.1.0, whose install script
+ * (sql/batch_ops--0.1.0.sql, kept as released) names them: CREATE
+ * EXTENSION ... VERSION '0.1.0' checks that they exist, and a database
+ * not yet updated to 0.2.0 (whose upgrade script points the functions at
+ * the batch_ops_* symbols) calls them.  Entry points like the others, if
+ * with generic names.
+ */
+PG_FUNCTION_INFO_V1(batch_create);
+PG_FUNCTION_INFO_V1(batch_update);
+PG_FUNCTION_INFO_V1(batch_delete);
+
+/* 0.1.0's batch_ops.batch_create */
+Datum
+batch_create(PG_FUNCTION_ARGS)
+{
+	return batch_entry(fcinfo, BATCH_CREATE);
+}
+
+/* 0.1.0's batch_ops.batch_update */
+Datum
+batch_update(PG_FUNCTION_ARGS)
+{
+	return batch_entry(fcinfo, BATCH_UPDATE);
+}
+
+/* 0.1.0's batch_ops.batch_delete */
+Datum
+batch_delete(PG_FUNCTION_ARGS)
+{
+	return batch_entry(fcinfo, BATCH_DELETE);
+}

@@ -49,6 +49,7 @@
 #include "precheck.h"
 #include "plan_cache.h"
 
+/* The error PostgreSQL's NOT NULL check would raise, made without raising. */
 static ItemError *
 not_null_error(Batch *batch, TargetColumn *col)
 {
@@ -61,6 +62,10 @@ not_null_error(Batch *batch, TargetColumn *col)
 	return err;
 }
 
+/*
+ * NOT NULL on the columns given and, for creates, on those left out that
+ * have no default to fill them.
+ */
 static ItemError *
 check_not_null(Batch *batch, BatchItem *item)
 {
@@ -85,6 +90,10 @@ check_not_null(Batch *batch, BatchItem *item)
 	return NULL;
 }
 
+/*
+ * Executor state for CHECK expressions, made on first use: most batches
+ * need none.
+ */
 static void
 prepare_check_state(Batch *batch)
 {
@@ -96,6 +105,7 @@ prepare_check_state(Batch *batch)
 	MemoryContextSwitchTo(old);
 }
 
+/* Prepare a CHECK expression once per batch, in the executor's memory. */
 static ExprState *
 check_state(Batch *batch, TargetCheck *check)
 {
@@ -109,6 +119,10 @@ check_state(Batch *batch, TargetCheck *check)
 	return check->state;
 }
 
+/*
+ * The item as a virtual tuple for ExecCheck(); columns it does not give
+ * are NULL, and no check evaluated reads them.
+ */
 static void
 store_item_in_slot(Batch *batch, BatchItem *item)
 {
@@ -136,6 +150,10 @@ store_item_in_slot(Batch *batch, BatchItem *item)
 	ExecStoreVirtualTuple(slot);
 }
 
+/*
+ * The CHECK constraints that read only columns the item gives, evaluated
+ * as ExecRelCheck() does (NULL passes).
+ */
 static ItemError *
 check_constraints(Batch *batch, BatchItem *item)
 {
@@ -204,6 +222,10 @@ key_type(TargetColumn *col)
 							 TYPECACHE_HASH_PROC_FINFO | TYPECACHE_EQ_OPR_FINFO);
 }
 
+/*
+ * Can the item's key take part?  It must give every key column, and a
+ * NULL never conflicts unless NULLS NOT DISTINCT.
+ */
 static bool
 key_usable(BatchItem *item, int ncols, const int *cols, bool nulls_distinct)
 {
@@ -221,6 +243,7 @@ key_usable(BatchItem *item, int ncols, const int *cols, bool nulls_distinct)
 	return true;
 }
 
+/* Two items' keys by the types' default equality, for the hash table. */
 static bool
 keys_equal(Batch *batch, TypeCacheEntry **types, int ncols, const int *cols,
 		   BatchItem *a, BatchItem *b)
@@ -245,6 +268,7 @@ keys_equal(Batch *batch, TypeCacheEntry **types, int ncols, const int *cols,
 	return true;
 }
 
+/* An item's key hashed with the types' default hash functions. */
 static uint32
 key_hash(Batch *batch, TypeCacheEntry **types, int ncols, const int *cols,
 		 BatchItem *item)
@@ -333,6 +357,10 @@ find_duplicates(Batch *batch, int ncols, const int *cols, bool nulls_distinct,
 	pfree(count);
 }
 
+/*
+ * Update and delete: how often each primary key came earlier, for the
+ * rounds of batch.c.
+ */
 void
 precheck_duplicates(Batch *batch, int ncols, const int *cols, int *occurrence)
 {
@@ -372,6 +400,10 @@ key_description(Batch *batch, BatchItem *item, int ncols, const int *cols)
 	return buf.data;
 }
 
+/*
+ * Fail an item with the unique violation the insert would raise, with
+ * the same detail text.
+ */
 static void
 mark_conflict(Batch *batch, BatchItem *item, TargetUnique *u)
 {
@@ -453,6 +485,10 @@ typedef struct KeyProbe
 	SnapshotData *snapshot;		/* a dirty snapshot */
 } KeyProbe;
 
+/*
+ * Open an index scan to probe keys with; false if the index is not a
+ * btree with an equality for every key column.
+ */
 static bool
 probe_begin(KeyProbe *probe, Target *target, TargetUnique *unique,
 			Snapshot snapshot)
@@ -509,6 +545,7 @@ probe_key(KeyProbe *probe, TargetUnique *unique, BatchItem *item)
 	return false;
 }
 
+/* Close the probe; the lock target_open() took on the table stays. */
 static void
 probe_end(KeyProbe *probe)
 {

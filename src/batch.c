@@ -47,9 +47,9 @@
  * Locking: the target is locked with RowExclusiveLock when the batch
  * starts (target.c); rows are locked by the statements themselves.
  *
- * Memory: everything lives in a context made for the call below the
- * caller's, which becomes the BatchResult's; each statement attempt works
- * in a context reset after it.
+ * Memory: everything lives in the batch's context (batch_memory_get),
+ * which becomes the BatchResult's; each statement attempt works in a
+ * context reset after it.
  *
  * Calls: batch.c -> precheck.c, plan_cache.c, row_json.c, item_convert.c,
  * item_error.c, target.c; none of them calls back (what precheck.c needs
@@ -1007,15 +1007,56 @@ any_error(Batch *batch)
  */
 
 /*
- * The memory of a batch: a context below the caller's, which becomes the
- * result's.  An error anywhere leaves it to the caller's context, which
- * the error's cleanup resets.
+ * The memory of a batch, which becomes its result's.  A batch of 1000
+ * items needs a few MB.  Given back to malloc at the end of every call,
+ * that memory goes back to the kernel and comes back through page faults
+ * on the next call; so a call that is not nested in another batch uses a
+ * context kept for the session, whose first block of BATCH_KEPT_BLOCK
+ * bytes survives the reset when the result is freed.  A backend that has
+ * run a batch keeps that much allocated.  Measured when the BatchResult
+ * was introduced (100 calls of batch_create with 1000 clean items, each
+ * its own transaction, 4 alternating rounds on a loaded 2-core machine):
+ * 3.3-4.6 s with the kept context, 5.6-6.6 s with a context made and
+ * deleted per call; batch_update moved less (5.1-7.6 s either way).
+ *
+ * An error, or a result never freed, leaves the kept context in use: it
+ * is reset at the end of the transaction, and calls meanwhile (and nested
+ * calls, from a trigger say) get contexts of their own below the caller's.
  */
+#define BATCH_KEPT_BLOCK	(4 * 1024 * 1024)
+
+static MemoryContext kept_cxt = NULL;
+static bool kept_in_use = false;
+
+/* End of transaction: nothing can use the kept context any more. */
+static void
+kept_cxt_xact_callback(XactEvent event, void *arg)
+{
+	if (kept_in_use && (event == XACT_EVENT_ABORT || event == XACT_EVENT_COMMIT ||
+						event == XACT_EVENT_PARALLEL_ABORT ||
+						event == XACT_EVENT_PREPARE))
+	{
+		MemoryContextReset(kept_cxt);
+		kept_in_use = false;
+	}
+}
+
+/* The kept context if it is free, else a context of the call's own. */
 static MemoryContext
 batch_memory_get(void)
 {
-	return AllocSetContextCreate(CurrentMemoryContext, "batch_ops batch",
-								 ALLOCSET_DEFAULT_SIZES);
+	if (kept_in_use)
+		return AllocSetContextCreate(CurrentMemoryContext, "batch_ops batch",
+									 ALLOCSET_DEFAULT_SIZES);
+	if (kept_cxt == NULL)
+	{
+		kept_cxt = AllocSetContextCreate(TopMemoryContext, "batch_ops batch",
+										 BATCH_KEPT_BLOCK, ALLOCSET_DEFAULT_INITSIZE,
+										 ALLOCSET_DEFAULT_MAXSIZE);
+		RegisterXactCallback(kept_cxt_xact_callback, NULL);
+	}
+	kept_in_use = true;
+	return kept_cxt;
 }
 
 /* Set up a batch: its memory, its target (locked), an empty item array. */
@@ -1177,7 +1218,13 @@ batch_execute(BatchOp op, Oid relid, Jsonb *items, bool atomic,
 void
 batch_result_free(BatchResult *result)
 {
-	MemoryContextDelete(result->cxt);
+	if (result->cxt == kept_cxt)
+	{
+		MemoryContextReset(kept_cxt);
+		kept_in_use = false;
+	}
+	else
+		MemoryContextDelete(result->cxt);
 }
 
 /* A failed item as text (batch.h), as a job records it. */

@@ -10,10 +10,11 @@
  * job kinds, which read a BatchResult directly: the applied count, and
  * each failed item's position and ItemError.
  *
- * A BatchResult and everything it points to live in a memory context of
- * its own, made below the caller's CurrentMemoryContext by
- * batch_execute(): free it with batch_result_free(), or let the caller's
- * context take it.  The items a BatchError points to are those of the
+ * A BatchResult and everything it points to live in the engine's memory
+ * for the batch (batch.c keeps one context for the session, for speed):
+ * read what you need, then free it with batch_result_free() -- at the
+ * latest, the end of the transaction frees it.  Copy what must outlive
+ * the transaction.  The items a BatchError points to are those of the
  * Jsonb given to batch_execute(), which must outlive the result.
  *
  *-------------------------------------------------------------------------
@@ -55,7 +56,8 @@ typedef struct BatchResult
 								 * nitems values, each the item's row as
 								 * stored (a jbvObject in to_jsonb() form)
 								 * or jbvNull; otherwise NULL */
-	MemoryContext cxt;			/* everything above lives here */
+	MemoryContext cxt;			/* everything above lives here (the
+								 * engine's: free with batch_result_free) */
 } BatchResult;
 
 /*

@@ -504,6 +504,8 @@ form_rows(Batch *batch)
 		HeapTuple	tuple;
 		int			a;
 
+		/* a job's chunk may hold a million items */
+		CHECK_FOR_INTERRUPTS();
 		if (!item_alive(item))
 			continue;
 		for (a = 0; a < natts; a++)

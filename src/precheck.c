@@ -39,6 +39,7 @@
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -330,6 +331,7 @@ find_duplicates(Batch *batch, int ncols, const int *cols, bool nulls_distinct,
 		uint32		hash;
 		int			s;
 
+		CHECK_FOR_INTERRUPTS();
 		if (!key_usable(item, ncols, cols, nulls_distinct))
 			continue;
 		hash = key_hash(batch, types, ncols, cols, item);
@@ -573,6 +575,8 @@ existing_keys_by_probe(Batch *batch, TargetUnique *unique, int *members,
 		{
 			BatchItem  *item = &batch->items[members[i]];
 
+			/* one index probe per item: may read from disk */
+			CHECK_FOR_INTERRUPTS();
 			if (key_usable(item, unique->ncols, unique->cols, true) &&
 				probe_key(&probe, unique, item))
 			{

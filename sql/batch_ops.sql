@@ -14,7 +14,7 @@ CREATE FUNCTION batch_ops.batch_create(target regclass, items jsonb,
 									   atomic boolean DEFAULT false,
 									   idempotency_key text DEFAULT NULL)
 RETURNS jsonb
-AS 'MODULE_PATHNAME', 'batch_create'
+AS 'MODULE_PATHNAME', 'batch_ops_create'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION batch_ops.batch_create(regclass, jsonb, boolean, text) IS
@@ -24,7 +24,7 @@ CREATE FUNCTION batch_ops.batch_update(target regclass, items jsonb,
 									   atomic boolean DEFAULT false,
 									   idempotency_key text DEFAULT NULL)
 RETURNS jsonb
-AS 'MODULE_PATHNAME', 'batch_update'
+AS 'MODULE_PATHNAME', 'batch_ops_update'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION batch_ops.batch_update(regclass, jsonb, boolean, text) IS
@@ -34,7 +34,7 @@ CREATE FUNCTION batch_ops.batch_delete(target regclass, ids jsonb,
 									   atomic boolean DEFAULT false,
 									   idempotency_key text DEFAULT NULL)
 RETURNS jsonb
-AS 'MODULE_PATHNAME', 'batch_delete'
+AS 'MODULE_PATHNAME', 'batch_ops_delete'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION batch_ops.batch_delete(regclass, jsonb, boolean, text) IS

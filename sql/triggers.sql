@@ -167,6 +167,16 @@ SELECT batch_ops.batch_create('children', '[{"id": 1, "parent": 42}]');
 COMMIT;
 SELECT count(*) AS children FROM children;
 
+-- A DO INSTEAD rule that inserts only some of the rows: the rows returned
+-- cannot be matched to the items, which is the statement's error, not an
+-- item's (0A000), and nothing is written.
+CREATE TABLE ruled (id integer PRIMARY KEY, v integer);
+CREATE TABLE ruled_log (id integer, v integer);
+CREATE RULE ruled_insert AS ON INSERT TO ruled DO INSTEAD
+    INSERT INTO ruled_log SELECT new.id, new.v WHERE new.v > 0 RETURNING ruled_log.*;
+SELECT batch_ops.batch_create('ruled', '[{"id": 1, "v": 1}, {"id": 2, "v": -1}]');
+SELECT count(*) AS logged FROM ruled_log;
+
 SET client_min_messages = warning;
 DROP SCHEMA bo_triggers CASCADE;
 RESET client_min_messages;

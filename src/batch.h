@@ -1,77 +1,89 @@
 /*-------------------------------------------------------------------------
  *
  * batch.h
- *	  The state of one batch call, shared by the engine's phases:
- *	  reading items (crud.c), checking them (precheck.c), writing them
- *	  (crud.c) and answering (response.c).
+ *	  The batch engine's public interface: run one batch of creates,
+ *	  updates or deletes on a table, and get per-item results as C
+ *	  structures.
+ *
+ * The engine knows nothing of jobs.  Its callers are the SQL functions
+ * (crud.c, which turn a BatchResult into JSON with response.c) and the
+ * job kinds, which read a BatchResult directly: the applied count, and
+ * each failed item's position and ItemError.
+ *
+ * A BatchResult and everything it points to live in the engine's memory
+ * for the batch (batch.c keeps one context for the session, for speed):
+ * read what you need, then free it with batch_result_free() -- at the
+ * latest, the end of the transaction frees it.  Copy what must outlive
+ * the transaction.  The items a BatchError points to are those of the
+ * Jsonb given to batch_execute(), which must outlive the result.
  *
  *-------------------------------------------------------------------------
  */
 #ifndef BATCH_OPS_BATCH_H
 #define BATCH_OPS_BATCH_H
 
-#include "nodes/bitmapset.h"
-#include "nodes/execnodes.h"
 #include "utils/jsonb.h"
 
-#include "item_convert.h"
 #include "item_error.h"
-#include "row_json.h"
-#include "target.h"
 
-typedef struct BatchItem
+typedef enum BatchOp
 {
-	JsonbValue	source;			/* the element as given, for error reports */
-	Datum	   *values;			/* converted values, by column index */
-	bool	   *isnull;
-	Bitmapset  *present;		/* column indexes the item gives */
-	int			round;			/* earlier items with the same key */
-	Datum		row;			/* the values as a row of the table's type */
-	ItemError  *error;			/* set once the item has failed */
-	JsonbValue	result;			/* the row as stored (jbvObject), if returned */
-	bool		has_result;
-	bool		applied;
-} BatchItem;
+	BATCH_CREATE,
+	BATCH_UPDATE,
+	BATCH_DELETE
+} BatchOp;
 
-typedef struct Batch
+/* One failed item. */
+typedef struct BatchError
+{
+	int			index;			/* 0-based position of the item in the batch */
+	ItemError  *error;			/* name, message, sqlstate, detail, ... */
+	JsonbValue *item;			/* the item (or, for deletes, the id) as given */
+} BatchError;
+
+typedef struct BatchResult
 {
 	BatchOp		op;
 	bool		atomic;
-	bool		return_rows;	/* answer with rows, or only a count */
-	RowJson    *row_json;		/* how to turn returned rows into JSON */
-	Target	   *target;
+	bool		rolled_back;	/* atomic and some item failed: nothing was
+								 * written, applied is 0 */
 	int			nitems;
-	BatchItem  *items;
-	ColumnInput *inputs;		/* per column, set up on first use */
-	int64		applied;		/* items that changed a row */
-	MemoryContext cxt;			/* lives as long as the call */
-	MemoryContext stmt_cxt;		/* reset after every statement attempt */
-	const char *current_column;	/* being converted, for error reports */
-	bool		converting;		/* in an input function or domain check */
-	EState	   *estate;			/* for CHECK constraints, made on first use */
-	TupleTableSlot *slot;
-} Batch;
+	int64		applied;		/* items that changed (created, updated,
+								 * deleted) a row */
+	int			nerrors;
+	BatchError *errors;			/* the failed items, in item order */
+	JsonbValue *rows;			/* with return_rows, for create and update:
+								 * nitems values, each the item's row as
+								 * stored (a jbvObject in to_jsonb() form)
+								 * or jbvNull; otherwise NULL */
+	MemoryContext cxt;			/* everything above lives here (the
+								 * engine's: free with batch_result_free) */
+} BatchResult;
 
-static inline bool
-item_alive(BatchItem *item)
-{
-	return item->error == NULL;
-}
+/*
+ * Run one batch: no size limit, no idempotency key, no rate limit (the
+ * callers apply their own).  Item errors are in the result; any other
+ * error is thrown.  The caller must not be connected to SPI.
+ */
+extern BatchResult *batch_execute(BatchOp op, Oid relid, Jsonb *items,
+								  bool atomic, bool return_rows);
+extern void batch_result_free(BatchResult *result);
 
-/* precheck.c */
-extern ItemError *precheck_item_constraints(Batch *batch, BatchItem *item);
-extern void precheck_duplicates(Batch *batch, int ncols, const int *cols,
-								int *occurrence);
-extern void precheck_unique_in_batch(Batch *batch);
-extern void precheck_keys_visible(Batch *batch, int *members, int nmembers,
-								  bool *found);
-extern uint64 precheck_existing_keys(Batch *batch, int *members, int nmembers,
-									 uint64 mask);
+/*
+ * A failed item as text, as a job records it: a JSON string's own text,
+ * NULL for JSON null, the JSON text of anything else; in the current
+ * memory context.
+ */
+extern char *batch_error_item_text(const BatchError *error);
 
-/* response.c */
-extern Jsonb *response_build(Batch *batch, bool rolled_back);
-
-/* crud.c */
-extern Datum batch_row_array(Batch *batch, int *members, int nmembers);
+/*
+ * response.c: batch_execute() and the JSON answer of the SQL functions,
+ * in the caller's memory context.  With return_rows false the answer is
+ * {"applied": n, "errors": [...]} (deletes: "deleted") and no row is
+ * turned into JSON.  Kept for the job kinds until they read a
+ * BatchResult instead.
+ */
+extern Jsonb *batch_run(BatchOp op, Oid relid, Jsonb *items, bool atomic,
+						bool return_rows);
 
 #endif							/* BATCH_OPS_BATCH_H */

@@ -29,8 +29,7 @@ int			batch_ops_max_create_items = 100;
 int			batch_ops_max_update_items = 100;
 int			batch_ops_max_delete_items = 1000;
 
-void		_PG_init(void);
-
+/* The three size limits differ only in name, text and default. */
 static void
 define_size_limit(const char *name, const char *description, int *variable,
 				  int boot_value)
@@ -47,6 +46,7 @@ define_size_limit(const char *name, const char *description, int *variable,
 							NULL, NULL, NULL);
 }
 
+/* Module load: settings first, then each subsystem's init. */
 void
 _PG_init(void)
 {

@@ -34,6 +34,10 @@
 
 #include "item_convert.h"
 
+/*
+ * Look a column's input function up once per batch rather than per
+ * value; a domain is read as its base type and checked afterwards.
+ */
 void
 column_input_init(ColumnInput *input, Oid typid, int32 typmod,
 				  MemoryContext mcxt)
@@ -55,6 +59,7 @@ column_input_init(ColumnInput *input, Oid typid, int32 typmod,
 	input->ready = true;
 }
 
+/* The JSON type of a value, for messages. */
 static const char *
 json_type_name(JsonbValue *value)
 {
@@ -75,6 +80,10 @@ json_type_name(JsonbValue *value)
 	}
 }
 
+/*
+ * The text an input function reads for a JSON value: strings unquoted,
+ * numbers and booleans as written.
+ */
 static char *
 scalar_text(JsonbValue *value)
 {
@@ -94,6 +103,10 @@ scalar_text(JsonbValue *value)
 	return JsonbToCString(NULL, &JsonbValueToJsonb(value)->root, -1);
 }
 
+/*
+ * One array element, quoted and escaped, so that commas, braces and
+ * spaces stay inside it.
+ */
 static void
 append_quoted_element(StringInfo buf, const char *text)
 {
@@ -138,6 +151,10 @@ append_array_literal(StringInfo buf, JsonbContainer *array)
 	appendStringInfoChar(buf, '}');
 }
 
+/*
+ * A JSON object or array for a column that takes neither: no text could
+ * make it valid, so it is refused without calling the input function.
+ */
 static ItemError *
 wrong_json_type(ColumnInput *input, const char *colname, JsonbValue *value)
 {

@@ -38,6 +38,10 @@
 
 #include "item_error.h"
 
+/*
+ * The API name of an error that is an item's fault, or NULL: the
+ * allow-list described above.
+ */
 const char *
 item_error_name(int sqlerrcode)
 {
@@ -96,6 +100,10 @@ error_is_environmental(int sqlerrcode)
 	return false;
 }
 
+/*
+ * An item's error made without throwing (checks made before writing);
+ * the message is formatted as errmsg() formats it.
+ */
 ItemError *
 item_error_make(const char *name, int sqlerrcode, const char *column,
 				const char *fmt,...)
@@ -124,6 +132,7 @@ item_error_make(const char *name, int sqlerrcode, const char *column,
 	return err;
 }
 
+/* An item's error from a caught one; shares the ErrorData's strings. */
 ItemError *
 item_error_from_edata(ErrorData *edata)
 {
@@ -153,6 +162,7 @@ item_error_copy(const ItemError *err)
 	return copy;
 }
 
+/* Start an internal subtransaction, remembering what its end restores. */
 void
 subxact_begin(Subxact *sx)
 {
@@ -163,6 +173,7 @@ subxact_begin(Subxact *sx)
 	MemoryContextSwitchTo(sx->oldcontext);
 }
 
+/* Commit the subtransaction; back to the caller's context and owner. */
 void
 subxact_commit(Subxact *sx)
 {

@@ -12,7 +12,7 @@
 #include "utils/palloc.h"
 #include "utils/resowner.h"
 
-/* Stable error names of the API (DESIGN.md). */
+/* Stable error names of the API (README.md, "Error names"). */
 #define ITEM_VALIDATION_ERROR	"validation_error"
 #define ITEM_CONFLICT			"conflict"
 #define ITEM_REFERENCE_ERROR	"reference_error"

@@ -39,6 +39,7 @@
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -46,9 +47,10 @@
 #include "utils/snapmgr.h"
 #include "utils/typcache.h"
 
-#include "batch.h"
+#include "precheck.h"
 #include "plan_cache.h"
 
+/* The error PostgreSQL's NOT NULL check would raise, made without raising. */
 static ItemError *
 not_null_error(Batch *batch, TargetColumn *col)
 {
@@ -61,6 +63,10 @@ not_null_error(Batch *batch, TargetColumn *col)
 	return err;
 }
 
+/*
+ * NOT NULL on the columns given and, for creates, on those left out that
+ * have no default to fill them.
+ */
 static ItemError *
 check_not_null(Batch *batch, BatchItem *item)
 {
@@ -85,6 +91,10 @@ check_not_null(Batch *batch, BatchItem *item)
 	return NULL;
 }
 
+/*
+ * Executor state for CHECK expressions, made on first use: most batches
+ * need none.
+ */
 static void
 prepare_check_state(Batch *batch)
 {
@@ -96,6 +106,7 @@ prepare_check_state(Batch *batch)
 	MemoryContextSwitchTo(old);
 }
 
+/* Prepare a CHECK expression once per batch, in the executor's memory. */
 static ExprState *
 check_state(Batch *batch, TargetCheck *check)
 {
@@ -109,6 +120,10 @@ check_state(Batch *batch, TargetCheck *check)
 	return check->state;
 }
 
+/*
+ * The item as a virtual tuple for ExecCheck(); columns it does not give
+ * are NULL, and no check evaluated reads them.
+ */
 static void
 store_item_in_slot(Batch *batch, BatchItem *item)
 {
@@ -136,6 +151,10 @@ store_item_in_slot(Batch *batch, BatchItem *item)
 	ExecStoreVirtualTuple(slot);
 }
 
+/*
+ * The CHECK constraints that read only columns the item gives, evaluated
+ * as ExecRelCheck() does (NULL passes).
+ */
 static ItemError *
 check_constraints(Batch *batch, BatchItem *item)
 {
@@ -204,6 +223,10 @@ key_type(TargetColumn *col)
 							 TYPECACHE_HASH_PROC_FINFO | TYPECACHE_EQ_OPR_FINFO);
 }
 
+/*
+ * Can the item's key take part?  It must give every key column, and a
+ * NULL never conflicts unless NULLS NOT DISTINCT.
+ */
 static bool
 key_usable(BatchItem *item, int ncols, const int *cols, bool nulls_distinct)
 {
@@ -221,6 +244,7 @@ key_usable(BatchItem *item, int ncols, const int *cols, bool nulls_distinct)
 	return true;
 }
 
+/* Two items' keys by the types' default equality, for the hash table. */
 static bool
 keys_equal(Batch *batch, TypeCacheEntry **types, int ncols, const int *cols,
 		   BatchItem *a, BatchItem *b)
@@ -245,6 +269,7 @@ keys_equal(Batch *batch, TypeCacheEntry **types, int ncols, const int *cols,
 	return true;
 }
 
+/* An item's key hashed with the types' default hash functions. */
 static uint32
 key_hash(Batch *batch, TypeCacheEntry **types, int ncols, const int *cols,
 		 BatchItem *item)
@@ -306,6 +331,7 @@ find_duplicates(Batch *batch, int ncols, const int *cols, bool nulls_distinct,
 		uint32		hash;
 		int			s;
 
+		CHECK_FOR_INTERRUPTS();
 		if (!key_usable(item, ncols, cols, nulls_distinct))
 			continue;
 		hash = key_hash(batch, types, ncols, cols, item);
@@ -333,6 +359,10 @@ find_duplicates(Batch *batch, int ncols, const int *cols, bool nulls_distinct,
 	pfree(count);
 }
 
+/*
+ * Update and delete: how often each primary key came earlier, for the
+ * rounds of batch.c.
+ */
 void
 precheck_duplicates(Batch *batch, int ncols, const int *cols, int *occurrence)
 {
@@ -372,6 +402,10 @@ key_description(Batch *batch, BatchItem *item, int ncols, const int *cols)
 	return buf.data;
 }
 
+/*
+ * Fail an item with the unique violation the insert would raise, with
+ * the same detail text.
+ */
 static void
 mark_conflict(Batch *batch, BatchItem *item, TargetUnique *u)
 {
@@ -453,6 +487,10 @@ typedef struct KeyProbe
 	SnapshotData *snapshot;		/* a dirty snapshot */
 } KeyProbe;
 
+/*
+ * Open an index scan to probe keys with; false if the index is not a
+ * btree with an equality for every key column.
+ */
 static bool
 probe_begin(KeyProbe *probe, Target *target, TargetUnique *unique,
 			Snapshot snapshot)
@@ -509,6 +547,7 @@ probe_key(KeyProbe *probe, TargetUnique *unique, BatchItem *item)
 	return false;
 }
 
+/* Close the probe; the lock target_open() took on the table stays. */
 static void
 probe_end(KeyProbe *probe)
 {
@@ -536,6 +575,8 @@ existing_keys_by_probe(Batch *batch, TargetUnique *unique, int *members,
 		{
 			BatchItem  *item = &batch->items[members[i]];
 
+			/* one index probe per item: may read from disk */
+			CHECK_FOR_INTERRUPTS();
 			if (key_usable(item, unique->ncols, unique->cols, true) &&
 				probe_key(&probe, unique, item))
 			{

@@ -1,26 +1,33 @@
 /*-------------------------------------------------------------------------
  *
  * response.c
- *	  Build the JSON answer of a batch call.
+ *	  Build the JSON answer of a batch call from its BatchResult.
  *
  *	  create/update: {"data": [row | null, ...], "errors": [...]}
  *	  delete:        {"deleted": n, "errors": [...]}
  *
  * Atomic calls add "rolled_back": true or false.  Callers that need no
- * rows (the job workers) get {"applied": n, "errors": [...]} instead.  Each error carries the
- * item's 0-based "index", the stable "error" name, PostgreSQL's
- * "message" and "sqlstate", "detail", "constraint" and "column" where
- * known, and the "item" as given ("id" for deletes).
+ * rows (the job workers, through batch_run) get {"applied": n,
+ * "errors": [...]} instead.  Each error carries the item's 0-based
+ * "index", the stable "error" name, PostgreSQL's "message" and
+ * "sqlstate", "detail", "constraint" and "column" where known, and the
+ * "item" as given ("id" for deletes).
+ *
+ * Only the SQL functions need JSON: the engine itself (batch.c) hands
+ * back C structures, which job kinds read directly.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/numeric.h"
 
-#include "batch.h"
+#include "response.h"
+#include "row_json.h"
 
+/* A key of the object being built; the key is not copied. */
 static void
 push_key(JsonbParseState **state, const char *key)
 {
@@ -32,6 +39,7 @@ push_key(JsonbParseState **state, const char *key)
 	pushJsonbValue(state, WJB_KEY, &v);
 }
 
+/* "key": "value", or nothing when the value is NULL (unknown). */
 static void
 push_string(JsonbParseState **state, const char *key, const char *value)
 {
@@ -46,6 +54,7 @@ push_string(JsonbParseState **state, const char *key, const char *value)
 	pushJsonbValue(state, WJB_VALUE, &v);
 }
 
+/* "key": value, as a JSON number. */
 static void
 push_number(JsonbParseState **state, const char *key, int64 value)
 {
@@ -57,64 +66,57 @@ push_number(JsonbParseState **state, const char *key, int64 value)
 	pushJsonbValue(state, WJB_VALUE, &v);
 }
 
+/* One element of "errors": the item's position, the error, the item. */
 static void
-push_error(JsonbParseState **state, Batch *batch, int index)
+push_error(JsonbParseState **state, BatchResult *result, BatchError *e)
 {
-	BatchItem  *item = &batch->items[index];
-	ItemError  *err = item->error;
+	ItemError  *err = e->error;
 
 	pushJsonbValue(state, WJB_BEGIN_OBJECT, NULL);
-	push_number(state, "index", index);
+	push_number(state, "index", e->index);
 	push_string(state, "error", err->name);
 	push_string(state, "message", err->message);
 	push_string(state, "sqlstate", pstrdup(unpack_sql_state(err->sqlerrcode)));
 	push_string(state, "detail", err->detail);
 	push_string(state, "constraint", err->constraint);
 	push_string(state, "column", err->column);
-	push_key(state, batch->op == BATCH_DELETE ? "id" : "item");
-	pushJsonbValue(state, WJB_VALUE, &item->source);
+	push_key(state, result->op == BATCH_DELETE ? "id" : "item");
+	pushJsonbValue(state, WJB_VALUE, e->item);
 	pushJsonbValue(state, WJB_END_OBJECT, NULL);
 }
 
 /* The errors array, as a JsonbValue tree. */
 static JsonbValue *
-errors_value(Batch *batch)
+errors_value(BatchResult *result)
 {
 	JsonbParseState *state = NULL;
 	JsonbValue *res;
 	int			i;
 
 	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
-	for (i = 0; i < batch->nitems; i++)
-		if (batch->items[i].error)
-			push_error(&state, batch, i);
+	for (i = 0; i < result->nerrors; i++)
+		push_error(&state, result, &result->errors[i]);
 	res = pushJsonbValue(&state, WJB_END_ARRAY, NULL);
 	return res;
 }
 
-/* The data array: each item's row object (row_json.c), or null. */
+/*
+ * The data array: each item's row object (row_json.c), or null.  The
+ * result's rows are already JsonbValues: the array shares them.
+ */
 static JsonbValue *
-data_value(Batch *batch, bool rolled_back)
+data_value(BatchResult *result)
 {
 	JsonbValue *data = palloc(sizeof(JsonbValue));
-	int			i;
 
 	data->type = jbvArray;
 	data->val.array.rawScalar = false;
-	data->val.array.nElems = batch->nitems;
-	data->val.array.elems = palloc(sizeof(JsonbValue) * Max(batch->nitems, 1));
-	for (i = 0; i < batch->nitems; i++)
-	{
-		BatchItem  *item = &batch->items[i];
-
-		if (item->has_result && !rolled_back)
-			data->val.array.elems[i] = item->result;
-		else
-			data->val.array.elems[i].type = jbvNull;
-	}
+	data->val.array.nElems = result->nitems;
+	data->val.array.elems = result->rows;
 	return data;
 }
 
+/* A pair of the top-level object, whose keys are literals. */
 static void
 set_pair(JsonbPair *pair, const char *key, JsonbValue *value)
 {
@@ -124,6 +126,7 @@ set_pair(JsonbPair *pair, const char *key, JsonbValue *value)
 	pair->value = *value;
 }
 
+/* A JSON number as a JsonbValue. */
 static JsonbValue
 number_value(int64 n)
 {
@@ -139,25 +142,45 @@ number_value(int64 n)
  * trees -- and encoded once.
  */
 Jsonb *
-response_build(Batch *batch, bool rolled_back)
+response_build(BatchResult *result)
 {
 	JsonbPair	pairs[3];
 	int			npairs = 0;
 	JsonbValue	v;
 
-	if (batch->op == BATCH_DELETE || !batch->return_rows)
+	if (result->rows == NULL)
 	{
-		v = number_value(rolled_back ? 0 : batch->applied);
-		set_pair(&pairs[npairs++], batch->op == BATCH_DELETE ? "deleted" : "applied", &v);
+		v = number_value(result->applied);
+		set_pair(&pairs[npairs++], result->op == BATCH_DELETE ? "deleted" : "applied", &v);
 	}
 	else
-		set_pair(&pairs[npairs++], "data", data_value(batch, rolled_back));
-	set_pair(&pairs[npairs++], "errors", errors_value(batch));
-	if (batch->atomic)
+		set_pair(&pairs[npairs++], "data", data_value(result));
+	set_pair(&pairs[npairs++], "errors", errors_value(result));
+	if (result->atomic)
 	{
 		v.type = jbvBool;
-		v.val.boolean = rolled_back;
+		v.val.boolean = result->rolled_back;
 		set_pair(&pairs[npairs++], "rolled_back", &v);
 	}
 	return JsonbValueToJsonb(json_object_from_pairs(pairs, npairs));
+}
+
+/*
+ * Run one batch and return its JSON answer in the caller's memory
+ * context.  The answer is built in the result's context, next to the
+ * rows it shares, and copied out once.
+ */
+Jsonb *
+batch_run(BatchOp op, Oid relid, Jsonb *items, bool atomic, bool return_rows)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	BatchResult *result = batch_execute(op, relid, items, atomic, return_rows);
+	Jsonb	   *response;
+
+	MemoryContextSwitchTo(result->cxt);
+	response = response_build(result);
+	MemoryContextSwitchTo(caller);
+	response = DatumGetJsonbPCopy(PointerGetDatum(response));
+	batch_result_free(result);
+	return response;
 }

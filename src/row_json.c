@@ -52,6 +52,10 @@ struct RowJson
 	RowJsonColumn *cols;		/* in jsonb key order */
 };
 
+/*
+ * The types whose JSON form is built here; the others go through
+ * PostgreSQL's own to_jsonb().
+ */
 static RowJsonKind
 kind_of(Oid base_type)
 {
@@ -74,6 +78,7 @@ kind_of(Oid base_type)
 	}
 }
 
+/* jsonb's key order (length first, then bytes): rows are built sorted. */
 static int
 compare_key_order(const void *a, const void *b)
 {
@@ -87,6 +92,7 @@ compare_key_order(const void *a, const void *b)
 	return memcmp(x, y, lx);
 }
 
+/* Decide once per batch how each readable column becomes JSON. */
 RowJson *
 row_json_prepare(Target *target)
 {
@@ -148,6 +154,7 @@ jsonb_to_value(Jsonb *jb, JsonbValue *out)
 	*out = *res;
 }
 
+/* A JSON string, copied out of the tuple. */
 static void
 string_value(JsonbValue *out, const char *s, int len)
 {
@@ -156,6 +163,7 @@ string_value(JsonbValue *out, const char *s, int len)
 	out->val.string.len = len;
 }
 
+/* One column's value as JSON, as to_jsonb() would make it. */
 static void
 column_value(RowJsonColumn *rc, Datum d, JsonbValue *out)
 {
@@ -232,6 +240,7 @@ row_json_from_tuple(RowJson *rj, HeapTuple tuple, TupleDesc desc,
 	out->val.object.pairs = pairs;
 }
 
+/* jsonb key order, for json_object_from_pairs(). */
 static int
 compare_pairs(const void *a, const void *b)
 {

@@ -40,6 +40,7 @@
 
 #include "target.h"
 
+/* The SQL function of an operation, for messages. */
 const char *
 batch_op_name(BatchOp op)
 {
@@ -55,6 +56,7 @@ batch_op_name(BatchOp op)
 	return "?";
 }
 
+/* The privilege an operation needs on the table or on a column. */
 static AclMode
 write_privilege(BatchOp op)
 {
@@ -70,6 +72,10 @@ write_privilege(BatchOp op)
 	return ACL_NO_RIGHTS;
 }
 
+/*
+ * Refuse up front what the engine's statements cannot write to: views,
+ * foreign tables, sequences...
+ */
 static void
 check_relkind(Relation rel)
 {
@@ -84,6 +90,10 @@ check_relkind(Relation rel)
 				 errhint("batch_ops writes to ordinary and partitioned tables.")));
 }
 
+/*
+ * Live columns with their types and the caller's privileges, looked up
+ * once per batch rather than per item.
+ */
 static void
 describe_columns(Target *target, Relation rel, BatchOp op)
 {
@@ -171,6 +181,10 @@ index_equality(Relation index, int k)
 							   index->rd_opcintype[k], BTEqualStrategyNumber);
 }
 
+/*
+ * The primary key, and the unique indexes that precheck.c can check
+ * item values against.
+ */
 static void
 describe_indexes(Target *target, Relation rel)
 {
@@ -223,6 +237,10 @@ describe_indexes(Target *target, Relation rel)
 	list_free(indexes);
 }
 
+/*
+ * The CHECK constraints evaluable on an item's own values, with the
+ * columns each one reads.
+ */
 static void
 describe_checks(Target *target, Relation rel)
 {
@@ -276,6 +294,7 @@ choose_ord_alias(Target *target)
 	return pstrdup(quote_identifier(name));
 }
 
+/* A BEFORE ROW trigger for the operation on this relation? */
 static bool
 has_row_before_trigger(Relation rel, BatchOp op)
 {
@@ -324,6 +343,7 @@ tree_has_row_before_trigger(Relation rel, BatchOp op)
 	return found;
 }
 
+/* Lock and describe the table (see the file header). */
 Target *
 target_open(Oid relid, BatchOp op)
 {
@@ -362,6 +382,7 @@ target_open(Oid relid, BatchOp op)
 	return target;
 }
 
+/* A JSON key, not NUL-terminated, against a column name. */
 static bool
 column_name_is(TargetColumn *col, const char *name, int len)
 {

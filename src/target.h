@@ -15,12 +15,8 @@
 #include "nodes/execnodes.h"
 #include "utils/jsonb.h"
 
-typedef enum BatchOp
-{
-	BATCH_CREATE,
-	BATCH_UPDATE,
-	BATCH_DELETE
-} BatchOp;
+#include "batch.h"				/* BatchOp */
+
 
 /* One live (not dropped) column of the target table. */
 typedef struct TargetColumn
@@ -90,13 +86,5 @@ extern Target *target_open(Oid relid, BatchOp op);
 extern int	target_column_index(Target *target, const char *name, int len,
 								int hint);
 extern const char *batch_op_name(BatchOp op);
-
-/*
- * crud.c: run one batch (no size limit, no idempotency key, no rate
- * limit).  With return_rows false the response is {"applied": n,
- * "errors": [...]} and no row is turned into JSON.
- */
-extern Jsonb *batch_run(BatchOp op, Oid relid, Jsonb *items, bool atomic,
-						bool return_rows);
 
 #endif							/* BATCH_OPS_TARGET_H */

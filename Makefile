@@ -59,7 +59,7 @@ PG_CFLAGS += -fvisibility=hidden
 PG_CPPFLAGS += -DPGDLLEXPORT='__attribute__((visibility("default")))'
 
 # Transitional (see the header): SQL functions not yet declared PGDLLEXPORT.
-src/jobs.o src/ratelimit.o: override CPPFLAGS += -include $(srcdir)/src/legacy_exports.h
+src/jobs.o: override CPPFLAGS += -include $(srcdir)/src/legacy_exports.h
 
 REGRESS = \
 	create \

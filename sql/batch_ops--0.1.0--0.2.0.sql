@@ -30,3 +30,8 @@ CREATE OR REPLACE FUNCTION batch_ops.batch_delete(target regclass, ids jsonb,
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'batch_ops_delete'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE OR REPLACE FUNCTION batch_ops.rate_limit_status()
+RETURNS TABLE (role name, tokens float8, rate int, burst int)
+AS 'MODULE_PATHNAME', 'batch_ops_rate_limit_status'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE ROWS 1;

@@ -113,7 +113,7 @@ COMMENT ON FUNCTION batch_ops.purge() IS
 --
 CREATE FUNCTION batch_ops.rate_limit_status()
 RETURNS TABLE (role name, tokens float8, rate int, burst int)
-AS 'MODULE_PATHNAME', 'rate_limit_status'
+AS 'MODULE_PATHNAME', 'batch_ops_rate_limit_status'
 LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE ROWS 1;
 
 COMMENT ON FUNCTION batch_ops.rate_limit_status() IS

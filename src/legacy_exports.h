@@ -31,7 +31,5 @@ extern PGDLLEXPORT Datum batch_ops_cancel_job(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum batch_ops_job_errors(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum batch_ops_job_list(PG_FUNCTION_ARGS);
 
-/* ratelimit.c */
-extern PGDLLEXPORT Datum rate_limit_status(PG_FUNCTION_ARGS);
 
 #endif							/* BATCH_OPS_LEGACY_EXPORTS_H */

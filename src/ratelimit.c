@@ -77,6 +77,7 @@
 
 #include "ratelimit.h"
 
+PG_FUNCTION_INFO_V1(batch_ops_rate_limit_status);
 PG_FUNCTION_INFO_V1(rate_limit_status);
 
 /* Buckets kept at once; refilled ones make room for new roles. */
@@ -531,7 +532,7 @@ bucket_row_cmp(const void *a, const void *b)
 
 /* SQL: the buckets the caller may see; see the section comment above. */
 Datum
-rate_limit_status(PG_FUNCTION_ARGS)
+batch_ops_rate_limit_status(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Oid			me = GetUserId();
@@ -603,4 +604,16 @@ rate_limit_status(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+/*
+ * 0.1.0's C name of batch_ops.rate_limit_status(): its install script
+ * (sql/batch_ops--0.1.0.sql, kept as released) names it, so CREATE
+ * EXTENSION ... VERSION '0.1.0' needs it, and a database not yet updated
+ * calls it.
+ */
+Datum
+rate_limit_status(PG_FUNCTION_ARGS)
+{
+	return batch_ops_rate_limit_status(fcinfo);
 }

@@ -37,4 +37,8 @@ extern int64 ratelimit_reserve(Oid role, int64 want);
 /* Give back the tokens of reserved items that were not used. */
 extern void ratelimit_release(Oid role, int64 nitems);
 
+/* SQL: batch_ops.rate_limit_status(), and its 0.1.0 C name */
+extern PGDLLEXPORT Datum batch_ops_rate_limit_status(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum rate_limit_status(PG_FUNCTION_ARGS);
+
 #endif							/* BATCH_OPS_RATELIMIT_H */

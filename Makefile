@@ -25,14 +25,27 @@ OBJS = \
 	src/idempotency.o \
 	src/ratelimit.o \
 	src/crud.o \
-	src/jobs.o \
-	src/worker.o \
+	src/spi_util.o \
+	src/job_shmem.o \
+	src/job_store.o \
+	src/job_runtime.o \
+	src/job_kind.o \
+	src/launcher.o \
+	src/job_worker.o \
+	src/jobs_api.o \
 	src/source.o \
 	src/url_policy.o \
-	src/csv_import.o \
+	src/csv_reader.o \
 	src/copy_path.o \
-	src/batch_job.o \
+	src/kind_import.o \
+	src/kind_batch.o \
 	src/drop_guard.o
+
+# make TEST_KINDS=1: also the test-only kinds of test/kinds (job_kind.c)
+ifdef TEST_KINDS
+OBJS += test/kinds/kind_sleep.o
+PG_CPPFLAGS_TEST_KINDS = -DBATCH_OPS_TEST_KINDS
+endif
 
 SHLIB_LINK += -lcurl
 
@@ -42,7 +55,7 @@ SHLIB_LINK += -lcurl
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = sql/$(EXTENSION)--0.1.0.sql $(wildcard sql/$(EXTENSION)--*--*.sql)
 
-PG_CPPFLAGS = -I$(srcdir)/src -Wall -Wextra -Werror \
+PG_CPPFLAGS = $(PG_CPPFLAGS_TEST_KINDS) -I$(srcdir)/src -Wall -Wextra -Werror \
 	-Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
 
 REGRESS = \
@@ -77,6 +90,9 @@ sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql
 
 # PGXS does not track header dependencies; every object depends on them all.
 $(OBJS): $(wildcard src/*.h)
+
+# job_kind.o differs with TEST_KINDS: rebuild it when the switch changes
+
 
 .PHONY: prove bench
 prove:

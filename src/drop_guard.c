@@ -45,7 +45,7 @@
 #include "utils/lsyscache.h"
 
 #include "drop_guard.h"
-#include "jobs.h"
+#include "job_shmem.h"
 
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 

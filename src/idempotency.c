@@ -34,10 +34,10 @@
  *
  * Privileges: PUBLIC has no access to the key table.  The batch functions
  * are SECURITY INVOKER, so the statements on the key table run as the
- * table's owner: the user id is switched around them only, as
- * ri_triggers.c does, and no user code can run meanwhile (the key table
- * has no triggers, the statements call built-in operators only, named
- * with their schema so that the caller's search_path plays no part).  The
+ * table's owner: the user id is switched around them only
+ * (spi_util.c, role_switch_to_owner, which also pins search_path), and
+ * no user code can run meanwhile (the key table has no triggers, the
+ * statements call built-in operators only, named with their schema).  The
  * role a key belongs to is the caller's current user, taken before the
  * switch, and every statement filters on it.  An error raised while
  * switched is safe: (sub)transaction abort restores the user id.
@@ -69,6 +69,7 @@
 #include "utils/timestamp.h"
 
 #include "idempotency.h"
+#include "spi_util.h"
 
 
 int			batch_ops_idempotency_ttl = 86400;
@@ -77,8 +78,9 @@ int			batch_ops_idempotency_ttl = 86400;
 #define CLAIM_ATTEMPTS	10
 
 /*
- * The statements on the key table, prepared once per backend.  A saved
- * plan is re-analysed by the plan cache if the table is re-created.
+ * The statements on the key table, prepared once per backend and kept
+ * (spi_util.c); the plan cache re-analyses a kept plan if the table is
+ * re-created.
  */
 typedef enum KeyStmt
 {
@@ -90,15 +92,7 @@ typedef enum KeyStmt
 	NUM_KEY_STMTS
 } KeyStmt;
 
-typedef struct KeyStmtDef
-{
-	const char *sql;
-	int			rc;				/* the SPI_execute_plan result expected */
-	int			nargs;
-	Oid			argtypes[5];
-} KeyStmtDef;
-
-static const KeyStmtDef key_stmts[NUM_KEY_STMTS] = {
+static SpiStmt key_stmts[NUM_KEY_STMTS] = {
 	[STMT_LOOKUP] = {
 		"SELECT request_hash, response, expires_at"
 		" FROM batch_ops.idempotency_keys"
@@ -136,8 +130,6 @@ static const KeyStmtDef key_stmts[NUM_KEY_STMTS] = {
 	},
 };
 
-static SPIPlanPtr key_plans[NUM_KEY_STMTS];
-
 /* What a claim found. */
 typedef enum KeyState
 {
@@ -152,8 +144,7 @@ typedef enum KeyState
 typedef struct KeyTableAccess
 {
 	MemoryContext caller_cxt;
-	Oid			save_userid;
-	int			save_sec_context;
+	RoleSwitch	sw;
 } KeyTableAccess;
 
 void
@@ -269,29 +260,7 @@ hash_equal(Datum stored, bytea *hash)
 static Oid
 key_table_owner(bool missing_ok)
 {
-	Oid			nsp = get_namespace_oid("batch_ops", true);
-	Oid			relid = InvalidOid;
-	HeapTuple	tup;
-	Oid			owner;
-
-	if (OidIsValid(nsp))
-		relid = get_relname_relid("idempotency_keys", nsp);
-	if (!OidIsValid(relid))
-	{
-		if (missing_ok)
-			return InvalidOid;
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation \"batch_ops.idempotency_keys\" does not exist"),
-				 errhint("Is the extension batch_ops installed in this database?")));
-	}
-
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
+	return extension_table_owner("idempotency_keys", missing_ok);
 }
 
 /* Connect to SPI and become the key table's owner. */
@@ -299,18 +268,15 @@ static void
 key_table_open(KeyTableAccess *acc, Oid owner)
 {
 	acc->caller_cxt = CurrentMemoryContext;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	GetUserIdAndSecContext(&acc->save_userid, &acc->save_sec_context);
-	SetUserIdAndSecContext(owner,
-						   acc->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	spi_connect();
+	role_switch_to_owner(&acc->sw, owner, false);
 }
 
 /* Back to the caller's user id and memory context. */
 static void
 key_table_close(KeyTableAccess *acc)
 {
-	SetUserIdAndSecContext(acc->save_userid, acc->save_sec_context);
+	role_switch_end(&acc->sw);
 	if (SPI_finish() != SPI_OK_FINISH)
 		elog(ERROR, "SPI_finish failed");
 	MemoryContextSwitchTo(acc->caller_cxt);
@@ -320,27 +286,7 @@ key_table_close(KeyTableAccess *acc)
 static uint64
 key_exec(KeyStmt stmt, Datum *values, const char *nulls)
 {
-	const KeyStmtDef *def = &key_stmts[stmt];
-	int			rc;
-
-	if (key_plans[stmt] == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(def->sql, def->nargs,
-									   (Oid *) def->argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
-				 def->sql, SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		key_plans[stmt] = plan;
-	}
-
-	rc = SPI_execute_plan(key_plans[stmt], values, nulls, false, 0);
-	if (rc != def->rc)
-		elog(ERROR, "SPI_execute_plan failed for \"%s\": %s",
-			 def->sql, SPI_result_code_string(rc));
-	return SPI_processed;
+	return spi_exec(&key_stmts[stmt], values, nulls);
 }
 
 /*

@@ -43,7 +43,7 @@ OBJS = \
 
 # make TEST_KINDS=1: also the test-only kinds of test/kinds (job_kind.c)
 ifdef TEST_KINDS
-OBJS += test/kinds/kind_sleep.o
+OBJS += $(patsubst %.c,%.o,$(wildcard test/kinds/*.c))
 PG_CPPFLAGS_TEST_KINDS = -DBATCH_OPS_TEST_KINDS
 endif
 
@@ -91,7 +91,13 @@ sql/$(EXTENSION)--$(EXTVERSION).sql: sql/$(EXTENSION).sql
 # PGXS does not track header dependencies; every object depends on them all.
 $(OBJS): $(wildcard src/*.h)
 
-# job_kind.o differs with TEST_KINDS: rebuild it when the switch changes
+# job_kind.o differs with TEST_KINDS: src/.test_kinds holds the setting
+# and changes (so the registry is rebuilt) only when the setting does.
+# Written while the Makefile is read: PGXS marks every file .SECONDARY, so
+# a missing stamp would not trigger a rule.
+$(shell echo '$(TEST_KINDS)' | cmp -s - src/.test_kinds || echo '$(TEST_KINDS)' > src/.test_kinds)
+src/job_kind.o src/job_kind.bc: src/.test_kinds
+EXTRA_CLEAN = src/.test_kinds test/kinds/*.o test/kinds/*.bc
 
 
 .PHONY: prove bench

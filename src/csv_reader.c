@@ -29,6 +29,7 @@
 
 #include "csv_reader.h"
 
+/* A reader that resumes at offset/line (the checkpoint), or starts at 0. */
 void
 csv_reader_init(CsvReader *r, Source *src, ImportOptions *opts, int64 offset,
 				int64 line)

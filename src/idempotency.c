@@ -147,6 +147,7 @@ typedef struct KeyTableAccess
 	RoleSwitch	sw;
 } KeyTableAccess;
 
+/* The key TTL setting, from _PG_init. */
 void
 idempotency_init(void)
 {
@@ -410,6 +411,7 @@ idempotency_claim(const char *key, BatchOp op, Oid relid, Jsonb *items,
 	return NULL;
 }
 
+/* After the work: the claimed key gets its response, in the same transaction. */
 void
 idempotency_store(const char *key, Jsonb *response)
 {
@@ -426,6 +428,7 @@ idempotency_store(const char *key, Jsonb *response)
 	key_table_close(&acc);
 }
 
+/* Expired keys of every role; batch_ops.purge() and each job worker call it. */
 int64
 idempotency_purge(void)
 {

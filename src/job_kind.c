@@ -16,18 +16,13 @@
 
 extern const JobKind import_job_kind;	/* kind_import.c */
 extern const JobKind batch_job_kind;	/* kind_batch.c */
-#ifdef BATCH_OPS_TEST_KINDS
-extern const JobKind sleep_job_kind;	/* test/kinds/kind_sleep.c */
-#endif
 
 static const JobKind *const job_kinds[] = {
 	&import_job_kind,
 	&batch_job_kind,
-#ifdef BATCH_OPS_TEST_KINDS
-	&sleep_job_kind,
-#endif
 };
 
+/* The kind a row names; NULL if this build has none (the job then fails). */
 const JobKind *
 job_kind_lookup(const char *name)
 {
@@ -41,6 +36,7 @@ job_kind_lookup(const char *name)
 	return NULL;
 }
 
+/* Each kind's settings, from _PG_init. */
 void
 job_kinds_init(void)
 {

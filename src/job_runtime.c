@@ -183,6 +183,7 @@ job_chunk_result(JobContext *ctx)
 	return &ctx->res;
 }
 
+/* The kind's sink for a failed item: written with the chunk's commit. */
 void
 job_report_error(JobContext *ctx, int64 line, int64 index, const char *name,
 				 const char *message, const char *sqlstate, const char *detail,
@@ -513,6 +514,7 @@ job_options_foreach(Jsonb *options, JobOptionFn fn, void *arg)
 	}
 }
 
+/* A boolean option; anything but true or false is refused. */
 bool
 job_option_bool(const char *name, JsonbValue *val)
 {

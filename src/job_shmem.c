@@ -35,7 +35,6 @@
 #include "utils/memutils.h"
 
 #include "job_shmem.h"
-#include "launcher.h"
 
 int			batch_ops_max_workers = 2;
 
@@ -126,9 +125,6 @@ job_shmem_init(void)
 #endif
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = job_shmem_startup;
-
-	if (!IsBinaryUpgrade)
-		launcher_register();
 }
 
 bool
@@ -137,6 +133,7 @@ jobs_preloaded(void)
 	return jobs_shared != NULL;
 }
 
+/* The submit functions' refusal when no worker could ever run the job. */
 void
 jobs_require_preload(void)
 {
@@ -293,6 +290,7 @@ remember_in_xact(int64 job_id, bool cancel)
 	}
 }
 
+/* A submit: wake the launcher when (and only if) the row is committed. */
 void
 jobs_wake_at_commit(int64 job_id)
 {
@@ -300,6 +298,7 @@ jobs_wake_at_commit(int64 job_id)
 	wake_at_commit = true;
 }
 
+/* wait_job() refuses to wait for a job that cannot start before we commit. */
 bool
 job_submitted_in_xact(int64 job_id)
 {
@@ -315,6 +314,7 @@ job_submitted_in_xact(int64 job_id)
 	return false;
 }
 
+/* cancel_job(): signal the worker only once the cancel is committed. */
 void
 jobs_cancel_at_commit(int64 job_id)
 {

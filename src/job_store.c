@@ -56,6 +56,7 @@ int			batch_ops_job_ttl = 7 * 24 * 3600;
 #define OWN_JOB " (j.id" SQL_EQ "$1 AND ($2 OR j.role" SQL_EQ "$3)) "
 #define OWN_JOB_ARGS 3, {INT8OID, BOOLOID, OIDOID}
 
+/* The setting of purge, defined with the others from _PG_init. */
 void
 job_store_init(void)
 {
@@ -403,6 +404,7 @@ static SpiStmt insert_errors_stmt = {
 	TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID}
 };
 
+/* A chunk's errors in one statement (arrays unnested), not one per error. */
 static void
 insert_errors(int64 job_id, ChunkResult *res)
 {

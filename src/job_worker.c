@@ -262,6 +262,10 @@ run_job(JobRow *row)
 	pgstat_report_activity(STATE_IDLE, NULL);
 }
 
+/*
+ * A job worker: take our slot, connect to the database, purge, claim one
+ * job and run it, then exit (one job per process, see the file header).
+ */
 void
 batch_ops_job_worker_main(Datum main_arg)
 {

@@ -54,6 +54,7 @@ PG_FUNCTION_INFO_V1(batch_ops_cancel_job);
 PG_FUNCTION_INFO_V1(batch_ops_job_errors);
 PG_FUNCTION_INFO_V1(batch_ops_job_list);
 
+/* _PG_init of the job runtime: settings, kinds, shared memory, launcher. */
 void
 jobs_init(void)
 {
@@ -61,6 +62,9 @@ jobs_init(void)
 	launcher_init();
 	job_kinds_init();
 	job_shmem_init();
+	/* the launcher, like the shared memory, needs the preload */
+	if (process_shared_preload_libraries_in_progress && !IsBinaryUpgrade)
+		launcher_register();
 }
 
 /* The message of a NULL argument of a STRICT-less function. */
@@ -84,8 +88,8 @@ empty_object(void)
  * Queue a job of the named kind: its check, its row (and items), the
  * launcher's wake-up at commit.  Its summary starts with zero counters.
  */
-static int64
-submit(const char *kind_name, JobSubmit *s)
+int64
+jobs_submit(const char *kind_name, JobSubmit *s)
 {
 	const JobKind *kind = job_kind_lookup(kind_name);
 	char	   *summary;
@@ -113,6 +117,7 @@ submit(const char *kind_name, JobSubmit *s)
 	return id;
 }
 
+/* submit_import(target, source, options): an "import" job. */
 Datum
 batch_ops_submit_import(PG_FUNCTION_ARGS)
 {
@@ -125,9 +130,10 @@ batch_ops_submit_import(PG_FUNCTION_ARGS)
 	s.target = PG_GETARG_OID(0);
 	s.source = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	s.options = PG_ARGISNULL(2) ? empty_object() : PG_GETARG_JSONB_P(2);
-	PG_RETURN_INT64(submit("import", &s));
+	PG_RETURN_INT64(jobs_submit("import", &s));
 }
 
+/* submit_batch(operation, target, items, options): a "batch" job. */
 Datum
 batch_ops_submit_batch(PG_FUNCTION_ARGS)
 {
@@ -142,7 +148,7 @@ batch_ops_submit_batch(PG_FUNCTION_ARGS)
 	s.target = PG_GETARG_OID(1);
 	s.items = PG_GETARG_JSONB_P(2);
 	s.options = PG_ARGISNULL(3) ? empty_object() : PG_GETARG_JSONB_P(3);
-	PG_RETURN_INT64(submit("batch", &s));
+	PG_RETURN_INT64(jobs_submit("batch", &s));
 }
 
 /*
@@ -161,6 +167,7 @@ batch_ops_purge(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(n + job_store_purge());
 }
 
+/* job(job_id): status, progress and results of one of the caller's jobs. */
 Datum
 batch_ops_job(PG_FUNCTION_ARGS)
 {
@@ -245,6 +252,10 @@ batch_ops_wait_job(PG_FUNCTION_ARGS)
 	PG_RETURN_JSONB_P(result);
 }
 
+/*
+ * cancel_job(job_id): a queued job is cancelled now; a running one is
+ * flagged and its worker signalled when this transaction commits.
+ */
 Datum
 batch_ops_cancel_job(PG_FUNCTION_ARGS)
 {
@@ -263,6 +274,7 @@ batch_ops_cancel_job(PG_FUNCTION_ARGS)
 	PG_RETURN_BOOL(result);
 }
 
+/* job_errors(job_id): every error of one of the caller's jobs. */
 Datum
 batch_ops_job_errors(PG_FUNCTION_ARGS)
 {
@@ -272,6 +284,7 @@ batch_ops_job_errors(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
+/* job_list(): the rows of the view batch_ops.jobs. */
 Datum
 batch_ops_job_list(PG_FUNCTION_ARGS)
 {

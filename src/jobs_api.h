@@ -8,7 +8,15 @@
 #ifndef BATCH_OPS_JOBS_API_H
 #define BATCH_OPS_JOBS_API_H
 
+#include "job_kind.h"
+
 /* _PG_init: the job runtime's settings, shared memory and kinds. */
 extern void jobs_init(void);
+
+/*
+ * Queue a job of the named kind after its check_submit; returns its id.
+ * For a kind's own SQL entry point (the SQL functions above use it).
+ */
+extern int64 jobs_submit(const char *kind_name, JobSubmit *submit);
 
 #endif							/* BATCH_OPS_JOBS_API_H */

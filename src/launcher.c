@@ -44,6 +44,7 @@
 
 int			batch_ops_poll_interval = 60;
 
+/* The launcher's setting, defined whether or not preloaded (SHOW works). */
 void
 launcher_init(void)
 {
@@ -56,6 +57,7 @@ launcher_init(void)
 							NULL, NULL, NULL);
 }
 
+/* A static worker, so the postmaster restarts it if it dies. */
 void
 launcher_register(void)
 {
@@ -204,6 +206,11 @@ add_database(Oid *dbs, int n, Oid dboid)
 	return n + 1;
 }
 
+/*
+ * The launcher's loop: reap stopped workers, collect the databases with
+ * work (pending list, or all of them at start-up and every poll
+ * interval) and start a worker for each while slots are free.
+ */
 void
 batch_ops_launcher_main(Datum main_arg)
 {

@@ -41,6 +41,7 @@ stmt_plan(SpiStmt *stmt)
 	return stmt->plan;
 }
 
+/* Run a kept statement; an unexpected result is a bug, so elog. */
 uint64
 spi_exec(SpiStmt *stmt, Datum *values, const char *nulls)
 {
@@ -52,12 +53,14 @@ spi_exec(SpiStmt *stmt, Datum *values, const char *nulls)
 	return SPI_processed;
 }
 
+/* A cursor for a set-returning function that copies rows in batches. */
 Portal
 spi_cursor_open(SpiStmt *stmt, Datum *values, const char *nulls)
 {
 	return SPI_cursor_open(NULL, stmt_plan(stmt), values, nulls, true);
 }
 
+/* SPI_connect() whose failure cannot be ignored. */
 void
 spi_connect(void)
 {

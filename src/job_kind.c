@@ -16,10 +16,14 @@
 
 extern const JobKind import_job_kind;	/* kind_import.c */
 extern const JobKind batch_job_kind;	/* kind_batch.c */
+extern const JobKind sleep_job_kind;	/* test/kinds/kind_sleep.c, make TEST_KINDS=1 */
 
 static const JobKind *const job_kinds[] = {
 	&import_job_kind,
 	&batch_job_kind,
+#ifdef BATCH_OPS_TEST_KINDS
+	&sleep_job_kind,
+#endif
 };
 
 /* The kind a row names; NULL if this build has none (the job then fails). */

@@ -140,13 +140,6 @@ typedef enum KeyState
 	KEY_PENDING					/* same request, this transaction, not done */
 } KeyState;
 
-/* The caller's state while the key table is being worked on as its owner. */
-typedef struct KeyTableAccess
-{
-	MemoryContext caller_cxt;
-	RoleSwitch	sw;
-} KeyTableAccess;
-
 /* The key TTL setting, from _PG_init. */
 void
 idempotency_init(void)
@@ -266,21 +259,19 @@ key_table_owner(bool missing_ok)
 
 /* Connect to SPI and become the key table's owner. */
 static void
-key_table_open(KeyTableAccess *acc, Oid owner)
+key_table_open(RoleSwitch *sw, Oid owner)
 {
-	acc->caller_cxt = CurrentMemoryContext;
 	spi_connect();
-	role_switch_to_owner(&acc->sw, owner, false);
+	role_switch_to_owner(sw, owner, false);
 }
 
-/* Back to the caller's user id and memory context. */
+/* Back to the caller's user id and (SPI_finish) memory context. */
 static void
-key_table_close(KeyTableAccess *acc)
+key_table_close(RoleSwitch *sw)
 {
-	role_switch_end(&acc->sw);
+	role_switch_end(sw);
 	if (SPI_finish() != SPI_OK_FINISH)
 		elog(ERROR, "SPI_finish failed");
-	MemoryContextSwitchTo(acc->caller_cxt);
 }
 
 /* Run one statement (connected to SPI); returns SPI_processed. */
@@ -295,14 +286,12 @@ key_exec(KeyStmt stmt, Datum *values, const char *nulls)
  * stored response in the caller's memory context.
  */
 static KeyState
-key_lookup(KeyTableAccess *acc, Datum *values, bytea *hash, TimestampTz now,
-		   Jsonb **response)
+key_lookup(Datum *values, bytea *hash, TimestampTz now, Jsonb **response)
 {
 	HeapTuple	tuple;
 	TupleDesc	tupdesc;
 	Datum		d;
 	bool		isnull;
-	MemoryContext old;
 
 	if (key_exec(STMT_LOOKUP, values, NULL) == 0)
 		return KEY_ABSENT;
@@ -322,9 +311,8 @@ key_lookup(KeyTableAccess *acc, Datum *values, bytea *hash, TimestampTz now,
 	if (isnull)
 		return KEY_PENDING;
 
-	old = MemoryContextSwitchTo(acc->caller_cxt);
-	*response = DatumGetJsonbPCopy(d);
-	MemoryContextSwitchTo(old);
+	/* a copy in the caller's context, which outlives SPI_finish() */
+	*response = DatumGetJsonbP(SPI_datumTransfer(d, false, -1));
 	return KEY_REPLAY;
 }
 
@@ -338,7 +326,7 @@ idempotency_claim(const char *key, BatchOp op, Oid relid, Jsonb *items,
 {
 	Oid			role = GetUserId();
 	TimestampTz now = GetCurrentTimestamp();
-	KeyTableAccess acc;
+	RoleSwitch	sw;
 	Datum		values[5];
 	bytea	   *hash;
 	Jsonb	   *response = NULL;
@@ -356,7 +344,7 @@ idempotency_claim(const char *key, BatchOp op, Oid relid, Jsonb *items,
 	values[4] = TimestampTzGetDatum(now +
 									(int64) batch_ops_idempotency_ttl * USECS_PER_SEC);
 
-	key_table_open(&acc, key_table_owner(false));
+	key_table_open(&sw, key_table_owner(false));
 	/*
 	 * The common case, a new key: claim it at once, without a lookup (not in
 	 * a read-only transaction, where a replay must still work).
@@ -365,7 +353,7 @@ idempotency_claim(const char *key, BatchOp op, Oid relid, Jsonb *items,
 		claimed = key_exec(STMT_INSERT, values, NULL) == 1;
 	for (attempt = 0; attempt < CLAIM_ATTEMPTS && !claimed; attempt++)
 	{
-		state = key_lookup(&acc, values, hash, now, &response);
+		state = key_lookup(values, hash, now, &response);
 		if (state == KEY_ABSENT)
 			claimed = key_exec(STMT_INSERT, values, NULL) == 1;
 		else if (state == KEY_EXPIRED)
@@ -374,7 +362,7 @@ idempotency_claim(const char *key, BatchOp op, Oid relid, Jsonb *items,
 			break;
 		/* not claimed: a concurrent call got there first; look again */
 	}
-	key_table_close(&acc);
+	key_table_close(&sw);
 
 	if (claimed)
 		return NULL;
@@ -415,17 +403,17 @@ idempotency_claim(const char *key, BatchOp op, Oid relid, Jsonb *items,
 void
 idempotency_store(const char *key, Jsonb *response)
 {
-	KeyTableAccess acc;
+	RoleSwitch	sw;
 	Datum		values[3];
 
 	values[0] = ObjectIdGetDatum(GetUserId());
 	values[1] = CStringGetTextDatum(key);
 	values[2] = JsonbPGetDatum(response);
 
-	key_table_open(&acc, key_table_owner(false));
+	key_table_open(&sw, key_table_owner(false));
 	if (key_exec(STMT_STORE, values, NULL) != 1)
 		elog(ERROR, "idempotency key \"%s\" was not claimed by this call", key);
-	key_table_close(&acc);
+	key_table_close(&sw);
 }
 
 /* Expired keys of every role; batch_ops.purge() and each job worker call it. */
@@ -433,7 +421,7 @@ int64
 idempotency_purge(void)
 {
 	Oid			owner = key_table_owner(true);
-	KeyTableAccess acc;
+	RoleSwitch	sw;
 	Datum		values[1];
 	int64		n;
 
@@ -441,8 +429,8 @@ idempotency_purge(void)
 		return 0;
 
 	values[0] = TimestampTzGetDatum(GetCurrentTimestamp());
-	key_table_open(&acc, owner);
+	key_table_open(&sw, owner);
 	n = (int64) key_exec(STMT_PURGE, values, NULL);
-	key_table_close(&acc);
+	key_table_close(&sw);
 	return n;
 }

@@ -66,7 +66,6 @@ def main():
     files = {f: strip(open(os.path.join(src, f), encoding='utf-8', errors='replace').read())
              for f in os.listdir(src) if f.endswith(('.c', '.h'))}
 
-    inc = {f: {m for m in re.findall(r'#\s*include\s+""', '') } for f in files}
     raw = {f: open(os.path.join(src, f), encoding='utf-8', errors='replace').read() for f in files}
     inc = {f: {h for h in re.findall(r'^\s*#\s*include\s+"([^"]+)"', raw[f], re.M) if h in files}
            for f in files}
@@ -93,7 +92,8 @@ def main():
             print('%s cycle%s: %s' % (what, ' (allowed)' if allowed else '', ' <-> '.join(comp)))
             bad += not allowed
     if bad == 0:
-        print('no cycles between files in %s' % src)
+        print('no cycle between files in %s but those allowed' % src if allow else
+              'no cycle between files in %s' % src)
     return 1 if bad else 0
 
 if __name__ == '__main__':

@@ -152,23 +152,23 @@ bo_pg_config() {
 
 # bo_build_install — build with PGXS and install (sudo for install when not
 # root).  Runs in the repository root.
-bo_build_install() {
+bo_build_install() { # [MAKE VARIABLE=VALUE...], e.g. TEST_MODULES=1
 	local pgc jobs
 	pgc="$(bo_pg_config)"
 	jobs="$(nproc 2>/dev/null || echo 2)"
-	bo_log "building batch_ops (PG_CONFIG=$pgc)"
-	make -C "$BO_ROOT" -j"$jobs" PG_CONFIG="$pgc" || {
+	bo_log "building batch_ops (PG_CONFIG=$pgc${*:+ $*})"
+	make -C "$BO_ROOT" -j"$jobs" PG_CONFIG="$pgc" "$@" || {
 		bo_die "make failed"
 		return 1
 	}
 	bo_log "installing batch_ops"
 	if bo_is_root; then
-		make -C "$BO_ROOT" PG_CONFIG="$pgc" install >/dev/null || {
+		make -C "$BO_ROOT" PG_CONFIG="$pgc" "$@" install >/dev/null || {
 			bo_die "make install failed"
 			return 1
 		}
 	else
-		bo_as_root make -C "$BO_ROOT" PG_CONFIG="$pgc" install >/dev/null || {
+		bo_as_root make -C "$BO_ROOT" PG_CONFIG="$pgc" "$@" install >/dev/null || {
 			bo_die "make install failed"
 			return 1
 		}

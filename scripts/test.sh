@@ -5,9 +5,12 @@
 #   sudo scripts/test.sh            (or as a normal user with sudo rights)
 #
 # Steps: install missing packages (scripts/lib.sh bo_ensure_deps), build and
-# install the extension, then run the make targets, carrying on after
-# failures.  Each target stands up its own throwaway clusters:
+# install the test build of the extension (make TEST_MODULES=1: the
+# test-only job kind and SQL functions of test/kinds and test/modules
+# linked in), then run the checks, carrying on after failures.  Each make
+# target stands up its own throwaway clusters:
 #
+#   0. symbols    the library exports only its entry points
 #   1. regress    make installcheck, pg_regress part   (sql/, expected/)
 #   2. isolation  make installcheck, isolation part    (test/isolation)
 #   3. pgtap      make pgtap, pgTAP under pg_regress   (test/pgtap)
@@ -148,10 +151,22 @@ hr "build and install"
 t0="$(date +%s)"
 if [[ "${BATCH_OPS_NO_BUILD:-0}" == 1 ]]; then
 	echo "BATCH_OPS_NO_BUILD=1: using the installed batch_ops"
-elif ! bo_build_install; then
+elif ! bo_build_install TEST_MODULES=1; then
 	record build fail $(($(date +%s) - t0))
 	summary
 	exit 1
+fi
+
+# ---------------------------------------------------------------- 0. symbols
+# The library exports its entry points only (hidden visibility).
+if wanted symbols; then
+	hr "symbols (test/tools/exported_symbols.sh)"
+	run_step 60 "$ROOT/test/tools/exported_symbols.sh" "$ROOT/batch_ops.so"
+	case "$STEP_RC" in
+	0) record symbols pass "$STEP_SECS" ;;
+	77) record symbols skip "$STEP_SECS" ;;
+	*) record symbols fail "$STEP_SECS" ;;
+	esac
 fi
 
 # ---------------------------------------------------------------- where make runs

@@ -41,7 +41,7 @@ COMMENT ON FUNCTION batch_ops.batch_delete(regclass, jsonb, boolean, text) IS
 'delete rows of target by primary key; returns {"deleted": n, "errors": [...]}';
 
 -- ========================================================================
--- Idempotency keys and rate limits (issue #3)
+-- Idempotency keys and rate limits
 -- ========================================================================
 
 --
@@ -120,7 +120,7 @@ COMMENT ON FUNCTION batch_ops.rate_limit_status() IS
 'token buckets of the item rate limit: the caller''s (all roles'' for a superuser or a member of pg_read_all_stats); tokens is NULL when no limit applies';
 
 -- ====================================================================
--- Async jobs (issue #4): the job queue, CSV imports and submit_batch.
+-- Async jobs: the job queue, CSV imports and submit_batch.
 --
 -- One queue per database, in these tables; PUBLIC cannot read them.  The
 -- functions below are SECURITY INVOKER: they check what the caller may do
@@ -132,9 +132,9 @@ COMMENT ON FUNCTION batch_ops.rate_limit_status() IS
 CREATE TABLE batch_ops.job_queue (
 	id               bigserial PRIMARY KEY,
 	role             oid NOT NULL,
-	kind             text NOT NULL CHECK (kind IN ('import', 'batch')),
-	operation        text NOT NULL CHECK (operation IN ('create', 'update', 'delete')),
-	target           oid NOT NULL,
+	kind             text NOT NULL,
+	operation        text,
+	target           oid,
 	source           text,
 	options          jsonb NOT NULL DEFAULT '{}',
 	atomic           boolean NOT NULL DEFAULT false,
@@ -142,24 +142,16 @@ CREATE TABLE batch_ops.job_queue (
 	                 CHECK (status IN ('queued', 'running', 'completed', 'failed', 'cancelled')),
 	cancel_requested boolean NOT NULL DEFAULT false,
 	progress         integer NOT NULL DEFAULT 0,
-	bytes_total      bigint,
-	items_total      bigint,
 	rows_done        bigint NOT NULL DEFAULT 0,
-	created          bigint NOT NULL DEFAULT 0,
-	updated          bigint NOT NULL DEFAULT 0,
-	deleted          bigint NOT NULL DEFAULT 0,
-	failed           bigint NOT NULL DEFAULT 0,
 	errors_total     bigint NOT NULL DEFAULT 0,
-	ckpt_offset      bigint NOT NULL DEFAULT 0,
-	ckpt_line        bigint NOT NULL DEFAULT 0,
-	ckpt_index       bigint NOT NULL DEFAULT 0,
-	columns          jsonb,
 	attempts         integer NOT NULL DEFAULT 0,
 	worker_pid       integer,
 	error            text,
 	submitted_at     timestamptz NOT NULL DEFAULT now(),
 	started_at       timestamptz,
-	finished_at      timestamptz
+	finished_at      timestamptz,
+	checkpoint       jsonb NOT NULL DEFAULT '{}',
+	summary          jsonb NOT NULL DEFAULT '{}'
 );
 
 CREATE INDEX job_queue_pending ON batch_ops.job_queue (id)
@@ -168,14 +160,12 @@ CREATE INDEX job_queue_finished ON batch_ops.job_queue (finished_at);
 
 COMMENT ON TABLE batch_ops.job_queue IS
 'async jobs of this database (see batch_ops.jobs); not accessible to PUBLIC';
-COMMENT ON COLUMN batch_ops.job_queue.ckpt_offset IS
-'imports: byte offset of the next unread record, committed with the rows before it';
-COMMENT ON COLUMN batch_ops.job_queue.ckpt_line IS
-'imports: records (lines, as COPY counts them) consumed before ckpt_offset';
-COMMENT ON COLUMN batch_ops.job_queue.ckpt_index IS
-'batches: position of the next item to run';
-COMMENT ON COLUMN batch_ops.job_queue.columns IS
-'imports: the table column of each CSV field (null: skipped), fixed by the first chunk';
+COMMENT ON COLUMN batch_ops.job_queue.kind IS
+'the job''s kind, by name (checked against the kinds the library has)';
+COMMENT ON COLUMN batch_ops.job_queue.checkpoint IS
+'the kind''s checkpoint, committed with the work before it (imports: offset, line, columns; batches: index)';
+COMMENT ON COLUMN batch_ops.job_queue.summary IS
+'counters (created, updated, deleted, failed) and the kind''s totals (bytes_total, items_total)';
 
 CREATE TABLE batch_ops.job_error (
 	job_id   bigint NOT NULL REFERENCES batch_ops.job_queue ON DELETE CASCADE,

@@ -76,14 +76,4 @@ extern void batch_result_free(BatchResult *result);
  */
 extern char *batch_error_item_text(const BatchError *error);
 
-/*
- * response.c: batch_execute() and the JSON answer of the SQL functions,
- * in the caller's memory context.  With return_rows false the answer is
- * {"applied": n, "errors": [...]} (deletes: "deleted") and no row is
- * turned into JSON.  Kept for the job kinds until they read a
- * BatchResult instead.
- */
-extern Jsonb *batch_run(BatchOp op, Oid relid, Jsonb *items, bool atomic,
-						bool return_rows);
-
 #endif							/* BATCH_OPS_BATCH_H */

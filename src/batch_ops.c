@@ -20,7 +20,7 @@
 #include "batch_ops.h"
 #include "drop_guard.h"
 #include "idempotency.h"
-#include "jobs.h"
+#include "jobs_api.h"
 #include "ratelimit.h"
 
 PG_MODULE_MAGIC;

@@ -96,7 +96,7 @@
 #include "utils/snapmgr.h"
 
 #include "item_error.h"
-#include "jobs.h"
+#include "copy_path.h"
 
 #define ATTEMPT_MIN_RECORDS		64
 

@@ -21,6 +21,7 @@
 #include "batch_ops.h"
 #include "idempotency.h"
 #include "ratelimit.h"
+#include "response.h"
 
 PG_FUNCTION_INFO_V1(batch_ops_create);
 PG_FUNCTION_INFO_V1(batch_ops_update);

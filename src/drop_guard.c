@@ -17,7 +17,7 @@
  *    worker can claim a job until the DROP has committed (a worker that
  *    tries waits, then finds no table and exits);
  * 2. then it reads the workers' slots in shared memory: a worker sets its
- *    slot's job id before its claim commits (worker.c), so a job claimed
+ *    slot's job id before its claim commits (job_worker.c), so a job claimed
  *    before step 1 is seen here, and the DROP fails naming it, with a
  *    hint to cancel it or wait.
  *
@@ -45,7 +45,7 @@
 #include "utils/lsyscache.h"
 
 #include "drop_guard.h"
-#include "jobs.h"
+#include "job_shmem.h"
 
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 

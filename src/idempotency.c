@@ -34,10 +34,10 @@
  *
  * Privileges: PUBLIC has no access to the key table.  The batch functions
  * are SECURITY INVOKER, so the statements on the key table run as the
- * table's owner: the user id is switched around them only, as
- * ri_triggers.c does, and no user code can run meanwhile (the key table
- * has no triggers, the statements call built-in operators only, named
- * with their schema so that the caller's search_path plays no part).  The
+ * table's owner: the user id is switched around them only
+ * (spi_util.c, role_switch_to_owner, which also pins search_path), and
+ * no user code can run meanwhile (the key table has no triggers, the
+ * statements call built-in operators only, named with their schema).  The
  * role a key belongs to is the caller's current user, taken before the
  * switch, and every statement filters on it.  An error raised while
  * switched is safe: (sub)transaction abort restores the user id.
@@ -69,6 +69,7 @@
 #include "utils/timestamp.h"
 
 #include "idempotency.h"
+#include "spi_util.h"
 
 
 int			batch_ops_idempotency_ttl = 86400;
@@ -77,8 +78,9 @@ int			batch_ops_idempotency_ttl = 86400;
 #define CLAIM_ATTEMPTS	10
 
 /*
- * The statements on the key table, prepared once per backend.  A saved
- * plan is re-analysed by the plan cache if the table is re-created.
+ * The statements on the key table, prepared once per backend and kept
+ * (spi_util.c); the plan cache re-analyses a kept plan if the table is
+ * re-created.
  */
 typedef enum KeyStmt
 {
@@ -90,15 +92,7 @@ typedef enum KeyStmt
 	NUM_KEY_STMTS
 } KeyStmt;
 
-typedef struct KeyStmtDef
-{
-	const char *sql;
-	int			rc;				/* the SPI_execute_plan result expected */
-	int			nargs;
-	Oid			argtypes[5];
-} KeyStmtDef;
-
-static const KeyStmtDef key_stmts[NUM_KEY_STMTS] = {
+static SpiStmt key_stmts[NUM_KEY_STMTS] = {
 	[STMT_LOOKUP] = {
 		"SELECT request_hash, response, expires_at"
 		" FROM batch_ops.idempotency_keys"
@@ -136,8 +130,6 @@ static const KeyStmtDef key_stmts[NUM_KEY_STMTS] = {
 	},
 };
 
-static SPIPlanPtr key_plans[NUM_KEY_STMTS];
-
 /* What a claim found. */
 typedef enum KeyState
 {
@@ -148,14 +140,7 @@ typedef enum KeyState
 	KEY_PENDING					/* same request, this transaction, not done */
 } KeyState;
 
-/* The caller's state while the key table is being worked on as its owner. */
-typedef struct KeyTableAccess
-{
-	MemoryContext caller_cxt;
-	Oid			save_userid;
-	int			save_sec_context;
-} KeyTableAccess;
-
+/* The key TTL setting, from _PG_init. */
 void
 idempotency_init(void)
 {
@@ -269,78 +254,31 @@ hash_equal(Datum stored, bytea *hash)
 static Oid
 key_table_owner(bool missing_ok)
 {
-	Oid			nsp = get_namespace_oid("batch_ops", true);
-	Oid			relid = InvalidOid;
-	HeapTuple	tup;
-	Oid			owner;
-
-	if (OidIsValid(nsp))
-		relid = get_relname_relid("idempotency_keys", nsp);
-	if (!OidIsValid(relid))
-	{
-		if (missing_ok)
-			return InvalidOid;
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation \"batch_ops.idempotency_keys\" does not exist"),
-				 errhint("Is the extension batch_ops installed in this database?")));
-	}
-
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", relid);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	return owner;
+	return extension_table_owner("idempotency_keys", missing_ok);
 }
 
 /* Connect to SPI and become the key table's owner. */
 static void
-key_table_open(KeyTableAccess *acc, Oid owner)
+key_table_open(RoleSwitch *sw, Oid owner)
 {
-	acc->caller_cxt = CurrentMemoryContext;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	GetUserIdAndSecContext(&acc->save_userid, &acc->save_sec_context);
-	SetUserIdAndSecContext(owner,
-						   acc->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	spi_connect();
+	role_switch_to_owner(sw, owner, false);
 }
 
-/* Back to the caller's user id and memory context. */
+/* Back to the caller's user id and (SPI_finish) memory context. */
 static void
-key_table_close(KeyTableAccess *acc)
+key_table_close(RoleSwitch *sw)
 {
-	SetUserIdAndSecContext(acc->save_userid, acc->save_sec_context);
+	role_switch_end(sw);
 	if (SPI_finish() != SPI_OK_FINISH)
 		elog(ERROR, "SPI_finish failed");
-	MemoryContextSwitchTo(acc->caller_cxt);
 }
 
 /* Run one statement (connected to SPI); returns SPI_processed. */
 static uint64
 key_exec(KeyStmt stmt, Datum *values, const char *nulls)
 {
-	const KeyStmtDef *def = &key_stmts[stmt];
-	int			rc;
-
-	if (key_plans[stmt] == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(def->sql, def->nargs,
-									   (Oid *) def->argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
-				 def->sql, SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		key_plans[stmt] = plan;
-	}
-
-	rc = SPI_execute_plan(key_plans[stmt], values, nulls, false, 0);
-	if (rc != def->rc)
-		elog(ERROR, "SPI_execute_plan failed for \"%s\": %s",
-			 def->sql, SPI_result_code_string(rc));
-	return SPI_processed;
+	return spi_exec(&key_stmts[stmt], values, nulls);
 }
 
 /*
@@ -348,14 +286,12 @@ key_exec(KeyStmt stmt, Datum *values, const char *nulls)
  * stored response in the caller's memory context.
  */
 static KeyState
-key_lookup(KeyTableAccess *acc, Datum *values, bytea *hash, TimestampTz now,
-		   Jsonb **response)
+key_lookup(Datum *values, bytea *hash, TimestampTz now, Jsonb **response)
 {
 	HeapTuple	tuple;
 	TupleDesc	tupdesc;
 	Datum		d;
 	bool		isnull;
-	MemoryContext old;
 
 	if (key_exec(STMT_LOOKUP, values, NULL) == 0)
 		return KEY_ABSENT;
@@ -375,9 +311,8 @@ key_lookup(KeyTableAccess *acc, Datum *values, bytea *hash, TimestampTz now,
 	if (isnull)
 		return KEY_PENDING;
 
-	old = MemoryContextSwitchTo(acc->caller_cxt);
-	*response = DatumGetJsonbPCopy(d);
-	MemoryContextSwitchTo(old);
+	/* a copy in the caller's context, which outlives SPI_finish() */
+	*response = DatumGetJsonbP(SPI_datumTransfer(d, false, -1));
 	return KEY_REPLAY;
 }
 
@@ -391,7 +326,7 @@ idempotency_claim(const char *key, BatchOp op, Oid relid, Jsonb *items,
 {
 	Oid			role = GetUserId();
 	TimestampTz now = GetCurrentTimestamp();
-	KeyTableAccess acc;
+	RoleSwitch	sw;
 	Datum		values[5];
 	bytea	   *hash;
 	Jsonb	   *response = NULL;
@@ -409,7 +344,7 @@ idempotency_claim(const char *key, BatchOp op, Oid relid, Jsonb *items,
 	values[4] = TimestampTzGetDatum(now +
 									(int64) batch_ops_idempotency_ttl * USECS_PER_SEC);
 
-	key_table_open(&acc, key_table_owner(false));
+	key_table_open(&sw, key_table_owner(false));
 	/*
 	 * The common case, a new key: claim it at once, without a lookup (not in
 	 * a read-only transaction, where a replay must still work).
@@ -418,7 +353,7 @@ idempotency_claim(const char *key, BatchOp op, Oid relid, Jsonb *items,
 		claimed = key_exec(STMT_INSERT, values, NULL) == 1;
 	for (attempt = 0; attempt < CLAIM_ATTEMPTS && !claimed; attempt++)
 	{
-		state = key_lookup(&acc, values, hash, now, &response);
+		state = key_lookup(values, hash, now, &response);
 		if (state == KEY_ABSENT)
 			claimed = key_exec(STMT_INSERT, values, NULL) == 1;
 		else if (state == KEY_EXPIRED)
@@ -427,7 +362,7 @@ idempotency_claim(const char *key, BatchOp op, Oid relid, Jsonb *items,
 			break;
 		/* not claimed: a concurrent call got there first; look again */
 	}
-	key_table_close(&acc);
+	key_table_close(&sw);
 
 	if (claimed)
 		return NULL;
@@ -464,27 +399,29 @@ idempotency_claim(const char *key, BatchOp op, Oid relid, Jsonb *items,
 	return NULL;
 }
 
+/* After the work: the claimed key gets its response, in the same transaction. */
 void
 idempotency_store(const char *key, Jsonb *response)
 {
-	KeyTableAccess acc;
+	RoleSwitch	sw;
 	Datum		values[3];
 
 	values[0] = ObjectIdGetDatum(GetUserId());
 	values[1] = CStringGetTextDatum(key);
 	values[2] = JsonbPGetDatum(response);
 
-	key_table_open(&acc, key_table_owner(false));
+	key_table_open(&sw, key_table_owner(false));
 	if (key_exec(STMT_STORE, values, NULL) != 1)
 		elog(ERROR, "idempotency key \"%s\" was not claimed by this call", key);
-	key_table_close(&acc);
+	key_table_close(&sw);
 }
 
+/* Expired keys of every role; batch_ops.purge() and each job worker call it. */
 int64
 idempotency_purge(void)
 {
 	Oid			owner = key_table_owner(true);
-	KeyTableAccess acc;
+	RoleSwitch	sw;
 	Datum		values[1];
 	int64		n;
 
@@ -492,8 +429,8 @@ idempotency_purge(void)
 		return 0;
 
 	values[0] = TimestampTzGetDatum(GetCurrentTimestamp());
-	key_table_open(&acc, owner);
+	key_table_open(&sw, owner);
 	n = (int64) key_exec(STMT_PURGE, values, NULL);
-	key_table_close(&acc);
+	key_table_close(&sw);
 	return n;
 }

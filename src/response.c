@@ -7,8 +7,7 @@
  *	  delete:        {"deleted": n, "errors": [...]}
  *
  * Atomic calls add "rolled_back": true or false.  Callers that need no
- * rows (the job workers, through batch_run) get {"applied": n,
- * "errors": [...]} instead.  Each error carries the item's 0-based
+ * rows get {"applied": n, "errors": [...]} instead.  Each error carries the item's 0-based
  * "index", the stable "error" name, PostgreSQL's "message" and
  * "sqlstate", "detail", "constraint" and "column" where known, and the
  * "item" as given ("id" for deletes).

@@ -15,4 +15,13 @@
 
 extern Jsonb *response_build(BatchResult *result);
 
+/*
+ * batch_execute() and the JSON answer of the SQL functions, in the
+ * caller's memory context.  With return_rows false the answer is
+ * {"applied": n, "errors": [...]} (deletes: "deleted") and no row is
+ * turned into JSON.
+ */
+extern Jsonb *batch_run(BatchOp op, Oid relid, Jsonb *items, bool atomic,
+						bool return_rows);
+
 #endif							/* BATCH_OPS_RESPONSE_H */

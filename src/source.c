@@ -81,7 +81,7 @@
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 
-#include "jobs.h"
+#include "import_job.h"
 #include "source.h"
 
 /* more than libcurl ever hands over at once (CURL_MAX_READ_SIZE) */

@@ -9,8 +9,6 @@
 #ifndef BATCH_OPS_SOURCE_H
 #define BATCH_OPS_SOURCE_H
 
-#include "postgres.h"
-
 #include "utils/jsonb.h"
 
 struct Job;

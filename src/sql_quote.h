@@ -6,8 +6,8 @@
  * Bookkeeping statements run as the job tables' owner, and job workers
  * run as a superuser: an unqualified operator in their text would be
  * looked up on search_path, where a role that can CREATE in a schema
- * could plant its own "=".  The callers also pin search_path (jobs.c,
- * jobs_owner_begin); these spellings make the text itself safe too, so
+ * could plant its own "=".  The callers also pin search_path (spi_util.c,
+ * role_switch_to_owner); these spellings make the text itself safe too, so
  * that it stays safe if it is ever run without the pin.
  *
  * OPERATOR(...) binds like any user-defined operator: tighter than the

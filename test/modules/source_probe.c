@@ -2,8 +2,8 @@
  *
  * source_probe.c
  *	  A test-only SQL function that reads an import source (src/source.c)
- *	  in the calling backend; built and loaded by
- *	  test/t/034_source_handles.pl, never installed.
+ *	  in the calling backend; linked into the test build of the library
+ *	  (make TEST_MODULES=1) and bound by test/t/034_source_handles.pl.
  *
  * A job worker runs one job and exits, so it cannot show that a Source
  * whose import failed leaves nothing open behind it: the process is gone
@@ -15,11 +15,6 @@
  * calls source_close(): then only the Source's memory-context reset
  * callback can release its socket, libcurl handles or file descriptor.
  *
- * The prototypes are those of src/source.h, which the TAP tests cannot
- * include (scripts/test.sh copies only test/ for them).  The library
- * resolves them against batch_ops.so, which shared_preload_libraries has
- * loaded into every backend.
- *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -27,23 +22,18 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 
-PG_MODULE_MAGIC;
+#include "source.h"
 
-/* src/source.h */
-typedef struct Source Source;
-struct Job;
-extern Source *source_open(const char *location, int64 offset, struct Job *job);
-extern int	source_read(Source *src, char *buf, int len);
-extern void source_close(Source *src);
+extern PGDLLEXPORT Datum batch_ops_test_source_probe(PG_FUNCTION_ARGS);
 
-PG_FUNCTION_INFO_V1(source_probe);
+PG_FUNCTION_INFO_V1(batch_ops_test_source_probe);
 
 /*
  * source_probe(location text, "offset" bigint, "close" bool) RETURNS bigint:
  * the number of bytes read from the offset to the end of the source.
  */
 Datum
-source_probe(PG_FUNCTION_ARGS)
+batch_ops_test_source_probe(PG_FUNCTION_ARGS)
 {
 	char	   *location = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	Source	   *src = source_open(location, PG_GETARG_INT64(1), NULL);

@@ -74,7 +74,7 @@ for my $c (@cases)
 	my $status = bo_wait_job($node, $job{$name}, 'postgres', 60);
 	my ($error, $ckpt) = split(/\|/,
 		$node->safe_psql('postgres',
-			"SELECT coalesce(error, '-') || '|' || ckpt_offset FROM batch_ops.job_queue WHERE id = $job{$name}"));
+			"SELECT coalesce(error, '-') || '|' || (checkpoint->>'offset') FROM batch_ops.job_queue WHERE id = $job{$name}"));
 	my ($count, $distinct, $max) = split(/\|/,
 		$node->safe_psql('postgres',
 			"SELECT count(*) || '|' || count(DISTINCT id) || '|' || coalesce(max(id), 0) FROM t_$name"));

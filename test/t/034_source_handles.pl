@@ -5,7 +5,7 @@
 #
 # A job worker runs one job and exits, so this test opens the sources in
 # one ordinary backend through a test-only function
-# (test/modules/source_probe.c, compiled here) and makes them fail, over
+# (test/modules/source_probe.c, in the test build) and makes them fail, over
 # and over, at each point between the opening and the end of the
 # download: an HTTP error status, a refused connection, a connection
 # dropped in the body, a redirect, a 206 with a garbled or wrong
@@ -32,17 +32,12 @@ my $srv = bo_mock_server('handles', '18660-18669');
 my $B = $srv->{base};
 
 # ---------------------------------------------------------------- the probe
-my $dir = PostgreSQL::Test::Utils::tempdir('probe');
-my $csrc = dirname(__FILE__) . '/../modules/source_probe.c';
-my $so = "$dir/source_probe.so";
-my $inc = $node->config_data('--includedir-server');
-my ($out, $err) = ('', '');
-IPC::Run::run([ 'gcc', '-shared', '-fPIC', '-O0', "-I$inc", '-o', $so, $csrc ],
-	'>', \$out, '2>', \$err)
-  or BAIL_OUT("could not compile $csrc: $out$err");
-$node->safe_psql('postgres',
+# linked into the test build (make TEST_MODULES=1, as scripts/test.sh builds)
+my ($rc) = $node->psql('postgres',
 	"CREATE FUNCTION source_probe(text, bigint, bool) RETURNS bigint"
-	  . " AS '$so', 'source_probe' LANGUAGE C STRICT");
+	  . " AS 'batch_ops', 'batch_ops_test_source_probe' LANGUAGE C STRICT");
+plan skip_all => 'batch_ops was built without TEST_MODULES=1 (no source probe)'
+  if $rc != 0;
 
 my $scratch = bo_scratch($node);
 my $file = "$scratch/rows.csv";

@@ -75,7 +75,7 @@ sub job_result
 	my ($id) = @_;
 	my $st = bo_wait_job($node, $id, 'postgres', 120);
 	my ($status, $created, $errors, $secs) = split /\|/, $node->safe_psql('postgres',
-		"SELECT status, created, errors_total,
+		"SELECT status, summary->>'created', errors_total,
 		        extract(epoch FROM finished_at - started_at)
 		   FROM batch_ops.job_queue WHERE id = $id");
 	return ($st, $created, $errors, $secs);

@@ -47,7 +47,7 @@ sub job_result
 	my ($id) = @_;
 	bo_wait_job($node, $id, 'postgres', 120);
 	return split /\|/, $node->safe_psql('postgres',
-		"SELECT status, created, extract(epoch FROM finished_at - started_at)
+		"SELECT status, summary->>'created', extract(epoch FROM finished_at - started_at)
 		   FROM batch_ops.job_queue WHERE id = $id");
 }
 

@@ -1,46 +1,40 @@
 /*-------------------------------------------------------------------------
  *
- * csv_import.c
- *	  CSV import jobs: a streaming CSV parser feeding the batch engine.
+ * kind_import.c
+ *	  The "import" kind: CSV files and URLs into a table, in chunks.
  *
- * The file is read in fixed-size buffers (source.c) and cut into records
- * the way COPY ... (FORMAT csv) does: a record ends at an unquoted line
- * end (\n, \r\n or \r), fields are split at the delimiter, quotes and the
- * escape character work as in COPY, and an unquoted field equal to the
- * null string is NULL.  Line numbers count lines as COPY does: a header
- * is line 1, a line end inside a quoted field counts too, and a record is
- * known by its last line (the line COPY names in its errors).
- *
- * A UTF-8 file's byte-order mark is skipped when the file is read from
- * its start (not when a job resumes at an offset).
+ * The bytes come from source.c, are cut into records by csv_reader.c,
+ * and reach the table two ways: runs of good records through COPY
+ * (copy_path.c) while COPY can write them as the engine would, and
+ * everything else through the batch engine: each chunk of records becomes
+ * a JSON array of objects, column name -> field (a JSON string, or null),
+ * passed to batch_execute(BATCH_CREATE, ...) in partial mode as the job's
+ * role; the engine converts every field with its column's input
+ * function, checks the constraints it can check in advance, writes
+ * set-based and reports every failing item by index, which maps back to
+ * the record's line and raw text.
  *
  * A record that is malformed -- an unterminated quoted field, too many or
- * too few fields, bytes that are not valid in the file's encoding -- is
- * a row error with the COPY message and SQLSTATE, and the import goes on
- * with the next record.  So is a record longer than max_record_bytes
- * (54000): the reader keeps its first 1 kB for the error and only counts
- * the rest up to the record's end.  The raw text of every row error is
- * stored converted to the database encoding, each byte that is not part
- * of a valid (or convertible) character written \xNN (job_raw_text), so
- * that any client can read the errors.  Good records are grouped into chunks
- * (chunk_size records, or 32 MB; under a rate limit at most the role's
- * burst, whose tokens are taken before the chunk's transaction starts --
- * inside it for an atomic import -- and given back for records the chunk
- * did not read) and each chunk becomes a JSON array of
- * objects, column name -> field (a JSON string, or null), passed to
- * batch_run(BATCH_CREATE, ...) in partial mode as the job's role; the
- * engine converts every field with its column's input function, checks
- * the constraints it can check in advance, writes set-based and reports
- * every failing item by index, which maps back to the record's line and
- * raw text.
+ * too few fields, bytes that are not valid in the file's encoding, longer
+ * than max_record_bytes -- is a row error with the COPY message and
+ * SQLSTATE, and the import goes on with the next record.  The raw text of
+ * every row error is stored converted to the database encoding, each
+ * byte that is not part of a valid (or convertible) character written
+ * \xNN (job_raw_text), so that any client can read the errors.  Good
+ * records are grouped into chunks (chunk_size records, or 32 MB; under a
+ * rate limit at most the role's burst, whose tokens are taken before the
+ * chunk's transaction starts -- inside it for an atomic import -- and
+ * given back for records the chunk did not read).
  *
  * Partial mode (the default): each chunk's rows, its errors and the job's
- * checkpoint (byte offset and line number of the next unread record)
- * commit together, so after a crash the job resumes at the checkpoint and
- * no row is lost or imported twice.  Atomic mode runs the whole import in
- * one transaction (its data in one subtransaction, rolled back if any row
- * failed; the errors are kept in memory meanwhile); after a crash it
- * starts over.
+ * checkpoint ({"offset", "line", "columns"}: where the next unread record
+ * starts, and the column of each field) commit together, so after a
+ * crash the job resumes at the checkpoint and no row is lost or imported
+ * twice.  Atomic mode runs the whole import in one transaction (its data
+ * in one subtransaction, rolled back if any row failed; the errors are
+ * kept in memory meanwhile); after a crash it starts over.  The summary
+ * adds "bytes_total", the source's size once known, from which progress
+ * is computed.
  *
  * Privileges: COPY checks them when its statement starts; a job is a long
  * series of statements, so before each that writes (a COPY run, an engine
@@ -77,15 +71,15 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
+#include "copy_path.h"
+#include "csv_reader.h"
 #include "item_error.h"
-#include "jobs.h"
+#include "job_kind.h"
 #include "ratelimit.h"
+#include "source.h"
+#include "target.h"
 
-#define READ_BUFFER_SIZE	(64 * 1024)
 #define CHUNK_MAX_BYTES		(32 * 1024 * 1024)
-#define RAW_KEEP			1024
-/* a record this long goes to the engine alone, its buffers given back */
-#define BIG_RECORD_BYTES	(1024 * 1024)
 
 /* records and bytes per run handed to COPY (copy_path.c) */
 #define RUN_RECORDS			8192
@@ -93,6 +87,10 @@
 /* commit a chunk early rather than overflow the subxid cache (64) */
 #define CHUNK_MAX_SUBXACTS	48
 
+/* ---------------------------------------------------------------------
+ * Options
+ * ---------------------------------------------------------------------
+ */
 static const char *valid_import_options =
 "format, header, delimiter, quote, escape, null, encoding, columns, atomic, chunk_size, max_errors, max_record_bytes";
 
@@ -100,6 +98,7 @@ static const char *valid_import_options =
  * Options
  * ---------------------------------------------------------------------
  */
+/* A one-byte character option (delimiter, quote, escape). */
 static char
 option_char(const char *name, JsonbValue *val)
 {
@@ -113,6 +112,7 @@ option_char(const char *name, JsonbValue *val)
 	return val->val.string.val[0];
 }
 
+/* The one message of a bad "columns" option, with why. */
 static void
 columns_invalid(const char *why)
 {
@@ -265,7 +265,8 @@ import_option(const char *name, JsonbValue *val, void *arg)
 						 SOURCE_OPTION_NAMES)));
 }
 
-void
+/* The import's options with their defaults, checked; ERROR if one is bad. */
+static void
 import_options_parse(Jsonb *options, ImportOptions *o)
 {
 	memset(o, 0, sizeof(ImportOptions));
@@ -297,506 +298,6 @@ import_options_parse(Jsonb *options, ImportOptions *o)
 }
 
 /* ---------------------------------------------------------------------
- * Raw text of a bad row
- * ---------------------------------------------------------------------
- */
-static void
-append_escaped_bytes(StringInfo out, const char *p, int n)
-{
-	int			i;
-
-	for (i = 0; i < n; i++)
-		appendStringInfo(out, "\\x%02x", (unsigned char) p[i]);
-}
-
-/* How many bytes at p are ASCII (and not NUL). */
-static int
-ascii_prefix(const char *p, int n)
-{
-	int			i;
-
-	for (i = 0; i < n && p[i] != '\0' && !IS_HIGHBIT_SET(p[i]); i++)
-		;
-	return i;
-}
-
-/*
- * The text of raw (len bytes in "encoding") in the database encoding, for
- * job_error: each run of valid characters converted, each byte that is
- * not part of one -- or of a character the database encoding lacks --
- * written \xNN, so that the result is valid whatever came in.  At most
- * limit bytes, never cut inside a character or an escape.
- */
-char *
-job_raw_text(const char *raw, int len, int encoding, int limit)
-{
-	int			db = GetDatabaseEncoding();
-	bool		convert = encoding != db && encoding != PG_SQL_ASCII && db != PG_SQL_ASCII;
-	int			out_enc = db == PG_SQL_ASCII ? encoding : db;
-	bool		ascii_only = false;
-	Oid			proc = InvalidOid;
-	char	   *conv = NULL;
-	int			convsize = 0;
-	StringInfoData out;
-	int			pos = 0;
-
-	/* the catalog is read only in a transaction */
-	if (convert && IsTransactionState())
-		proc = FindDefaultConversionProc(encoding, db);
-	if (convert && !OidIsValid(proc))
-	{
-		convert = false;
-		ascii_only = true;
-	}
-	/* each output byte comes from at most four input bytes */
-	len = Min(len, limit * 4);
-	initStringInfo(&out);
-	while (pos < len)
-	{
-		int			valid;
-		int			bad = 1;
-
-		if (ascii_only)
-			valid = ascii_prefix(raw + pos, len - pos);
-		else
-			valid = pg_encoding_verifymbstr(convert ? encoding : out_enc,
-											raw + pos, len - pos);
-		if (valid > 0)
-		{
-			const char *text = raw + pos;
-			int			textlen = valid;
-			int			used = valid;
-
-			if (convert)
-			{
-				int			n = pg_encoding_mbcliplen(encoding, text, valid,
-													  Min(valid, limit - out.len));
-
-				if (n == 0)
-					break;
-				if (convsize < n * MAX_CONVERSION_GROWTH + 1)
-				{
-					convsize = n * MAX_CONVERSION_GROWTH + 1;
-					conv = conv ? repalloc(conv, convsize) : palloc(convsize);
-				}
-				used = pg_do_encoding_conversion_buf(proc, encoding, db,
-													 (unsigned char *) text, n,
-													 (unsigned char *) conv, convsize,
-													 true);
-				text = conv;
-				textlen = strlen(conv);
-			}
-			if (textlen > limit - out.len)
-			{
-				appendBinaryStringInfo(&out, text,
-									   pg_encoding_mbcliplen(out_enc, text, textlen,
-															 limit - out.len));
-				break;
-			}
-			appendBinaryStringInfo(&out, text, textlen);
-			pos += used;
-			if (used > 0)
-				continue;
-			/* the next character has no equivalent in the database encoding */
-			bad = Min(pg_encoding_mblen(encoding, raw + pos), len - pos);
-		}
-		if (out.len + 4 * bad > limit)
-			break;
-		append_escaped_bytes(&out, raw + pos, bad);
-		pos += bad;
-	}
-	return out.data;
-}
-
-/* ---------------------------------------------------------------------
- * Reading records
- * ---------------------------------------------------------------------
- */
-typedef struct CsvReader
-{
-	Source	   *src;
-	ImportOptions *opts;
-	char	   *buf;
-	int			len;
-	int			pos;
-	bool		eof;
-	int64		offset;			/* file offset of buf[pos] */
-	int64		line;			/* lines read, as COPY counts them */
-	int			rec_nl;			/* line feeds inside quotes, current record */
-	int			rec_cr;			/* lone carriage returns inside quotes */
-	StringInfoData raw;			/* the current record, without its line end */
-	StringInfo	dest;			/* where the record's bytes go: raw, or a run */
-	int			dest_start;		/* where the record starts in *dest */
-	int64		rec_bytes;		/* the record's length in the file */
-	bool		too_long;		/* longer than max_record_bytes: dest keeps
-								 * only its start */
-	bool		unterminated;
-	char	   *rec_data;		/* the record in the database encoding */
-	int			rec_len;
-	/* fields of the current record */
-	StringInfoData text;		/* field texts, each followed by \0 */
-	int			nfields;
-	int			maxfields;
-	int		   *field_start;
-	bool	   *field_null;
-	int			file_encoding;
-	int			db_encoding;
-} CsvReader;
-
-static bool
-fill(CsvReader *r)
-{
-	if (r->eof)
-		return false;
-	r->len = source_read(r->src, r->buf, READ_BUFFER_SIZE);
-	r->pos = 0;
-	if (r->len == 0)
-		r->eof = true;
-	return r->len > 0;
-}
-
-/*
- * Append n bytes of the current record to its destination, unless the
- * record has grown past max_record_bytes: then only its first RAW_KEEP
- * bytes are kept (for the row error), and the rest is only counted.
- */
-static void
-record_append(CsvReader *r, const char *p, int n)
-{
-	r->rec_bytes += n;
-	if (r->too_long)
-		return;
-	if (r->rec_bytes > r->opts->max_record_bytes)
-	{
-		int			have = r->dest->len - r->dest_start;
-
-		r->too_long = true;
-		if (have >= RAW_KEEP)
-		{
-			r->dest->len = r->dest_start + RAW_KEEP;
-			r->dest->data[r->dest->len] = '\0';
-			return;
-		}
-		n = Min(n, RAW_KEEP - have);
-	}
-	appendBinaryStringInfo(r->dest, p, n);
-}
-
-/*
- * Read the next record, appending it to dest (r->raw if NULL, reset
- * first); false at the end of the file.  Reading straight into a run
- * for COPY saves a copy of every record.
- */
-static bool
-next_record_into(CsvReader *r, StringInfo dest)
-{
-	const char	quote = r->opts->quote;
-	const char	escape = r->opts->escape;
-	bool		in_quote = false;
-	bool		esc_pending = false;
-
-	if (dest == NULL)
-	{
-		dest = &r->raw;
-		resetStringInfo(dest);
-	}
-	r->dest = dest;
-	r->dest_start = dest->len;
-	r->rec_bytes = 0;
-	r->too_long = false;
-	r->unterminated = false;
-	r->rec_nl = r->rec_cr = 0;
-	for (;;)
-	{
-		char	   *p;
-		char	   *end;
-		char	   *start;
-
-		if (r->pos >= r->len && !fill(r))
-			break;
-		start = p = r->buf + r->pos;
-		end = r->buf + r->len;
-		while (p < end)
-		{
-			char		c = *p;
-
-			if (esc_pending)
-			{
-				esc_pending = false;
-				if (c == quote || c == escape)
-				{
-					p++;
-					continue;
-				}
-			}
-			if (in_quote)
-			{
-				if (c == escape && escape != quote)
-					esc_pending = true;
-				else if (c == quote)
-					in_quote = false;
-				else if (c == '\n')
-					r->rec_nl++;
-				else if (c == '\r' && p + 1 < end && p[1] != '\n')
-					r->rec_cr++;
-				p++;
-				continue;
-			}
-			if (c == quote)
-			{
-				in_quote = true;
-				p++;
-				continue;
-			}
-			if (c == '\n' || c == '\r')
-			{
-				record_append(r, start, p - start);
-				r->offset += p - start + 1;
-				r->pos += p - start + 1;
-				if (c == '\r')
-				{
-					if (r->pos >= r->len)
-						(void) fill(r);
-					if (r->pos < r->len && r->buf[r->pos] == '\n')
-					{
-						r->pos++;
-						r->offset++;
-					}
-				}
-				r->line += 1 + r->rec_nl + r->rec_cr;
-				return true;
-			}
-			p++;
-		}
-		record_append(r, start, p - start);
-		r->offset += p - start;
-		r->pos += p - start;
-	}
-	if (r->rec_bytes == 0)
-		return false;
-	r->unterminated = in_quote;
-	r->line += 1 + r->rec_nl + r->rec_cr;
-	return true;
-}
-
-static bool
-next_record(CsvReader *r)
-{
-	return next_record_into(r, NULL);
-}
-
-/* The current record's bytes (as kept: the start of a too long one). */
-static inline char *
-record_data(CsvReader *r)
-{
-	return r->dest->data + r->dest_start;
-}
-
-static inline int
-record_len(CsvReader *r)
-{
-	return r->dest->len - r->dest_start;
-}
-
-/*
- * A UTF-8 file may start with a byte-order mark, which is not data: skip
- * it when reading from the start (not when resuming at an offset).
- */
-static void
-skip_bom(CsvReader *r)
-{
-	while (r->len < 3 && !r->eof)
-	{
-		int			n = source_read(r->src, r->buf + r->len, READ_BUFFER_SIZE - r->len);
-
-		if (n == 0)
-			r->eof = true;
-		r->len += n;
-	}
-	if (r->len >= 3 && memcmp(r->buf, "\xEF\xBB\xBF", 3) == 0)
-	{
-		r->pos = 3;
-		r->offset += 3;
-	}
-}
-
-static void
-add_field(CsvReader *r, int start, bool isnull)
-{
-	if (r->nfields == r->maxfields)
-	{
-		r->maxfields *= 2;
-		r->field_start = repalloc(r->field_start, sizeof(int) * r->maxfields);
-		r->field_null = repalloc(r->field_null, sizeof(bool) * r->maxfields);
-	}
-	r->field_start[r->nfields] = start;
-	r->field_null[r->nfields] = isnull;
-	r->nfields++;
-	appendStringInfoChar(&r->text, '\0');
-}
-
-/*
- * Give a buffer exactly size bytes (a big record's: no doubling), in the
- * memory context it was in; or, with size 0, give a big one back.
- */
-static void
-buffer_resize(StringInfo s, int size)
-{
-	MemoryContext cxt = GetMemoryChunkContext(s->data);
-
-	if (size == 0)
-	{
-		if (s->maxlen < BIG_RECORD_BYTES)
-			return;
-		size = 1024;
-	}
-	pfree(s->data);
-	s->data = MemoryContextAlloc(cxt, size);
-	s->maxlen = size;
-	resetStringInfo(s);
-}
-
-/* Split r->raw (already in the database encoding) into fields. */
-static void
-split_fields(CsvReader *r, const char *data, int len)
-{
-	const char	quote = r->opts->quote;
-	const char	escape = r->opts->escape;
-	const char	delim = r->opts->delimiter;
-	const char *null_string = r->opts->null_string;
-	int			null_len = strlen(null_string);
-	int			i = 0;
-
-	resetStringInfo(&r->text);
-	/* the fields' text is never longer than the record (+ a NUL each) */
-	if (r->text.maxlen < len + 2)
-	{
-		if (len >= BIG_RECORD_BYTES)
-			buffer_resize(&r->text, len + 2);
-		else
-			enlargeStringInfo(&r->text, len + 2);
-	}
-	r->nfields = 0;
-	for (;;)
-	{
-		int			start = r->text.len;
-		int			raw_start = i;
-		bool		saw_quote = false;
-		bool		in_quote = false;
-
-		while (i < len)
-		{
-			char		c = data[i];
-
-			if (in_quote)
-			{
-				if (c == escape && i + 1 < len &&
-					(data[i + 1] == quote || data[i + 1] == escape) &&
-					!(escape == quote && data[i + 1] != quote))
-				{
-					appendStringInfoChar(&r->text, data[i + 1]);
-					i += 2;
-					continue;
-				}
-				if (c == quote)
-				{
-					in_quote = false;
-					i++;
-					continue;
-				}
-				appendStringInfoChar(&r->text, c);
-				i++;
-				continue;
-			}
-			if (c == delim)
-				break;
-			if (c == quote)
-			{
-				in_quote = saw_quote = true;
-				i++;
-				continue;
-			}
-			appendStringInfoChar(&r->text, c);
-			i++;
-		}
-		add_field(r, start,
-				  !saw_quote && i - raw_start == null_len &&
-				  strncmp(data + raw_start, null_string, null_len) == 0);
-		if (i >= len)
-			break;
-		i++;					/* the delimiter */
-	}
-}
-
-/* The record in the database encoding, or NULL and the error. */
-static char *
-convert_record(char *data, int len, int encoding, ErrorData **error)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	char	   *volatile converted = NULL;
-
-	/* conversion functions only ereport; they hold no resources */
-	PG_TRY();
-	{
-		converted = pg_any_to_server(data, len, encoding);
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(cxt);
-		*error = CopyErrorData();
-		FlushErrorState();
-	}
-	PG_END_TRY();
-	return converted;
-}
-
-/*
- * Check the record's encoding and split it.  Returns NULL, or the error
- * message (with *sqlstate) of a malformed record.
- */
-static const char *
-parse_record(CsvReader *r, int *sqlstate)
-{
-	char	   *data = record_data(r);
-	int			len = record_len(r);
-
-	r->rec_data = NULL;
-	if (r->too_long)
-	{
-		*sqlstate = ERRCODE_PROGRAM_LIMIT_EXCEEDED;
-		return psprintf("record of " INT64_FORMAT " bytes is longer than max_record_bytes (%d)",
-						r->rec_bytes, r->opts->max_record_bytes);
-	}
-	if (r->unterminated)
-	{
-		*sqlstate = ERRCODE_BAD_COPY_FILE_FORMAT;
-		return "unterminated CSV quoted field";
-	}
-	if (!pg_verify_mbstr(r->file_encoding, data, len, true))
-	{
-		*sqlstate = ERRCODE_CHARACTER_NOT_IN_REPERTOIRE;
-		return psprintf("invalid byte sequence for encoding \"%s\"",
-						pg_encoding_to_char(r->file_encoding));
-	}
-	if (r->file_encoding != r->db_encoding)
-	{
-		ErrorData  *edata = NULL;
-
-		data = convert_record(data, len, r->file_encoding, &edata);
-		if (edata)
-		{
-			*sqlstate = edata->sqlerrcode;
-			return edata->message;
-		}
-		len = strlen(data);
-	}
-	r->rec_data = data;
-	r->rec_len = len;
-	split_fields(r, data, len);
-	return NULL;
-}
-
-/* ---------------------------------------------------------------------
  * Columns
  * ---------------------------------------------------------------------
  */
@@ -820,6 +321,7 @@ table_columns(Relation rel)
 	return cols;
 }
 
+/* A column name of the "columns" option; NULL skips the field. */
 static char *
 json_text(JsonbValue *v)
 {
@@ -914,6 +416,7 @@ resolve_columns(Job *job, ImportOptions *o, CsvReader *r, bool have_header)
 	return out.data;
 }
 
+/* The column map kept in the checkpoint, as an array of names. */
 static char **
 columns_from_json(const char *json, int *ncols)
 {
@@ -1004,6 +507,7 @@ chunk_add_row(Chunk *chunk, CsvReader *r, char **cols, int ncols, bool in_place)
 	pushJsonbValue(&chunk->state, WJB_END_OBJECT, NULL);
 }
 
+/* An empty chunk, its arrays sized for a usual one. */
 static void
 chunk_start(Chunk *chunk)
 {
@@ -1081,8 +585,8 @@ chunk_write(ImportState *st, Chunk *chunk, ChunkResult *res)
 {
 	Job		   *job = st->job;
 	Jsonb	   *items;
-	Jsonb	   *response;
-	JobRoleSwitch rs;
+	BatchResult *result;
+	RoleSwitch	rs;
 	JsonbValue *array;
 
 	array = pushJsonbValue(&chunk->state, WJB_END_ARRAY, NULL);
@@ -1091,16 +595,15 @@ chunk_write(ImportState *st, Chunk *chunk, ChunkResult *res)
 		return;
 	items = JsonbValueToJsonb(array);
 	if (chunk->release)
-		buffer_resize(chunk->release, 0);
+		csv_buffer_resize(chunk->release, 0);
 
 	import_check_insert(job, st->cols, st->ncols);
-	job_as_role_begin(job, &rs);
-	response = batch_run(BATCH_CREATE, job->relid, items, false, false);
+	job_as_role_begin(job->ctx, &rs);
+	result = batch_execute(BATCH_CREATE, job->relid, items, false, false);
 	job_as_role_end(&rs);
 
-	res->applied += jsonb_get_applied(response);
-	chunk_add_response_errors(res, response, chunk->lines, chunk->raws,
-							  chunk->rawlens, 0);
+	(void) job_report_batch_result(job->ctx, result, chunk->lines, chunk->raws,
+								   chunk->rawlens, 0);
 }
 
 /* A malformed record: its raw text from the file's encoding, \xNN for bad bytes. */
@@ -1124,7 +627,7 @@ take_record(ImportState *st, Chunk *chunk, ChunkResult *res)
 {
 	CsvReader  *r = &st->r;
 	int			sqlstate;
-	const char *msg = parse_record(r, &sqlstate);
+	const char *msg = csv_parse_record(r, &sqlstate);
 
 	if (msg == NULL && r->nfields != st->ncols)
 	{
@@ -1150,7 +653,7 @@ take_record(ImportState *st, Chunk *chunk, ChunkResult *res)
 		if (r->rec_data != record_data(r))
 			pfree(r->rec_data);		/* converted from the file's encoding */
 		if (r->dest == &r->raw)
-			buffer_resize(&r->raw, 0);
+			csv_buffer_resize(&r->raw, 0);
 		chunk->release = &r->text;
 		chunk_write(st, chunk, res);
 		chunk_start(chunk);
@@ -1212,7 +715,7 @@ engine_fallback(void *arg, RecordRun *run, int first, int last, ChunkResult *res
 static void
 apply_run(ImportState *st, ChunkResult *res)
 {
-	JobRoleSwitch rs;
+	RoleSwitch	rs;
 
 	if (st->run.nrec == 0)
 		return;
@@ -1224,7 +727,7 @@ apply_run(ImportState *st, ChunkResult *res)
 		st->copy = NULL;
 		return;
 	}
-	job_as_role_begin(st->job, &rs);
+	job_as_role_begin(st->job->ctx, &rs);
 	copy_path_apply(st->copy, &st->run, res);
 	job_as_role_end(&rs);
 	record_run_reset(&st->run);
@@ -1260,7 +763,7 @@ next_record_for_copy(ImportState *st, bool *eof)
 {
 	CsvReader  *r = &st->r;
 
-	*eof = !next_record_into(r, &st->run.data);
+	*eof = !csv_next_record_into(r, &st->run.data);
 	if (*eof)
 		return false;
 	if (!r->unterminated && !r->too_long && !copy_end_marker(r))
@@ -1277,6 +780,71 @@ next_record_for_copy(ImportState *st, bool *eof)
 	return false;
 }
 
+/* The checkpoint: where the next record starts, and the column map. */
+static Jsonb *
+import_checkpoint(Job *job, CsvReader *r)
+{
+	char	   *text = psprintf("{\"offset\": " INT64_FORMAT ", \"line\": " INT64_FORMAT
+								", \"columns\": %s}",
+								r->offset, r->line, job->columns ? job->columns : "null");
+
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
+}
+
+/* Progress: the share of the file's bytes read, below 100 until done. */
+static int
+import_progress(Job *job, CsvReader *r)
+{
+	if (job->bytes_total <= 0)
+		return -1;
+	return (int) Min(99, (100 * r->offset) / job->bytes_total);
+}
+
+/* Commit what the reader has consumed, its rows and errors (partial or atomic). */
+static void
+import_commit(Job *job, CsvReader *r, int64 nread, const char *final,
+			  const char *final_error)
+{
+	JobCounts	delta;
+
+	memset(&delta, 0, sizeof(delta));
+	delta.created = job_chunk_result(job->ctx)->applied;
+	delta.rows_done = nread;
+	job_commit_chunk(job->ctx, import_checkpoint(job, r), import_progress(job, r),
+					 &delta, final, final_error);
+}
+
+/* Read the header (if any) and fix the column of each field. */
+static void
+import_resolve_columns(Job *job, ImportState *st)
+{
+	ImportOptions *o = &st->opts;
+	CsvReader  *r = &st->r;
+	bool		have_header = false;
+
+	if (o->header)
+	{
+		int			sqlstate;
+		const char *msg;
+
+		if (!csv_next_record(r))
+			ereport(ERROR,
+					(errcode(ERRCODE_BAD_COPY_FILE_FORMAT),
+					 errmsg("the file is empty: it has no header line")));
+		msg = csv_parse_record(r, &sqlstate);
+		if (msg)
+			ereport(ERROR,
+					(errcode(sqlstate),
+					 errmsg("bad header line: %s", msg)));
+		have_header = true;
+	}
+	MemoryContextSwitchTo(st->job_cxt);
+	job->columns = resolve_columns(job, o, r, have_header);
+	st->cols = columns_from_json(job->columns, &st->ncols);
+	MemoryContextSwitchTo(st->chunk_cxt);
+}
+
+/* The chunk loop: read, write, commit, until the end of the file. */
 static void
 import_chunks(Job *job, ImportState *st)
 {
@@ -1284,17 +852,15 @@ import_chunks(Job *job, ImportState *st)
 	CsvReader  *r = &st->r;
 	bool		atomic = o->atomic;
 	Subxact		all;
-	ChunkResult res;
+	ChunkResult *res = job_chunk_result(job->ctx);
 	int64		errors_before = atomic ? 0 : job->errors_total;
+	int64		nread_total = 0;
 	const char *final = NULL;
 	char	   *final_error = NULL;
 
-	memset(&res, 0, sizeof(res));
-	res.cxt = st->job_cxt;		/* atomic: errors outlive the chunks */
 	if (atomic)
 	{
-		job_begin_chunk();
-		job_check_target(job);
+		job_begin_chunk(job->ctx);
 		subxact_begin(&all);
 	}
 	while (final == NULL)
@@ -1304,6 +870,7 @@ import_chunks(Job *job, ImportState *st)
 		bool		eof = false;
 		int64		subxacts_before;
 		int64		allowed;	/* records the rate limit lets it read */
+		int64		size;
 
 		job_check_cancel(job);
 		/* the role's rate limit: the chunk's tokens, before its transaction */
@@ -1311,38 +878,13 @@ import_chunks(Job *job, ImportState *st)
 		MemoryContextReset(st->chunk_cxt);
 		if (!atomic)
 		{
-			memset(&res, 0, sizeof(res));
-			res.cxt = st->chunk_cxt;
-			job_begin_chunk();
-			job_check_target(job);
+			nread_total = 0;
+			job_begin_chunk(job->ctx);
 		}
 		MemoryContextSwitchTo(st->chunk_cxt);
 
 		if (st->cols == NULL)
-		{
-			bool		have_header = false;
-
-			if (o->header)
-			{
-				int			sqlstate;
-				const char *msg;
-
-				if (!next_record(r))
-					ereport(ERROR,
-							(errcode(ERRCODE_BAD_COPY_FILE_FORMAT),
-							 errmsg("the file is empty: it has no header line")));
-				msg = parse_record(r, &sqlstate);
-				if (msg)
-					ereport(ERROR,
-							(errcode(sqlstate),
-							 errmsg("bad header line: %s", msg)));
-				have_header = true;
-			}
-			MemoryContextSwitchTo(st->job_cxt);
-			job->columns = resolve_columns(job, o, r, have_header);
-			st->cols = columns_from_json(job->columns, &st->ncols);
-			MemoryContextSwitchTo(st->chunk_cxt);
-		}
+			import_resolve_columns(job, st);
 
 		if (!st->copy_checked)
 			choose_path(st);
@@ -1352,6 +894,7 @@ import_chunks(Job *job, ImportState *st)
 		while (nread < allowed && chunk.bytes < CHUNK_MAX_BYTES &&
 			   copy_path_subxacts(st->copy) - subxacts_before < CHUNK_MAX_SUBXACTS)
 		{
+			CHECK_FOR_INTERRUPTS();
 			if (st->copy)
 			{
 				if (next_record_for_copy(st, &eof))
@@ -1359,11 +902,11 @@ import_chunks(Job *job, ImportState *st)
 					nread++;
 					chunk.bytes += r->rec_bytes;
 					if (st->run.nrec >= RUN_RECORDS || st->run.data.len >= RUN_BYTES)
-						apply_run(st, &res);
+						apply_run(st, res);
 					continue;
 				}
 			}
-			else if (!next_record(r))
+			else if (!csv_next_record(r))
 				eof = true;
 			if (eof)
 				break;
@@ -1371,25 +914,28 @@ import_chunks(Job *job, ImportState *st)
 			chunk.bytes += r->rec_bytes;
 			/* keep file order: what COPY has waiting goes first */
 			if (st->copy)
-				apply_run(st, &res);
-			take_record(st, &chunk, &res);
+				apply_run(st, res);
+			take_record(st, &chunk, res);
 			if (st->copy)
 			{
-				chunk_write(st, &chunk, &res);
+				chunk_write(st, &chunk, res);
 				chunk_start(&chunk);
 			}
 		}
 
 		if (st->copy)
-			apply_run(st, &res);
-		chunk_write(st, &chunk, &res);
-		res.rows_seen += nread;
+			apply_run(st, res);
+		chunk_write(st, &chunk, res);
+		nread_total += nread;
 		ratelimit_release(job->role, allowed - nread);
-		res.next_offset = r->offset;
-		res.next_line = r->line;
-		res.bytes_total = source_size(r->src);
+		size = source_size(r->src);
+		if (size >= 0)
+		{
+			job->bytes_total = size;
+			job_summary_set(job->ctx, "bytes_total", size);
+		}
 
-		if (o->max_errors >= 0 && errors_before + res.nerrors > o->max_errors)
+		if (o->max_errors >= 0 && errors_before + res->nerrors > o->max_errors)
 		{
 			final = "failed";
 			final_error = psprintf("too many bad rows: more than " INT64_FORMAT " (max_errors)",
@@ -1400,36 +946,81 @@ import_chunks(Job *job, ImportState *st)
 
 		if (!atomic)
 		{
-			errors_before += res.nerrors;
-			job_commit_chunk_ex(job, &res, final, final_error);
+			errors_before += res->nerrors;
+			import_commit(job, r, nread_total, final, final_error);
 		}
 	}
 
 	if (atomic)
-		job_commit_atomic(job, &all, &res, final, final_error, "rows", "imported");
+	{
+		int			nfailed = job_atomic_end(job->ctx, &all);
+
+		if (nfailed > 0)
+		{
+			final = "failed";
+			if (final_error == NULL)
+				final_error = psprintf(ngettext("%d row failed; nothing was imported (atomic)",
+												"%d rows failed; nothing was imported (atomic)",
+												nfailed),
+									   nfailed);
+		}
+		import_commit(job, r, nread_total, final, final_error);
+	}
 }
 
-void
-csv_import_run(Job *job)
+/* A number in a jsonb object, or dflt if absent. */
+static int64
+jsonb_int_field(Jsonb *obj, const char *key, int64 dflt)
 {
+	JsonbValue	v;
+
+	if (obj && JB_ROOT_IS_OBJECT(obj) &&
+		getKeyJsonValueFromContainer(&obj->root, key, strlen(key), &v) &&
+		v.type == jbvNumeric)
+		return DatumGetInt64(DirectFunctionCall1(numeric_int8,
+												 NumericGetDatum(v.val.numeric)));
+	return dflt;
+}
+
+/* The import job from the runtime's job and the kind's checkpoint. */
+static Job *
+import_job(JobContext *ctx)
+{
+	const JobInfo *info = job_info(ctx);
+	Job		   *job = palloc0(sizeof(Job));
+	JsonbValue	v;
+
+	job->ctx = ctx;
+	job->id = info->id;
+	job->role = info->role;
+	job->relid = info->target;
+	job->source = pstrdup(info->source);
+	job->options = info->options;
+	job->atomic = info->atomic;
+	job->errors_total = info->errors_total;
+	job->bytes_total = jsonb_int_field(info->summary, "bytes_total", -1);
+	job->ckpt_offset = jsonb_int_field(info->checkpoint, "offset", 0);
+	job->ckpt_line = jsonb_int_field(info->checkpoint, "line", 0);
+	if (JB_ROOT_IS_OBJECT(info->checkpoint) &&
+		getKeyJsonValueFromContainer(&info->checkpoint->root, "columns", 7, &v) &&
+		v.type == jbvBinary)
+		job->columns = JsonbToCString(NULL, v.val.binary.data, v.val.binary.len);
+	return job;
+}
+
+/* The kind's run(): from the checkpoint (or the start) to the end of the file. */
+static void
+import_run(JobContext *ctx)
+{
+	Job		   *job = import_job(ctx);
 	ImportState *st = palloc0(sizeof(ImportState));
 	CsvReader  *r = &st->r;
+	Source	   *src;
 
 	st->job = job;
 	st->job_cxt = CurrentMemoryContext;
 	import_options_parse(job->options, &st->opts);
 	job_check_source_access(job->source, job->role);
-
-	r->opts = &st->opts;
-	r->buf = palloc(READ_BUFFER_SIZE);
-	initStringInfo(&r->raw);
-	r->dest = &r->raw;
-	initStringInfo(&r->text);
-	r->maxfields = 64;
-	r->field_start = palloc(sizeof(int) * r->maxfields);
-	r->field_null = palloc(sizeof(bool) * r->maxfields);
-	r->db_encoding = GetDatabaseEncoding();
-	r->file_encoding = st->opts.encoding >= 0 ? st->opts.encoding : r->db_encoding;
 
 	/* atomic jobs start over; partial ones resume at the checkpoint */
 	if (st->opts.atomic)
@@ -1438,26 +1029,44 @@ csv_import_run(Job *job)
 		job->ckpt_line = 0;
 		job->columns = NULL;
 	}
-	r->offset = job->ckpt_offset;
-	r->line = job->ckpt_line;
 	if (job->columns)
 		st->cols = columns_from_json(job->columns, &st->ncols);
 	st->chunk_cxt = AllocSetContextCreate(st->job_cxt, "batch_ops import chunk",
 										  ALLOCSET_DEFAULT_SIZES);
-	r->src = source_open(job->source, r->offset, job);
+	src = source_open(job->source, job->ckpt_offset, job);
+	csv_reader_init(r, src, &st->opts, job->ckpt_offset, job->ckpt_line);
 
 	PG_TRY();
 	{
 		if (r->offset == 0 && r->file_encoding == PG_UTF8)
-			skip_bom(r);
+			csv_skip_bom(r);
 		import_chunks(job, st);
 	}
-	PG_CATCH();
+	PG_FINALLY();
 	{
-		source_close(r->src);
-		PG_RE_THROW();
+		source_close(src);
 	}
 	PG_END_TRY();
-	source_close(r->src);
 	MemoryContextSwitchTo(st->job_cxt);
 }
+
+/* submit_import's checks, in the caller's identity. */
+static void
+import_check_submit(JobSubmit *s)
+{
+	ImportOptions opts;
+
+	import_options_parse(s->options, &opts);
+	job_check_target_privilege(s->target, ACL_INSERT, "INSERT");
+	source_check_access(s->source, GetUserId());
+	s->operation = "create";
+	s->atomic = opts.atomic;
+}
+
+const JobKind import_job_kind = {
+	.name = "import",
+	.has_target = true,
+	.check_submit = import_check_submit,
+	.run = import_run,
+	.init = source_init,
+};

@@ -1,0 +1,52 @@
+/*-------------------------------------------------------------------------
+ *
+ * job_kind.c
+ *	  The registry of job kinds: a static table looked up by name.
+ *
+ * This is the only file that knows which kinds exist.  Adding a kind is
+ * its file and one line below.  The table holds pointers to constant
+ * structs in this library, so a name read from a row can only ever
+ * select code that was compiled in.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "job_kind.h"
+
+extern const JobKind import_job_kind;	/* kind_import.c */
+extern const JobKind batch_job_kind;	/* kind_batch.c */
+extern const JobKind sleep_job_kind;	/* test/kinds/kind_sleep.c, make TEST_MODULES=1 */
+
+static const JobKind *const job_kinds[] = {
+	&import_job_kind,
+	&batch_job_kind,
+#ifdef BATCH_OPS_TEST_KINDS
+	&sleep_job_kind,
+#endif
+};
+
+/* The kind a row names; NULL if this build has none (the job then fails). */
+const JobKind *
+job_kind_lookup(const char *name)
+{
+	int			i;
+
+	if (name == NULL)
+		return NULL;
+	for (i = 0; i < lengthof(job_kinds); i++)
+		if (strcmp(job_kinds[i]->name, name) == 0)
+			return job_kinds[i];
+	return NULL;
+}
+
+/* Each kind's settings, from _PG_init. */
+void
+job_kinds_init(void)
+{
+	int			i;
+
+	for (i = 0; i < lengthof(job_kinds); i++)
+		if (job_kinds[i]->init)
+			job_kinds[i]->init();
+}

@@ -63,7 +63,7 @@ SHLIB_LINK += -lcurl
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = sql/$(EXTENSION)--0.1.0.sql $(wildcard sql/$(EXTENSION)--*--*.sql)
 
-PG_CPPFLAGS = $(PG_CPPFLAGS_TEST_KINDS) -I$(srcdir)/src -Wall -Wextra -Werror \
+PG_CPPFLAGS = $(PG_CPPFLAGS_TEST_KINDS) -DBATCH_OPS_VERSION='"$(EXTVERSION)"' -I$(srcdir)/src -Wall -Wextra -Werror \
 	-Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
 
 # Hidden visibility: PG15 loads modules RTLD_GLOBAL, so every non-static

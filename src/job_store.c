@@ -25,7 +25,13 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "commands/async.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -34,6 +40,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/fmgroids.h"
 #include "utils/memutils.h"
 
 #include "job_store.h"
@@ -55,6 +62,78 @@ int			batch_ops_job_ttl = 7 * 24 * 3600;
 /* the caller's own job: $1 the id, $2 "sees every job", $3 the caller */
 #define OWN_JOB " (j.id" SQL_EQ "$1 AND ($2 OR j.role" SQL_EQ "$3)) "
 #define OWN_JOB_ARGS 3, {INT8OID, BOOLOID, OIDOID}
+
+/*
+ * The version of batch_ops's SQL objects in this database (palloc'd), or
+ * NULL if the extension is not there.  Read from pg_extension by OID, not
+ * through SQL.
+ */
+static char *
+installed_version(void)
+{
+	Oid			ext = get_extension_oid("batch_ops", true);
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	char	   *version = NULL;
+
+	if (!OidIsValid(ext))
+		return NULL;
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(ext));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			version = text_to_cstring(DatumGetTextPP(d));
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return version;
+}
+
+/*
+ * Do the job tables have the shape this library's statements expect?
+ * Only once ALTER EXTENSION batch_ops UPDATE has brought the database's
+ * SQL objects to the library's version (README "Upgrading"); between the
+ * restart on a new library and the update, jobs wait.  A yes is
+ * remembered: versions only move forward.  In a transaction.
+ */
+bool
+job_store_is_current(char **installed)
+{
+	static bool current = false;
+	char	   *version;
+
+	if (current)
+		return true;
+	version = installed_version();
+	if (installed)
+		*installed = version;
+	current = version != NULL && strcmp(version, BATCH_OPS_VERSION) == 0;
+	return current;
+}
+
+/* The SQL API's check: an ERROR telling what to run if not current. */
+void
+job_store_require_current(void)
+{
+	char	   *installed = NULL;
+
+	if (!job_store_is_current(&installed))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("batch_ops's SQL objects in this database are at version %s, its library at version %s",
+						installed ? installed : "(none)", BATCH_OPS_VERSION),
+				 errhint("Run ALTER EXTENSION batch_ops UPDATE.")));
+}
 
 /* The setting of purge, defined with the others from _PG_init. */
 void
@@ -622,6 +701,8 @@ job_store_job_json(int64 job_id, bool *finished)
 	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext old;
 
+	job_store_require_current();
+
 	if (lookup_begin(&sw, &job_json_stmt, job_id) == 0)
 		job_not_found(job_id);
 	result = DatumGetJsonbP(SPI_getbinval(SPI_tuptable->vals[0],
@@ -662,6 +743,8 @@ job_store_cancel(int64 job_id)
 	RoleSwitch	sw;
 	char	   *status;
 	MemoryContext caller = CurrentMemoryContext;
+
+	job_store_require_current();
 
 	if (lookup_begin(&sw, &cancel_stmt, job_id) == 0)
 		job_not_found(job_id);
@@ -722,6 +805,8 @@ job_store_errors(FunctionCallInfo fcinfo, int64 job_id)
 	RoleSwitch	sw;
 	Datum		values[1];
 
+	job_store_require_current();
+
 	/* not found is an error, as for job() */
 	if (lookup_begin(&sw, &job_exists_stmt, job_id) == 0)
 		job_not_found(job_id);
@@ -751,6 +836,8 @@ job_store_list(FunctionCallInfo fcinfo)
 	RoleSwitch	sw;
 	Datum		values[2];
 	Oid			caller = GetUserId();
+
+	job_store_require_current();
 
 	values[0] = BoolGetDatum(superuser_arg(caller));
 	values[1] = ObjectIdGetDatum(caller);

@@ -68,6 +68,8 @@ typedef const char *(*JobClaimCheck) (const JobRow *row, const char **error);
 
 /* _PG_init: the batch_ops.job_ttl setting. */
 extern void job_store_init(void);
+extern bool job_store_is_current(char **installed);
+extern void job_store_require_current(void);
 
 extern int64 job_store_insert(const char *kind, const char *operation, Oid target,
 							  const char *source, Jsonb *options, bool atomic,

@@ -35,6 +35,7 @@
 
 #include "access/table.h"
 #include "access/xact.h"
+#include "commands/dbcommands.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_db_role_setting.h"
 #include "commands/extension.h"
@@ -89,6 +90,29 @@ extension_installed(void)
 	found = OidIsValid(get_extension_oid("batch_ops", true));
 	CommitTransactionCommand();
 	return found;
+}
+
+/*
+ * Are this database's job tables at the library's version?  Not between a
+ * restart on a new library and ALTER EXTENSION batch_ops UPDATE: the jobs
+ * wait for the update (README "Upgrading").
+ */
+static bool
+schema_current(void)
+{
+	char	   *installed = NULL;
+	bool		current;
+
+	StartTransactionCommand();
+	current = job_store_is_current(&installed);
+	if (!current)
+		ereport(LOG,
+				(errmsg("batch_ops jobs in database \"%s\" wait: its SQL objects are at version %s, the library at version %s",
+						get_database_name(MyDatabaseId),
+						installed ? installed : "(none)", BATCH_OPS_VERSION),
+				 errhint("Run ALTER EXTENSION batch_ops UPDATE in that database.")));
+	CommitTransactionCommand();
+	return current;
 }
 
 /* What batch_ops.purge() does, each time a worker starts in a database. */
@@ -296,6 +320,8 @@ batch_ops_job_worker_main(Datum main_arg)
 	MemoryContextSwitchTo(worker_cxt);
 
 	if (!extension_installed())
+		proc_exit(0);
+	if (!schema_current())
 		proc_exit(0);
 	purge_jobs();
 

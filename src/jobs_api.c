@@ -98,6 +98,7 @@ jobs_submit(const char *kind_name, JobSubmit *s)
 	if (kind == NULL)
 		elog(ERROR, "job kind \"%s\" is not in this build", kind_name);
 	jobs_require_preload();
+	job_store_require_current();
 	s->atomic = false;
 	s->items_total = -1;
 	kind->check_submit(s);

@@ -66,18 +66,21 @@ struct JobContext
 	int64		extra_value[MAX_SUMMARY_EXTRAS];
 };
 
-/* A summary counter of a claimed row, 0 if it has none yet. */
-static int64
-summary_int(Jsonb *summary, const char *key)
+/*
+ * A number in a jsonb object (a kind's checkpoint or summary), or dflt if
+ * absent: the kinds keep their counters and positions there.
+ */
+int64
+job_jsonb_int(Jsonb *obj, const char *key, int64 dflt)
 {
 	JsonbValue	v;
 
-	if (summary && JB_ROOT_IS_OBJECT(summary) &&
-		getKeyJsonValueFromContainer(&summary->root, key, strlen(key), &v) &&
+	if (obj && JB_ROOT_IS_OBJECT(obj) &&
+		getKeyJsonValueFromContainer(&obj->root, key, strlen(key), &v) &&
 		v.type == jbvNumeric)
 		return DatumGetInt64(DirectFunctionCall1(numeric_int8,
 												 NumericGetDatum(v.val.numeric)));
-	return 0;
+	return dflt;
 }
 
 /* The context of a claimed job, in the current memory context. */
@@ -99,10 +102,10 @@ job_context_create(JobRow *row, bool has_target, JobWorkerSlot *slot)
 	ctx->info.errors_total = row->errors_total;
 	ctx->has_target = has_target;
 	ctx->slot = slot;
-	ctx->created = summary_int(row->summary, "created");
-	ctx->updated = summary_int(row->summary, "updated");
-	ctx->deleted = summary_int(row->summary, "deleted");
-	ctx->failed = summary_int(row->summary, "failed");
+	ctx->created = job_jsonb_int(row->summary, "created", 0);
+	ctx->updated = job_jsonb_int(row->summary, "updated", 0);
+	ctx->deleted = job_jsonb_int(row->summary, "deleted", 0);
+	ctx->failed = job_jsonb_int(row->summary, "failed", 0);
 	ctx->err_cxt = AllocSetContextCreate(CurrentMemoryContext, "batch_ops job errors",
 										 ALLOCSET_DEFAULT_SIZES);
 	ctx->res.cxt = ctx->err_cxt;

@@ -73,6 +73,7 @@ extern int	job_atomic_end(JobContext *ctx, Subxact *all);
 extern void job_as_role_begin(JobContext *ctx, RoleSwitch *sw);
 extern void job_as_role_end(RoleSwitch *sw);
 extern void job_check_cancel(JobContext *ctx);
+extern int64 job_jsonb_int(Jsonb *obj, const char *key, int64 dflt);
 extern int64 job_report_batch_result(JobContext *ctx, BatchResult *result,
 									 const int64 *lines, char **raws,
 									 const int *rawlens, int64 index_base);

@@ -137,20 +137,6 @@ batch_checkpoint(int64 next)
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
 }
 
-/* A number in a jsonb object, or dflt if absent. */
-static int64
-jsonb_int_field(Jsonb *obj, const char *key, int64 dflt)
-{
-	JsonbValue	v;
-
-	if (obj && JB_ROOT_IS_OBJECT(obj) &&
-		getKeyJsonValueFromContainer(&obj->root, key, strlen(key), &v) &&
-		v.type == jbvNumeric)
-		return DatumGetInt64(DirectFunctionCall1(numeric_int8,
-												 NumericGetDatum(v.val.numeric)));
-	return dflt;
-}
-
 /* What a chunk adds to the counters: "applied" counts as the operation. */
 static void
 batch_counts(JobCounts *delta, BatchOp op, int64 applied, int64 read)
@@ -185,8 +171,8 @@ batch_run_job(JobContext *ctx)
 	BatchOp		op = batch_op_from_name(job->operation);
 	BatchOptions opts;
 	bool		atomic = job->atomic;
-	int64		next = atomic ? 0 : Max(jsonb_int_field(job->checkpoint, "index", 0), 0);
-	int64		total = Max(jsonb_int_field(job->summary, "items_total", 0), 0);
+	int64		next = atomic ? 0 : Max(job_jsonb_int(job->checkpoint, "index", 0), 0);
+	int64		total = Max(job_jsonb_int(job->summary, "items_total", 0), 0);
 	int64		read = 0;
 	const char *final = NULL;
 	char	   *final_error = NULL;

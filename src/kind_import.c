@@ -968,20 +968,6 @@ import_chunks(Job *job, ImportState *st)
 	}
 }
 
-/* A number in a jsonb object, or dflt if absent. */
-static int64
-jsonb_int_field(Jsonb *obj, const char *key, int64 dflt)
-{
-	JsonbValue	v;
-
-	if (obj && JB_ROOT_IS_OBJECT(obj) &&
-		getKeyJsonValueFromContainer(&obj->root, key, strlen(key), &v) &&
-		v.type == jbvNumeric)
-		return DatumGetInt64(DirectFunctionCall1(numeric_int8,
-												 NumericGetDatum(v.val.numeric)));
-	return dflt;
-}
-
 /* The import job from the runtime's job and the kind's checkpoint. */
 static Job *
 import_job(JobContext *ctx)
@@ -998,9 +984,9 @@ import_job(JobContext *ctx)
 	job->options = info->options;
 	job->atomic = info->atomic;
 	job->errors_total = info->errors_total;
-	job->bytes_total = jsonb_int_field(info->summary, "bytes_total", -1);
-	job->ckpt_offset = jsonb_int_field(info->checkpoint, "offset", 0);
-	job->ckpt_line = jsonb_int_field(info->checkpoint, "line", 0);
+	job->bytes_total = job_jsonb_int(info->summary, "bytes_total", -1);
+	job->ckpt_offset = job_jsonb_int(info->checkpoint, "offset", 0);
+	job->ckpt_line = job_jsonb_int(info->checkpoint, "line", 0);
 	if (JB_ROOT_IS_OBJECT(info->checkpoint) &&
 		getKeyJsonValueFromContainer(&info->checkpoint->root, "columns", 7, &v) &&
 		v.type == jbvBinary)

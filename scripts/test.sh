@@ -11,6 +11,7 @@
 # target stands up its own throwaway clusters:
 #
 #   0. symbols    the library exports only its entry points
+#      layers     no include or call cycle between the files of src/
 #   1. regress    make installcheck, pg_regress part   (sql/, expected/)
 #   2. isolation  make installcheck, isolation part    (test/isolation)
 #   3. pgtap      make pgtap, pgTAP under pg_regress   (test/pgtap)
@@ -167,6 +168,14 @@ if wanted symbols; then
 	77) record symbols skip "$STEP_SECS" ;;
 	*) record symbols fail "$STEP_SECS" ;;
 	esac
+fi
+
+# No file of src/ calls back into a file that calls it (the layers of
+# README "How it works").
+if wanted layers; then
+	hr "layers (test/tools/include_graph.py)"
+	run_step 60 python3 "$ROOT/test/tools/include_graph.py" --src "$ROOT/src"
+	if ((STEP_RC == 0)); then record layers pass "$STEP_SECS"; else record layers fail "$STEP_SECS"; fi
 fi
 
 # ---------------------------------------------------------------- where make runs

@@ -26,7 +26,7 @@ use Test::More;
 use BatchOpsTest;
 
 my $node = bo_node('url_policy');
-my $good = bo_mock_server('good', '18620-18629');
+my $good = bo_mock_server('good');
 my $P = $good->{port};
 my $evil = bo_mock_server('evil', "$P", '127.0.0.2');
 my $G = $good->{base};

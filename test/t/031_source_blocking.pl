@@ -29,7 +29,7 @@ use BatchOpsTest;
 # the launcher's safety-net poll resumes a job whose worker was terminated
 my $node = bo_node('blocking', "batch_ops.poll_interval = 1\n");
 my $dir = bo_scratch($node);
-my $srv = bo_mock_server('blocking', '18630-18639');
+my $srv = bo_mock_server('blocking');
 my $B = $srv->{base};
 
 $node->safe_psql('postgres', q{

@@ -21,7 +21,7 @@ use Time::HiRes qw(time);
 use BatchOpsTest;
 
 my $node = bo_node('limits');
-my $srv = bo_mock_server('limits', '18640-18649');
+my $srv = bo_mock_server('limits');
 my $B = $srv->{base};
 $node->safe_psql('postgres', 'CREATE TABLE t (id int, name text, qty int)');
 

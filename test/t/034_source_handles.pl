@@ -28,7 +28,7 @@ use BatchOpsTest;
 plan skip_all => 'needs /proc/PID/fd' unless -d "/proc/$$/fd";
 
 my $node = bo_node('handles', "batch_ops.fetch_max_size = '1kB'\n");
-my $srv = bo_mock_server('handles', '18660-18669');
+my $srv = bo_mock_server('handles');
 my $B = $srv->{base};
 
 # ---------------------------------------------------------------- the probe

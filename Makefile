@@ -84,3 +84,7 @@ prove:
 
 bench:
 	test/bench/run.sh
+
+.PHONY: bench-callgrind
+bench-callgrind:
+	test/bench/callgrind.sh

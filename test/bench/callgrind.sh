@@ -4,7 +4,7 @@
 # an import job, each against its plain-SQL baseline measured in the same
 # run.  Unlike wall time, an instruction count does not depend on what else
 # the machine is doing, so this is the regression figure to compare two
-# builds with on a shared machine (±0.01 % between runs).  `make
+# builds with on a shared machine (separate runs agree within 0.1 %).  `make
 # bench-callgrind`; see test/bench/README.md, section "Instruction counts".
 #
 # What it does:

@@ -152,3 +152,7 @@ prove_installcheck:
 
 bench:
 	test/bench/run.sh
+
+.PHONY: bench-callgrind
+bench-callgrind:
+	test/bench/callgrind.sh

@@ -276,6 +276,21 @@ SELECT batch_ops.purge() AS purged;
 SELECT role, key FROM keys WHERE key IN ('idem-ttl-1', 'idem-shared');
 SELECT batch_ops.purge() AS purged;
 
+-- A large response is stored compressed or out of line (TOAST); its replay
+-- is the same answer, whatever memory the lookup used.
+CREATE FUNCTION big_items(tag text) RETURNS jsonb LANGUAGE sql AS $$
+  SELECT jsonb_agg(jsonb_build_object(
+           'sku', tag || '-' || i || '-' || md5(tag || i) || md5(i || tag) || md5(tag || i || tag),
+           'qty', i))
+    FROM generate_series(1, 100) i $$;
+CREATE TEMP TABLE big_answer AS
+SELECT batch_ops.batch_create('items', big_items('big'), idempotency_key => 'idem-big') AS first;
+SELECT pg_column_size(k.response) > 2000 AS large,
+       b.first = batch_ops.batch_create('items', big_items('big'), idempotency_key => 'idem-big') AS replayed_same,
+       jsonb_array_length(b.first->'data') AS rows
+  FROM big_answer b, batch_ops.idempotency_keys k WHERE k.key = 'idem-big';
+SELECT count(*) AS rows_once FROM items WHERE sku LIKE 'big-%';
+
 -- ---------------------------------------------------------------------------
 -- Clean up
 -- ---------------------------------------------------------------------------

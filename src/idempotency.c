@@ -311,8 +311,14 @@ key_lookup(Datum *values, bytea *hash, TimestampTz now, Jsonb **response)
 	if (isnull)
 		return KEY_PENDING;
 
-	/* a copy in the caller's context, which outlives SPI_finish() */
-	*response = DatumGetJsonbP(SPI_datumTransfer(d, false, -1));
+	/*
+	 * A copy in the caller's context, which outlives SPI_finish(): detoasted
+	 * first (a large response is stored compressed or out of line, and
+	 * detoasting later would allocate in SPI's context, or read the key
+	 * table as the caller), then moved up whole.
+	 */
+	*response = DatumGetJsonbP(SPI_datumTransfer(PointerGetDatum(PG_DETOAST_DATUM(d)),
+												 false, -1));
 	return KEY_REPLAY;
 }
 

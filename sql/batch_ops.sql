@@ -196,11 +196,22 @@ COMMENT ON TABLE batch_ops.job_item IS
 REVOKE ALL ON batch_ops.job_queue, batch_ops.job_error, batch_ops.job_item FROM PUBLIC;
 REVOKE ALL ON SEQUENCE batch_ops.job_queue_id_seq FROM PUBLIC;
 
--- Membership in batch_ops_fetch is what lets a role import from URLs.
+-- Membership in batch_ops_fetch is what lets a role import from URLs.  A
+-- role is a cluster object: the extension of another database may have
+-- made it already.  One that someone else made with more than NOLOGIN
+-- (a login, superuser, ...) is not adopted: whoever made it could hold
+-- ADMIN on it and hand out URL imports.
 DO $$
 BEGIN
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'batch_ops_fetch') THEN
 		CREATE ROLE batch_ops_fetch NOLOGIN;
+	ELSIF EXISTS (SELECT FROM pg_catalog.pg_roles
+				   WHERE rolname = 'batch_ops_fetch'
+					 AND (rolcanlogin OR rolsuper OR rolcreaterole OR rolcreatedb
+						  OR rolreplication OR rolbypassrls)) THEN
+		RAISE EXCEPTION 'role "batch_ops_fetch" already exists with attributes batch_ops does not give it'
+			USING ERRCODE = 'duplicate_object',
+				  HINT = 'Drop the role, or make it NOLOGIN without other attributes, then create the extension.';
 	END IF;
 END
 $$;

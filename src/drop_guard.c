@@ -2,7 +2,8 @@
  *
  * drop_guard.c
  *	  Refuse DROP EXTENSION batch_ops (or DROP SCHEMA batch_ops) while a
- *	  job of this database is running.
+ *	  job of this database is running; after ALTER EXTENSION batch_ops
+ *	  UPDATE, start the jobs that waited for it.
  *
  * A job worker writes the job tables in every chunk.  DROP EXTENSION
  * locks the extension's objects one by one as it finds them, so a DROP
@@ -176,6 +177,15 @@ drop_guard_utility(PlannedStmt *pstmt, const char *queryString,
 	else
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
+
+	/*
+	 * Jobs wait while the database's SQL objects are at another version
+	 * than the library (job_store.c): wake the launcher when the update
+	 * commits rather than leave them to its next poll.
+	 */
+	if (jobs_preloaded() && IsA(parsetree, AlterExtensionStmt) &&
+		strcmp(((AlterExtensionStmt *) parsetree)->extname, "batch_ops") == 0)
+		jobs_wake_database_at_commit();
 }
 
 /* Install the hook, chained after any earlier one; called from _PG_init. */

@@ -270,6 +270,18 @@ jobs_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	}
 }
 
+/* The callbacks above, registered once per backend, when first needed. */
+static void
+register_xact_callbacks(void)
+{
+	if (!xact_callbacks_registered)
+	{
+		RegisterXactCallback(jobs_xact_callback, NULL);
+		RegisterSubXactCallback(jobs_subxact_callback, NULL);
+		xact_callbacks_registered = true;
+	}
+}
+
 /* Remember job_id until the end of the transaction. */
 static void
 remember_in_xact(int64 job_id, bool cancel)
@@ -282,12 +294,7 @@ remember_in_xact(int64 job_id, bool cancel)
 	xj->cancel = cancel;
 	xact_jobs = lappend(xact_jobs, xj);
 	MemoryContextSwitchTo(old);
-	if (!xact_callbacks_registered)
-	{
-		RegisterXactCallback(jobs_xact_callback, NULL);
-		RegisterSubXactCallback(jobs_subxact_callback, NULL);
-		xact_callbacks_registered = true;
-	}
+	register_xact_callbacks();
 }
 
 /* A submit: wake the launcher when (and only if) the row is committed. */
@@ -295,6 +302,17 @@ void
 jobs_wake_at_commit(int64 job_id)
 {
 	remember_in_xact(job_id, false);
+	wake_at_commit = true;
+}
+
+/*
+ * ALTER EXTENSION batch_ops UPDATE: the jobs that waited for the update
+ * (job_store_is_current) can run once it commits, not at the next poll.
+ */
+void
+jobs_wake_database_at_commit(void)
+{
+	register_xact_callbacks();
 	wake_at_commit = true;
 }
 

@@ -72,6 +72,7 @@ extern void jobs_wake_launcher(Oid dboid);
 
 /* At this transaction's commit: wake the launcher for this database. */
 extern void jobs_wake_at_commit(int64 job_id);
+extern void jobs_wake_database_at_commit(void);
 
 /* Was job_id submitted by the transaction still in progress? */
 extern bool job_submitted_in_xact(int64 job_id);

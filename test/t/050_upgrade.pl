@@ -387,7 +387,12 @@ sub upgrade_from
 	is(raw_state($db), $before, "$from: the queued and interrupted jobs did not run");
 	is(sq($db, 'SELECT count(*) FROM imported'), '4', "$from: nor imported anything");
 
-	# The update.
+	# The update.  Its commit wakes the launcher for the database: with the
+	# poll now far away, the waiting jobs finishing within wait_status's
+	# 60 s shows it.
+	sq('postgres', 'ALTER SYSTEM SET batch_ops.poll_interval = 600');
+	sq('postgres', 'SELECT pg_reload_conf()');
+	sleep(2);    # the launcher reads the new setting before its next wait
 	sq($db, 'ALTER EXTENSION batch_ops UPDATE');
 	is(sq($db, "SELECT extversion FROM pg_extension WHERE extname = 'batch_ops'"),
 		$default, "$from: ALTER EXTENSION batch_ops UPDATE leads to $default");
@@ -460,6 +465,8 @@ SELECT batch_ops.submit_batch('create', 'items', '[{"id": 80, "name": "new"}, {"
 	is(sq($db, q{SELECT string_agg(job_id::text, ',' ORDER BY job_id) FROM batch_ops.jobs WHERE status = 'completed'}),
 		"1,2,3,4,5,$new_batch,$new_import",
 		"$from: the jobs view lists the old and the new jobs");
+	sq('postgres', 'ALTER SYSTEM RESET batch_ops.poll_interval');
+	sq('postgres', 'SELECT pg_reload_conf()');
 	return;
 }
 

@@ -17,21 +17,9 @@
 -- row per function, one test per row and check.  Each SELECT reads the
 -- table through an ordered subquery, so the tests run (and are numbered)
 -- in the order they are printed.
-\set ON_ERROR_STOP 1
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-SET client_min_messages = warning;
--- pg_regress sets PGDATESTYLE, PGINTERVALSTYLE and PGTZ for its sessions;
--- these checks print values in the styles of test/regress.conf's server.
-SET datestyle = 'ISO, MDY';
-SET intervalstyle = postgres;
-SET timezone = 'UTC';
-
-BEGIN;
-CREATE EXTENSION IF NOT EXISTS pgtap;
-CREATE EXTENSION IF NOT EXISTS batch_ops;
+-- psql settings, the session's styles, BEGIN, the extensions (pg_regress
+-- feeds the file on stdin from the top of the tree)
+\i test/pgtap/setup.psql
 
 -- The documented functions.  args: the argument types as pgTAP names them
 -- (format_type, IN arguments only); arguments: pg_get_function_arguments(),

@@ -4,21 +4,9 @@
 -- The key table holds every role's stored responses, so no ordinary role may
 -- touch it; the batch functions reach it as its owner, and only for the
 -- caller's own keys.  Runs in one transaction, rolled back at the end.
-\set ON_ERROR_STOP 1
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-SET client_min_messages = warning;
--- pg_regress sets PGDATESTYLE, PGINTERVALSTYLE and PGTZ for its sessions;
--- these checks print values in the styles of test/regress.conf's server.
-SET datestyle = 'ISO, MDY';
-SET intervalstyle = postgres;
-SET timezone = 'UTC';
-
-BEGIN;
-CREATE EXTENSION IF NOT EXISTS pgtap;
-CREATE EXTENSION IF NOT EXISTS batch_ops;
+-- psql settings, the session's styles, BEGIN, the extensions (pg_regress
+-- feeds the file on stdin from the top of the tree)
+\i test/pgtap/setup.psql
 
 SELECT plan(26);
 

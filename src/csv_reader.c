@@ -7,9 +7,15 @@
  * the way COPY ... (FORMAT csv) does: a record ends at an unquoted line
  * end (\n, \r\n or \r), fields are split at the delimiter, quotes and the
  * escape character work as in COPY, and an unquoted field equal to the
- * null string is NULL.  Line numbers count lines as COPY does: a header
- * is line 1, a line end inside a quoted field counts too, and a record is
- * known by its last line (the line COPY names in its errors).
+ * null string is NULL.  A record's line is the physical line of the file
+ * on which it ends, as an editor shows it: every line end counts -- \n,
+ * \r\n and a lone \r, inside a quoted field or not, a header's too -- and
+ * a \r\n counts once even when the read buffer ends between its bytes.
+ * (COPY counts otherwise: not inside the first record of a headerless
+ * file, nor line ends of another style than the file's.)  A file may mix
+ * line-end styles: each record ends at its own.  The line feeds inside
+ * quotes are also counted alone (rec_nl): copy_path.c needs them to find
+ * the record COPY's own line counter names.
  *
  * A UTF-8 file's byte-order mark is skipped when the file is read from
  * its start (not when a job resumes at an offset).
@@ -103,6 +109,8 @@ csv_next_record_into(CsvReader *r, StringInfo dest)
 	const char	escape = r->opts->escape;
 	bool		in_quote = false;
 	bool		esc_pending = false;
+	bool		after_cr = false;	/* last byte (maybe of the previous
+									 * buffer) was a \r inside quotes */
 
 	if (dest == NULL)
 	{
@@ -114,7 +122,7 @@ csv_next_record_into(CsvReader *r, StringInfo dest)
 	r->rec_bytes = 0;
 	r->too_long = false;
 	r->unterminated = false;
-	r->rec_nl = r->rec_cr = 0;
+	r->rec_nl = r->rec_lines = 0;
 	for (;;)
 	{
 		char	   *p;
@@ -128,7 +136,9 @@ csv_next_record_into(CsvReader *r, StringInfo dest)
 		while (p < end)
 		{
 			char		c = *p;
+			bool		cr_before = after_cr;
 
+			after_cr = false;
 			if (esc_pending)
 			{
 				esc_pending = false;
@@ -145,9 +155,16 @@ csv_next_record_into(CsvReader *r, StringInfo dest)
 				else if (c == quote)
 					in_quote = false;
 				else if (c == '\n')
+				{
 					r->rec_nl++;
-				else if (c == '\r' && p + 1 < end && p[1] != '\n')
-					r->rec_cr++;
+					if (!cr_before)
+						r->rec_lines++; /* the \n of a \r\n is counted */
+				}
+				else if (c == '\r')
+				{
+					r->rec_lines++;
+					after_cr = true;
+				}
 				p++;
 				continue;
 			}
@@ -172,7 +189,7 @@ csv_next_record_into(CsvReader *r, StringInfo dest)
 						r->offset++;
 					}
 				}
-				r->line += 1 + r->rec_nl + r->rec_cr;
+				r->line += 1 + r->rec_lines;
 				return true;
 			}
 			p++;
@@ -184,7 +201,7 @@ csv_next_record_into(CsvReader *r, StringInfo dest)
 	if (r->rec_bytes == 0)
 		return false;
 	r->unterminated = in_quote;
-	r->line += 1 + r->rec_nl + r->rec_cr;
+	r->line += 1 + r->rec_lines;
 	return true;
 }
 

@@ -29,9 +29,10 @@ typedef struct CsvReader
 	int			pos;
 	bool		eof;
 	int64		offset;			/* file offset of buf[pos] */
-	int64		line;			/* lines read, as COPY counts them */
-	int			rec_nl;			/* line feeds inside quotes, current record */
-	int			rec_cr;			/* lone carriage returns inside quotes */
+	int64		line;			/* physical lines read (csv_reader.c) */
+	int			rec_nl;			/* line feeds inside quotes, current record
+								 * (COPY's count, for copy_path.c) */
+	int			rec_lines;		/* line ends inside quotes (\n, \r\n, \r) */
 	StringInfoData raw;			/* the current record, without its line end */
 	StringInfo	dest;			/* where the record's bytes go: raw, or a run */
 	int			dest_start;		/* where the record starts in *dest */

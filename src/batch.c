@@ -1202,8 +1202,8 @@ batch_result_make(Batch *batch, bool rolled_back)
  * statements run through SPI, connected here so that callers need not be.
  */
 static BatchResult *
-batch_run(BatchOp op, Oid relid, Jsonb *items, bool atomic,
-		  bool return_rows, bool fields_text)
+batch_execute_common(BatchOp op, Oid relid, Jsonb *items, bool atomic,
+					 bool return_rows, bool fields_text)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	Batch	   *batch;
@@ -1235,7 +1235,7 @@ BatchResult *
 batch_execute(BatchOp op, Oid relid, Jsonb *items, bool atomic,
 			  bool return_rows)
 {
-	return batch_run(op, relid, items, atomic, return_rows, false);
+	return batch_execute_common(op, relid, items, atomic, return_rows, false);
 }
 
 /* Run one batch of text fields (batch.h). */
@@ -1243,7 +1243,7 @@ BatchResult *
 batch_execute_fields(BatchOp op, Oid relid, Jsonb *items, bool atomic,
 					 bool return_rows)
 {
-	return batch_run(op, relid, items, atomic, return_rows, true);
+	return batch_execute_common(op, relid, items, atomic, return_rows, true);
 }
 
 /* Free a result and everything it points to, but not the items given. */

@@ -118,7 +118,9 @@ column_input(Batch *batch, int c)
 
 /*
  * Convert one value into the item, noting the column for error reports
- * and that an error now is the value's (batch->converting).
+ * and that an error now is the value's (batch->converting).  A batch of
+ * CSV fields (batch_execute_fields) reads each string as text with the
+ * column's input function, json and jsonb columns included.
  */
 static ItemError *
 set_column(Batch *batch, BatchItem *item, int c, JsonbValue *value)
@@ -130,8 +132,18 @@ set_column(Batch *batch, BatchItem *item, int c, JsonbValue *value)
 	batch->current_column = col->name;
 	item->present = bms_add_member(item->present, c);
 	batch->converting = true;
-	err = column_input_value(input, col->name, value,
-							 &item->values[c], &item->isnull[c]);
+	if (batch->fields_text && (value->type == jbvString || value->type == jbvNull))
+	{
+		char	   *text = NULL;
+
+		if (value->type == jbvString)
+			text = pnstrdup(value->val.string.val, value->val.string.len);
+		column_input_field(input, text, &item->values[c], &item->isnull[c]);
+		err = NULL;
+	}
+	else
+		err = column_input_value(input, col->name, value,
+								 &item->values[c], &item->isnull[c]);
 	batch->converting = false;
 	return err;
 }
@@ -1185,12 +1197,13 @@ batch_result_make(Batch *batch, bool rolled_back)
 }
 
 /*
- * Run one batch (batch.h).  The engine's statements run through SPI,
- * connected here so that callers need not be.
+ * Run one batch; fields_text: every string is a field's text (CSV), read
+ * with its column's input function whatever the type.  The engine's
+ * statements run through SPI, connected here so that callers need not be.
  */
-BatchResult *
-batch_execute(BatchOp op, Oid relid, Jsonb *items, bool atomic,
-			  bool return_rows)
+static BatchResult *
+batch_execute_common(BatchOp op, Oid relid, Jsonb *items, bool atomic,
+					 bool return_rows, bool fields_text)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	Batch	   *batch;
@@ -1204,6 +1217,7 @@ batch_execute(BatchOp op, Oid relid, Jsonb *items, bool atomic,
 	batch = batch_begin(op, relid, items, atomic);
 	MemoryContextSwitchTo(batch->cxt);
 	batch->return_rows = return_rows;
+	batch->fields_text = fields_text;
 	if (return_rows && op != BATCH_DELETE)
 		batch->row_json = row_json_prepare(batch->target);
 	rolled_back = run_batch(batch, items);
@@ -1214,6 +1228,22 @@ batch_execute(BatchOp op, Oid relid, Jsonb *items, bool atomic,
 		elog(ERROR, "SPI_finish failed");
 	MemoryContextSwitchTo(caller);
 	return result;
+}
+
+/* Run one batch of JSON values (batch.h). */
+BatchResult *
+batch_execute(BatchOp op, Oid relid, Jsonb *items, bool atomic,
+			  bool return_rows)
+{
+	return batch_execute_common(op, relid, items, atomic, return_rows, false);
+}
+
+/* Run one batch of text fields (batch.h). */
+BatchResult *
+batch_execute_fields(BatchOp op, Oid relid, Jsonb *items, bool atomic,
+					 bool return_rows)
+{
+	return batch_execute_common(op, relid, items, atomic, return_rows, true);
 }
 
 /* Free a result and everything it points to, but not the items given. */

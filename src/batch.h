@@ -67,6 +67,16 @@ typedef struct BatchResult
  */
 extern BatchResult *batch_execute(BatchOp op, Oid relid, Jsonb *items,
 								  bool atomic, bool return_rows);
+
+/*
+ * The same for items whose values are text fields, as a CSV import gives
+ * them: each JSON string is read with its column type's input function
+ * whatever the type, as COPY reads a field -- for a json or jsonb column
+ * too, where batch_execute() would store the JSON string itself.  JSON
+ * null is SQL NULL.
+ */
+extern BatchResult *batch_execute_fields(BatchOp op, Oid relid, Jsonb *items,
+										 bool atomic, bool return_rows);
 extern void batch_result_free(BatchResult *result);
 
 /*

@@ -44,6 +44,8 @@ typedef struct Batch
 	BatchOp		op;
 	bool		atomic;
 	bool		return_rows;	/* answer with rows, or only a count */
+	bool		fields_text;	/* strings are text fields (CSV), read by
+								 * the input function of any type */
 	RowJson    *row_json;		/* how to turn returned rows into JSON */
 	Target	   *target;
 	int			nitems;

@@ -11,6 +11,11 @@
  * is read as its base type and then checked with domain_check(), so its
  * NOT NULL and CHECK constraints apply to every value.
  *
+ * A CSV import gives every field as a JSON string, and a field is text,
+ * not JSON: column_input_field() reads it with the input function of any
+ * type, json and jsonb included, as COPY does -- so '{"a": 1}' is that
+ * object, not a JSON string, and invalid JSON is the row's error.
+ *
  * Input functions report bad data with ereport(ERROR); the caller runs
  * conversion inside a subtransaction (which writes nothing and so takes
  * no XID) and turns the error into the item's validation_error, whatever
@@ -223,4 +228,23 @@ column_input_value(ColumnInput *input, const char *colname, JsonbValue *value,
 		domain_check(*datum, *isnull, input->domain_type,
 					 &input->domain_extra, input->mcxt);
 	return NULL;
+}
+
+/*
+ * Convert one field given as text (a CSV field, or NULL): the column
+ * type's input function reads it whatever the type, then the domain's
+ * checks apply -- COPY's rule, which column_input_value() cannot follow
+ * because for a json or jsonb column it takes the JSON value itself.
+ */
+void
+column_input_field(ColumnInput *input, const char *text,
+				   Datum *datum, bool *isnull)
+{
+	*isnull = (text == NULL);
+	*datum = *isnull ? (Datum) 0 :
+		InputFunctionCall(&input->infunc, unconstify(char *, text),
+						  input->ioparam, input->base_typmod);
+	if (OidIsValid(input->domain_type))
+		domain_check(*datum, *isnull, input->domain_type,
+					 &input->domain_extra, input->mcxt);
 }

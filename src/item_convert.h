@@ -33,5 +33,7 @@ extern void column_input_init(ColumnInput *input, Oid typid, int32 typmod,
 extern ItemError *column_input_value(ColumnInput *input, const char *colname,
 									 JsonbValue *value,
 									 Datum *datum, bool *isnull);
+extern void column_input_field(ColumnInput *input, const char *text,
+							   Datum *datum, bool *isnull);
 
 #endif							/* BATCH_OPS_ITEM_CONVERT_H */

@@ -8,11 +8,12 @@
  * (copy_path.c) while COPY can write them as the engine would, and
  * everything else through the batch engine: each chunk of records becomes
  * a JSON array of objects, column name -> field (a JSON string, or null),
- * passed to batch_execute(BATCH_CREATE, ...) in partial mode as the job's
- * role; the engine converts every field with its column's input
- * function, checks the constraints it can check in advance, writes
- * set-based and reports every failing item by index, which maps back to
- * the record's line and raw text.
+ * passed to batch_execute_fields(BATCH_CREATE, ...) in partial mode as the
+ * job's role; the engine reads every field with its column's input
+ * function (a json or jsonb column's too, as COPY does), checks the
+ * constraints it can check in advance, writes set-based and reports every
+ * failing item by index, which maps back to the record's line and raw
+ * text.
  *
  * A record that is malformed -- an unterminated quoted field, too many or
  * too few fields, bytes that are not valid in the file's encoding, longer
@@ -599,7 +600,7 @@ chunk_write(ImportState *st, Chunk *chunk, ChunkResult *res)
 
 	import_check_insert(job, st->cols, st->ncols);
 	job_as_role_begin(job->ctx, &rs);
-	result = batch_execute(BATCH_CREATE, job->relid, items, false, false);
+	result = batch_execute_fields(BATCH_CREATE, job->relid, items, false, false);
 	job_as_role_end(&rs);
 
 	(void) job_report_batch_result(job->ctx, result, chunk->lines, chunk->raws,
@@ -827,16 +828,20 @@ import_resolve_columns(Job *job, ImportState *st)
 		int			sqlstate;
 		const char *msg;
 
-		if (!csv_next_record(r))
-			ereport(ERROR,
-					(errcode(ERRCODE_BAD_COPY_FILE_FORMAT),
-					 errmsg("the file is empty: it has no header line")));
-		msg = csv_parse_record(r, &sqlstate);
-		if (msg)
-			ereport(ERROR,
-					(errcode(sqlstate),
-					 errmsg("bad header line: %s", msg)));
-		have_header = true;
+		/*
+		 * An empty file has no header line and no rows: COPY loads it as
+		 * zero rows, and so does the job (the columns are then those of a
+		 * file without a header).
+		 */
+		if (csv_next_record(r))
+		{
+			msg = csv_parse_record(r, &sqlstate);
+			if (msg)
+				ereport(ERROR,
+						(errcode(sqlstate),
+						 errmsg("bad header line: %s", msg)));
+			have_header = true;
+		}
 	}
 	MemoryContextSwitchTo(st->job_cxt);
 	job->columns = resolve_columns(job, o, r, have_header);

@@ -264,5 +264,102 @@ is( sq('u8', "SELECT line || ':' || sqlstate FROM batch_ops.job_error WHERE job_
 	'2:54000', 'the record is a row error');
 is(sq('u8', 'SELECT string_agg(id::text, \',\') FROM big'), '2', 'the next row is imported');
 
+# ------------------------------------------- issue 14 item 1: json and jsonb
+# A CSV field is text: on the COPY path and on the engine's (forced by a
+# skipped field, by row-level security, and for a run with a trigger
+# RAISE) the input function of json, jsonb and a jsonb domain reads it, so
+# the same values are stored and the same records fail, with COPY's
+# message and SQLSTATE.
+sq('u8', q{
+CREATE DOMAIN has_a AS jsonb CHECK (VALUE ? 'a');
+CREATE TABLE js (id int, j json, jb jsonb, d has_a, x text);
+CREATE TABLE js_copy (LIKE js);
+});
+my $json_rows = "1,\"{\"\"a\"\": 1}\",\"{\"\"a\"\": 1}\",\"{\"\"a\"\": 1}\",x\n"
+  . "2,\"[1, 2]\",\"\"\"s\"\"\",\"{\"\"a\"\": [2]}\",x\n"
+  . "3,{bad,{},{\"\"a\"\":3},x\n"
+  . "4,{},{bad,\"{\"\"a\"\": 4}\",x\n"
+  . "5,{},{},\"{\"\"b\"\": 5}\",x\n"
+  . "6,,,,x\n"
+  . "7,42,[],\"{\"\"a\"\": 7}\",x\n";
+my $json_file = put('json.csv', "id,j,jb,d,x\n$json_rows");
+# what COPY stores, each record alone
+for my $rec (split /\n/, $json_rows)
+{
+	my $one = put('json_one.csv', "$rec\n");
+	$node->psql('u8', "COPY js_copy FROM '$one' (FORMAT csv)");
+}
+my $stored = sub {
+	my ($t) = @_;
+	return sq('u8',
+		"SELECT string_agg(concat_ws('|', id, j::text, jb::text, d::text), E'\\n' ORDER BY id) FROM $t");
+};
+is( $stored->('js_copy'),
+	qq(1|{"a": 1}|{"a": 1}|{"a": 1}\n2|[1, 2]|"s"|{"a": [2]}\n6\n7|42|[]|{"a": 7}),
+	'COPY, each record alone: json keeps its text, jsonb is the value, invalid JSON and the domain CHECK fail');
+my $copy_rows = $stored->('js_copy');
+sq('u8', q{
+CREATE ROLE js_loader LOGIN;
+GRANT pg_read_server_files TO js_loader;
+GRANT SELECT, INSERT ON js TO js_loader;
+CREATE FUNCTION js_raise() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.x = 'raise' THEN RAISE EXCEPTION 'no raise rows'; END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER js_raise BEFORE INSERT ON js FOR EACH ROW EXECUTE FUNCTION js_raise();
+CREATE POLICY js_all ON js USING (true) WITH CHECK (id > 0);
+});
+my $json_errors = sub {
+	my ($id) = @_;
+	return sq('u8',
+		"SELECT string_agg(line || ':' || error || ':' || sqlstate || ':' || message, E'\\n' ORDER BY line)"
+		  . " FROM batch_ops.job_error WHERE job_id = $id");
+};
+my $expected_errors = "4:validation_error:22P02:invalid input syntax for type json\n"
+  . "5:validation_error:22P02:invalid input syntax for type json\n"
+  . "6:validation_error:23514:value for domain has_a violates check constraint \"has_a_check\"";
+for my $path (
+	[ 'COPY path', $json_file, '{}', '' ],
+	[ 'engine path (a skipped field)', $json_file, '{"columns": {"x": null}}', '' ],
+	[ 'engine path (row-level security)', $json_file, '{}', 'rls' ],
+	[ 'a run with a trigger RAISE', put('json_raise.csv', "id,j,jb,d,x\n$json_rows" . "8,{},{},{},raise\n"), '{}', '' ])
+{
+	my ($what, $file, $opts, $rls) = @$path;
+	sq('u8', 'TRUNCATE js; ALTER TABLE js ' . ($rls ? 'ENABLE' : 'DISABLE') . ' ROW LEVEL SECURITY');
+	my $id;
+	if ($rls)
+	{
+		$id = $node->safe_psql('u8',
+			"SELECT batch_ops.submit_import('js', '$file', '$opts')", extra_params => [ '-U', 'js_loader' ]);
+	}
+	else
+	{
+		$id = sq('u8', "SELECT batch_ops.submit_import('js', '$file', '$opts')");
+	}
+	is(bo_wait_job($node, $id, 'u8'), 'completed', "$what: the job completes");
+	is($stored->('js'), $copy_rows, "$what: the rows and values COPY stores");
+	my $errs = $json_errors->($id);
+	$errs =~ s/\n9:[^\n]*$// if $file =~ /raise/;
+	is($errs, $expected_errors, "$what: COPY's errors, SQLSTATEs and messages");
+}
+sq('u8', 'ALTER TABLE js DISABLE ROW LEVEL SECURITY');
+
+# ------------------------------------- issue 14 item 5: nothing after a header
+# An empty file with a header expected, and a file with only its header:
+# zero rows, as COPY loads them.
+for my $file ([ 'an empty file', put('empty.csv', '') ], [ 'only a header', put('header_only.csv', "id,v\n") ])
+{
+	my ($what, $path) = @$file;
+	for my $opts ('{"header": true}', '{"header": true, "columns": {"v": null}}')
+	{
+		sq('u8', 'TRUNCATE t');
+		my ($id, $st) = import_job('u8', 't', $path, $opts);
+		is($st, 'completed', "$what, $opts: the job completes");
+		is( sq('u8', "SELECT (SELECT count(*) FROM t) || ',' || (batch_ops.job($id)->'results'->>'created')"),
+			'0,0', "$what, $opts: zero rows");
+	}
+}
+
 $node->stop;
 done_testing();

@@ -17,6 +17,13 @@
  * quotes are also counted alone (rec_nl): copy_path.c needs them to find
  * the record COPY's own line counter names.
  *
+ * In the client-only encodings (SJIS, BIG5, GBK, GB18030, JOHAB) the
+ * trail byte of a multibyte character can look like ASCII -- a quote, a
+ * backslash escape -- so the splitter steps over whole characters, as
+ * COPY does, and a character split between two read buffers is finished
+ * in the next one.  The fields are split after conversion to the
+ * database encoding, which has no such bytes.
+ *
  * A UTF-8 file's byte-order mark is skipped when the file is read from
  * its start (not when a job resumes at an offset).
  *
@@ -111,6 +118,9 @@ csv_next_record_into(CsvReader *r, StringInfo dest)
 	bool		esc_pending = false;
 	bool		after_cr = false;	/* last byte (maybe of the previous
 									 * buffer) was a \r inside quotes */
+	int			mb_rest = 0;	/* trail bytes of a multibyte character
+								 * still to step over */
+	const bool	embeds_ascii = PG_ENCODING_IS_CLIENT_ONLY(r->file_encoding);
 
 	if (dest == NULL)
 	{
@@ -139,6 +149,13 @@ csv_next_record_into(CsvReader *r, StringInfo dest)
 			bool		cr_before = after_cr;
 
 			after_cr = false;
+			if (mb_rest > 0)
+			{
+				/* a trail byte: never a quote, escape or line end */
+				mb_rest--;
+				p++;
+				continue;
+			}
 			if (esc_pending)
 			{
 				esc_pending = false;
@@ -147,6 +164,20 @@ csv_next_record_into(CsvReader *r, StringInfo dest)
 					p++;
 					continue;
 				}
+			}
+			if (embeds_ascii && IS_HIGHBIT_SET(c))
+			{
+				/*
+				 * The lead byte gives the length in all these encodings
+				 * (GB18030's four-byte characters are stepped over as two
+				 * two-byte ones: their second and fourth bytes are digits),
+				 * so the next byte, maybe in the next buffer, is not read.
+				 */
+				char		lead[2] = {c, '\0'};
+
+				mb_rest = pg_encoding_mblen(r->file_encoding, lead) - 1;
+				p++;
+				continue;
 			}
 			if (in_quote)
 			{

@@ -26,46 +26,19 @@
 
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/../.." && pwd)
 CALLS=${BENCH_IDEM_CALLS:-500}
 ROUNDS=${BENCH_IDEM_ROUNDS:-7}
 ITEMS=${BENCH_IDEM_ITEMS:-100}
+NAME=idem
 PORT=5478
-RUNDIR=$root/.test-run/bench-idem
-resdir=$here/results
-mkdir -p "$resdir"
-work=$(mktemp -d "${TMPDIR:-/tmp}/bo-bench-idem.XXXXXX")
+# shellcheck source=test/bench/bench_server.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench_server.sh"
 
-die() { echo "bench-idem: $*" >&2; exit 1; }
 for v in CALLS ROUNDS ITEMS; do
 	[[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || die "$v must be a positive integer"
 done
 
-cluster_started=
-cleanup() {
-	local rc=$?
-	if [[ -n $cluster_started ]]; then
-		bo_cluster_stop "$RUNDIR" >/dev/null 2>&1 || true
-	fi
-	rm -rf "$work"
-	exit $rc
-}
-trap cleanup EXIT
-
-if [[ ${BATCH_OPS_BENCH_EXISTING:-0} == 1 && -n ${PGHOST:-} && -n ${PGPORT:-} ]]; then
-	mode_desc="existing server (PGHOST=$PGHOST PGPORT=$PGPORT)"
-else
-	# shellcheck source=/dev/null
-	source "$root/scripts/lib.sh"
-	bo_ensure_deps
-	[[ ${BENCH_NO_BUILD:-0} == 1 ]] || bo_build_install
-	cluster_started=1
-	BATCH_OPS_FSYNC=on bo_cluster_start "$RUNDIR" "$PORT"
-	mode_desc="throwaway cluster (.test-run/bench-idem, port $PORT)"
-fi
-
-psql_() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+bench_server_start
 
 psql_ >/dev/null <<SQL
 SET client_min_messages = warning;

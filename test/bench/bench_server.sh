@@ -1,0 +1,45 @@
+# Sourced by the benchmark scripts of test/bench that run on a server of
+# their own (idempotency.sh, jobs.sh): before sourcing, set NAME (for
+# messages and directories) and PORT; this sets here, root, resdir, work,
+# die, psql_ and mode_desc, and starts a throwaway cluster in
+# .test-run/bench-NAME unless BATCH_OPS_BENCH_EXISTING=1 with PGHOST and
+# PGPORT names a server to use.  The cluster and the scratch directory go
+# at exit.
+# shellcheck shell=bash
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+RUNDIR=$root/.test-run/bench-$NAME
+resdir=$here/results
+mkdir -p "$resdir"
+work=$(mktemp -d "${TMPDIR:-/tmp}/bo-bench-$NAME.XXXXXX")
+
+die() { echo "bench-$NAME: $*" >&2; exit 1; }
+
+cluster_started=
+cleanup() {
+	local rc=$?
+	if [[ -n $cluster_started ]]; then
+		bo_cluster_stop "$RUNDIR" >/dev/null 2>&1 || true
+	fi
+	rm -rf "$work"
+	exit $rc
+}
+trap cleanup EXIT
+
+# the server to measure on: as given, or a throwaway cluster
+bench_server_start() {
+	if [[ ${BATCH_OPS_BENCH_EXISTING:-0} == 1 && -n ${PGHOST:-} && -n ${PGPORT:-} ]]; then
+		mode_desc="existing server (PGHOST=$PGHOST PGPORT=$PGPORT)"
+	else
+		# shellcheck source=/dev/null
+		source "$root/scripts/lib.sh"
+		bo_ensure_deps
+		[[ ${BENCH_NO_BUILD:-0} == 1 ]] || bo_build_install
+		cluster_started=1
+		BATCH_OPS_FSYNC=on bo_cluster_start "$RUNDIR" "$PORT"
+		mode_desc="throwaway cluster (.test-run/bench-$NAME, port $PORT)"
+	fi
+}
+
+psql_() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }

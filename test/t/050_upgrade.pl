@@ -41,7 +41,7 @@ sub sq { my ($db, $sql) = @_; return $node->safe_psql($db, $sql); }
 # ---------------------------------------------------------------- installed files
 my $default = sq('postgres',
 	"SELECT default_version FROM pg_available_extensions WHERE name = 'batch_ops'");
-is($default, '0.2.0', 'the default version is 0.2.0');
+is($default, '0.3.0', 'the default version is 0.3.0');
 my $extdir = $node->config_data('--sharedir') . '/extension';
 ok(-f "$extdir/batch_ops--$default.sql",
 	"the built install script batch_ops--$default.sql is installed");

@@ -1,0 +1,287 @@
+/* batch_ops.sql: the install script of the current version (built into batch_ops--<version>.sql) */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION batch_ops" to load this file. \quit
+
+GRANT USAGE ON SCHEMA batch_ops TO PUBLIC;
+
+--
+-- Batch CRUD.  All SECURITY INVOKER: the caller's privileges and row-level
+-- security apply to every row.  Not STRICT: a NULL target or item list is an
+-- error, not a NULL answer.
+--
+CREATE FUNCTION batch_ops.batch_create(target regclass, items jsonb,
+									   atomic boolean DEFAULT false,
+									   idempotency_key text DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'batch_ops_create'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION batch_ops.batch_create(regclass, jsonb, boolean, text) IS
+'insert a JSON array of objects into target; returns {"data": [...], "errors": [...]}';
+
+CREATE FUNCTION batch_ops.batch_update(target regclass, items jsonb,
+									   atomic boolean DEFAULT false,
+									   idempotency_key text DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'batch_ops_update'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION batch_ops.batch_update(regclass, jsonb, boolean, text) IS
+'update rows of target by primary key from a JSON array of objects; only the columns present change';
+
+CREATE FUNCTION batch_ops.batch_delete(target regclass, ids jsonb,
+									   atomic boolean DEFAULT false,
+									   idempotency_key text DEFAULT NULL)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'batch_ops_delete'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION batch_ops.batch_delete(regclass, jsonb, boolean, text) IS
+'delete rows of target by primary key; returns {"deleted": n, "errors": [...]}';
+
+-- ========================================================================
+-- Idempotency keys and rate limits
+-- ========================================================================
+
+--
+-- One row per (role, key) given as idempotency_key to a batch function: the
+-- hash of the request and its response.  Written by the batch functions, as
+-- the table's owner, in the caller's transaction.  PUBLIC has no access: no
+-- role can read another role's stored responses.
+--
+-- Not registered with pg_extension_config_dump: keys are transient (they
+-- expire after batch_ops.idempotency_ttl), and role holds OIDs, which mean
+-- nothing in another cluster.  A dump and restore forgets the keys.
+--
+-- fillfactor leaves room on each page so that storing the response, an
+-- UPDATE of the row just claimed, can be a HOT update.
+--
+CREATE TABLE batch_ops.idempotency_keys (
+	role         oid NOT NULL,
+	key          text COLLATE "C" NOT NULL,
+	request_hash bytea NOT NULL,
+	response     jsonb,
+	created_at   timestamptz NOT NULL,
+	expires_at   timestamptz NOT NULL,
+	PRIMARY KEY (role, key)
+) WITH (fillfactor = 80);
+
+-- A response is written on every keyed call and kept a day at most: lz4
+-- compresses it several times faster than pglz (measured: the keyed
+-- call's overhead drops by a third).  A server built without lz4 keeps
+-- the default.
+DO $$
+BEGIN
+	ALTER TABLE batch_ops.idempotency_keys ALTER COLUMN response SET COMPRESSION lz4;
+EXCEPTION WHEN feature_not_supported THEN
+	NULL;
+END
+$$;
+
+REVOKE ALL ON batch_ops.idempotency_keys FROM PUBLIC;
+
+COMMENT ON TABLE batch_ops.idempotency_keys IS
+'idempotency keys of the batch functions: request hash and stored response per (role, key); not accessible to PUBLIC';
+COMMENT ON COLUMN batch_ops.idempotency_keys.role IS
+'OID of the role that made the call (its current user)';
+COMMENT ON COLUMN batch_ops.idempotency_keys.request_hash IS
+'SHA-256 of the operation, target, options and items';
+COMMENT ON COLUMN batch_ops.idempotency_keys.response IS
+'the response returned to the first call; NULL only while that call runs';
+COMMENT ON COLUMN batch_ops.idempotency_keys.expires_at IS
+'created_at + batch_ops.idempotency_ttl; an expired key counts as absent';
+
+--
+-- Deletes expired keys and finished jobs past batch_ops.job_ttl (every
+-- role's).  Runs the DELETEs as the tables' owner; not executable by
+-- PUBLIC: grant it to the role that schedules it.
+--
+CREATE FUNCTION batch_ops.purge()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'batch_ops_purge'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+REVOKE ALL ON FUNCTION batch_ops.purge() FROM PUBLIC;
+
+COMMENT ON FUNCTION batch_ops.purge() IS
+'delete expired idempotency keys and finished jobs older than batch_ops.job_ttl; returns how many were deleted';
+
+--
+-- The caller's token bucket (every role's for a superuser or a member of
+-- pg_read_all_stats).  Needs shared_preload_libraries.
+--
+CREATE FUNCTION batch_ops.rate_limit_status()
+RETURNS TABLE (role name, tokens float8, rate int, burst int)
+AS 'MODULE_PATHNAME', 'batch_ops_rate_limit_status'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE ROWS 1;
+
+COMMENT ON FUNCTION batch_ops.rate_limit_status() IS
+'token buckets of the item rate limit: the caller''s (all roles'' for a superuser or a member of pg_read_all_stats); tokens is NULL when no limit applies';
+
+-- ====================================================================
+-- Async jobs: the job queue, CSV imports and submit_batch.
+--
+-- One queue per database, in these tables; PUBLIC cannot read them.  The
+-- functions below are SECURITY INVOKER: they check what the caller may do
+-- as the caller, then reach the tables as their owner and show a role only
+-- its own jobs (every job to a superuser).  Jobs run in background workers
+-- as the role that submitted them (needs shared_preload_libraries).
+-- ====================================================================
+
+CREATE TABLE batch_ops.job_queue (
+	id               bigserial PRIMARY KEY,
+	role             oid NOT NULL,
+	kind             text NOT NULL,
+	operation        text,
+	target           oid,
+	source           text,
+	options          jsonb NOT NULL DEFAULT '{}',
+	atomic           boolean NOT NULL DEFAULT false,
+	status           text NOT NULL DEFAULT 'queued'
+	                 CHECK (status IN ('queued', 'running', 'completed', 'failed', 'cancelled')),
+	cancel_requested boolean NOT NULL DEFAULT false,
+	progress         integer NOT NULL DEFAULT 0,
+	rows_done        bigint NOT NULL DEFAULT 0,
+	errors_total     bigint NOT NULL DEFAULT 0,
+	attempts         integer NOT NULL DEFAULT 0,
+	worker_pid       integer,
+	error            text,
+	submitted_at     timestamptz NOT NULL DEFAULT now(),
+	started_at       timestamptz,
+	finished_at      timestamptz,
+	checkpoint       jsonb NOT NULL DEFAULT '{}',
+	summary          jsonb NOT NULL DEFAULT '{}'
+);
+
+CREATE INDEX job_queue_pending ON batch_ops.job_queue (id)
+	WHERE status IN ('queued', 'running');
+CREATE INDEX job_queue_finished ON batch_ops.job_queue (finished_at);
+
+COMMENT ON TABLE batch_ops.job_queue IS
+'async jobs of this database (see batch_ops.jobs); not accessible to PUBLIC';
+COMMENT ON COLUMN batch_ops.job_queue.kind IS
+'the job''s kind, by name (checked against the kinds the library has)';
+COMMENT ON COLUMN batch_ops.job_queue.checkpoint IS
+'the kind''s checkpoint, committed with the work before it (imports: offset, line, columns; batches: index)';
+COMMENT ON COLUMN batch_ops.job_queue.summary IS
+'counters (created, updated, deleted, failed) and the kind''s totals (bytes_total, items_total)';
+
+CREATE TABLE batch_ops.job_error (
+	job_id   bigint NOT NULL REFERENCES batch_ops.job_queue ON DELETE CASCADE,
+	pos      bigint NOT NULL,
+	line     bigint,
+	index    bigint,
+	error    text NOT NULL,
+	message  text,
+	sqlstate text,
+	detail   text,
+	raw      text,
+	PRIMARY KEY (job_id, pos)
+);
+
+COMMENT ON TABLE batch_ops.job_error IS
+'every bad row (imports, by line) or item (batches, by index) of a job';
+
+CREATE TABLE batch_ops.job_item (
+	job_id bigint NOT NULL REFERENCES batch_ops.job_queue ON DELETE CASCADE,
+	idx    bigint NOT NULL,
+	item   jsonb,
+	PRIMARY KEY (job_id, idx)
+);
+
+COMMENT ON TABLE batch_ops.job_item IS
+'the items of a submit_batch job until it finishes';
+
+REVOKE ALL ON batch_ops.job_queue, batch_ops.job_error, batch_ops.job_item FROM PUBLIC;
+REVOKE ALL ON SEQUENCE batch_ops.job_queue_id_seq FROM PUBLIC;
+
+-- Membership in batch_ops_fetch is what lets a role import from URLs.  A
+-- role is a cluster object: the extension of another database may have
+-- made it already.  One that someone else made with more than NOLOGIN
+-- (a login, superuser, ...) is not adopted: whoever made it could hold
+-- ADMIN on it and hand out URL imports.
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'batch_ops_fetch') THEN
+		CREATE ROLE batch_ops_fetch NOLOGIN;
+	ELSIF EXISTS (SELECT FROM pg_catalog.pg_roles
+				   WHERE rolname = 'batch_ops_fetch'
+					 AND (rolcanlogin OR rolsuper OR rolcreaterole OR rolcreatedb
+						  OR rolreplication OR rolbypassrls)) THEN
+		RAISE EXCEPTION 'role "batch_ops_fetch" already exists with attributes batch_ops does not give it'
+			USING ERRCODE = 'duplicate_object',
+				  HINT = 'Drop the role, or make it NOLOGIN without other attributes, then create the extension.';
+	END IF;
+END
+$$;
+
+CREATE FUNCTION batch_ops.submit_import(target regclass, source text,
+										options jsonb DEFAULT '{}')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'batch_ops_submit_import'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION batch_ops.submit_import(regclass, text, jsonb) IS
+'queue a CSV import into target from a server file or an http(s) URL; returns the job id';
+
+CREATE FUNCTION batch_ops.submit_batch(operation text, target regclass, items jsonb,
+									   options jsonb DEFAULT '{}')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'batch_ops_submit_batch'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION batch_ops.submit_batch(text, regclass, jsonb, jsonb) IS
+'queue a create, update or delete batch of up to batch_ops.max_async_items items; returns the job id';
+
+CREATE FUNCTION batch_ops.job(job_id bigint)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'batch_ops_job'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION batch_ops.job(bigint) IS
+'status, progress and results (first 100 errors) of one of the caller''s jobs';
+
+CREATE FUNCTION batch_ops.wait_job(job_id bigint, timeout interval DEFAULT '1 hour')
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'batch_ops_wait_job'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION batch_ops.wait_job(bigint, interval) IS
+'wait until the job has finished or the timeout has passed, then return job(job_id)';
+
+CREATE FUNCTION batch_ops.cancel_job(job_id bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'batch_ops_cancel_job'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION batch_ops.cancel_job(bigint) IS
+'cancel a queued or running job (at commit); false if it had already finished';
+
+CREATE FUNCTION batch_ops.job_errors(job_id bigint)
+RETURNS TABLE (line bigint, index integer, error text, message text, raw text)
+AS 'MODULE_PATHNAME', 'batch_ops_job_errors'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
+
+COMMENT ON FUNCTION batch_ops.job_errors(bigint) IS
+'every error of one of the caller''s jobs, in file (or item) order';
+
+CREATE FUNCTION batch_ops.job_list(
+	OUT job_id bigint, OUT kind text, OUT operation text, OUT target text,
+	OUT source text, OUT status text, OUT progress integer, OUT rows_done bigint,
+	OUT created bigint, OUT updated bigint, OUT deleted bigint, OUT failed bigint,
+	OUT errors_total bigint, OUT error text, OUT submitted_by text, OUT options jsonb,
+	OUT submitted_at timestamptz, OUT started_at timestamptz, OUT finished_at timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'batch_ops_job_list'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION batch_ops.job_list() IS
+'the caller''s jobs (every job for a superuser); see the view batch_ops.jobs';
+
+CREATE VIEW batch_ops.jobs AS SELECT * FROM batch_ops.job_list();
+
+GRANT SELECT ON batch_ops.jobs TO PUBLIC;
+
+COMMENT ON VIEW batch_ops.jobs IS
+'the caller''s async jobs (every job for a superuser)';

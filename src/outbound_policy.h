@@ -1,0 +1,45 @@
+/*-------------------------------------------------------------------------
+ *
+ * outbound_policy.h
+ *	  Who may send what where: membership in batch_ops_outbound, the hosts
+ *	  and networks of batch_ops.outbound_networks, and the libcurl options
+ *	  that hold a connection to them (no redirects, no environment proxy,
+ *	  TLS verified, the resolved address checked when the socket opens).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BATCH_OPS_OUTBOUND_POLICY_H
+#define BATCH_OPS_OUTBOUND_POLICY_H
+
+#include <curl/curl.h>
+
+/* _PG_init: settings */
+extern void outbound_policy_init(void);
+
+/* ERROR 42501 unless role is superuser or a member of batch_ops_outbound */
+extern void outbound_check_sender(Oid role);
+
+/*
+ * Is the URL's scheme http(s) and its host listed?  NULL if allowed, else
+ * why not (for the target's not_allowed message).  No name is resolved.
+ */
+extern const char *outbound_url_refusal(const char *url);
+
+/* Per easy handle: what the open-socket callback saw. */
+typedef struct OutboundSocketCheck
+{
+	bool		refused;		/* the resolved address was not allowed */
+	char		address[64];	/* the address refused, for the message */
+} OutboundSocketCheck;
+
+/*
+ * Set the policy's options on an easy handle: protocols http/https only,
+ * no redirects, proxy from batch_ops.outbound_proxy or none, TLS verified
+ * unless the host is in batch_ops.outbound_tls_insecure_hosts, and the
+ * open-socket callback that refuses an address outside the policy
+ * (recorded in *check, which must outlive the transfer).
+ */
+extern void outbound_policy_apply(CURL *handle, const char *host,
+								  OutboundSocketCheck *check);
+
+#endif							/* BATCH_OPS_OUTBOUND_POLICY_H */

@@ -1,10 +1,10 @@
 # ALTER EXTENSION batch_ops UPDATE from every earlier version.
 #
 # In one cluster, database "fresh" installs the current version, and for
-# each earlier version (0.1.0 today) a database of its own installs that
-# version and gets the jobs its library would have left behind: no older
-# library is at hand, so the test writes the job rows as that library
-# wrote them (state_0_1_0 says which): finished jobs with errors, an
+# each earlier version (0.1.0 and 0.2.0 today) a database of its own
+# installs that version and gets the jobs its library would have left
+# behind: no older library is at hand, so the test writes the job rows as
+# that library wrote them (old_jobs_state says which): finished jobs with errors, an
 # import and a batch interrupted after their first chunk, a queued
 # import.  It also stores an idempotency key with batch_create (the batch
 # functions work with the new library under the old objects).  Before the
@@ -48,8 +48,10 @@ ok(-f "$extdir/batch_ops--$default.sql",
 # the scripts kept in the tree (DATA): released versions and upgrades
 my @scripts = grep { $_ ne "batch_ops--$default.sql" }
   map { s{^sql/}{}r } glob('sql/batch_ops--*.sql');
-ok(grep({ $_ eq 'batch_ops--0.1.0--0.2.0.sql' } @scripts),
-	'the tree has the 0.1.0 -> 0.2.0 upgrade script');
+for my $up ('0.1.0--0.2.0', '0.2.0--0.3.0')
+{
+	ok(grep({ $_ eq "batch_ops--$up.sql" } @scripts), "the tree has the $up upgrade script");
+}
 ok(-f "$extdir/$_", "$_ is installed") for @scripts;
 is( sq( 'postgres', qq{
 SELECT string_agg(v.version, ',' ORDER BY v.version)
@@ -134,7 +136,7 @@ cmp_ok(scalar(@$fresh_schema), '>', 20,
 # them, as superuser, under the earlier version's objects.  One function
 # per earlier version (its job tables' layout); it returns the checks to
 # run after the update.
-my %old_state = ('0.1.0' => \&state_0_1_0);
+my %old_state = map { my $v = $_; ($v => sub { old_jobs_state($_[0], $v) }) } ('0.1.0', '0.2.0');
 
 # The 0.1.0 library (d118959: src/jobs.c, src/worker.c, src/batch_job.c,
 # src/csv_import.c) kept a job's counters in created/updated/deleted/
@@ -143,16 +145,20 @@ my %old_state = ('0.1.0' => \&state_0_1_0);
 # ckpt_offset/ckpt_line/columns (imports: the next unread byte, the lines
 # read before it, the column of each field) or ckpt_index (batches: the
 # next item); an error row has pos = line (imports) or index (batches);
-# a batch's job_item rows stay until it finishes.  Jobs 1-5:
+# a batch's job_item rows stay until it finishes.  The 0.2.0 library
+# (8b65d58^) kept the same state in checkpoint (imports: offset, line,
+# columns; batches: index) and summary (the counters, bytes_total or
+# items_total); its job_error and job_item rows are 0.1.0's.  Jobs 1-5,
+# the same in both layouts:
 #   1 a batch that completed with two item errors
 #   2 an import that completed with a row error
 #   3 an import interrupted after its first chunk of 3 rows (one bad):
 #     the 3 rows are in the table, the checkpoint after them
 #   4 a batch interrupted after its first chunk of 2 items (one bad)
 #   5 an import still queued
-sub state_0_1_0
+sub old_jobs_state
 {
-	my ($db) = @_;
+	my ($db, $from) = @_;
 	my $done_csv = "id,name\n10,x\nnot a number,y\n11,z\n";
 	my $resume_head = "id,name\n20,a\n21,b\nbad,c\n";
 	my $resume_csv = $resume_head . "23,d\nnope,e\n25,f\n";
@@ -164,16 +170,8 @@ sub state_0_1_0
 	  (length($done_csv), length($resume_head), length($resume_csv));
 	my $resume_progress = int(100 * $head_len / $resume_len);
 
-	sq($db, qq{
-CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
--- no key: a row imported twice shows as two rows
-CREATE TABLE imported (id int, name text);
-GRANT SELECT, INSERT ON items, imported TO old_user;
-
--- what the jobs had written before the update
-INSERT INTO items VALUES (1, 'a'), (3, 'c'), (40, 'p');
-INSERT INTO imported VALUES (10, 'x'), (11, 'z'), (20, 'a'), (21, 'b');
-
+	# the job rows in the layout of the version's job table
+	my $job_rows = $from eq '0.1.0' ? qq{
 INSERT INTO batch_ops.job_queue
   (id, role, kind, operation, target, source, options, atomic, status,
    progress, bytes_total, items_total, rows_done, created, updated, deleted,
@@ -198,6 +196,46 @@ VALUES
   (5, 'old_user'::regrole, 'import', 'create', 'imported'::regclass, '$queued_path', '{}', false,
    'queued', 0, NULL, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL,
    0, NULL, NULL, '2026-01-05 14:00:00+00', NULL, NULL);
+} : qq{
+INSERT INTO batch_ops.job_queue
+  (id, role, kind, operation, target, source, options, atomic, status,
+   progress, rows_done, errors_total, checkpoint, summary,
+   attempts, worker_pid, error, submitted_at, started_at, finished_at)
+VALUES
+  (1, 'old_user'::regrole, 'batch', 'create', 'items'::regclass, NULL, '{}', false,
+   'completed', 100, 4, 2, '{"index": 4}',
+   '{"created": 2, "updated": 0, "deleted": 0, "failed": 2, "items_total": 4}',
+   1, 4001, NULL, '2026-01-05 10:00:00+00', '2026-01-05 10:00:01+00', '2026-01-05 10:00:02+00'),
+  (2, 'old_user'::regrole, 'import', 'create', 'imported'::regclass, '$done_path',
+   '{"header": true}', false,
+   'completed', 100, 3, 1, '{"offset": $done_len, "line": 4, "columns": ["id", "name"]}',
+   '{"created": 2, "updated": 0, "deleted": 0, "failed": 1, "bytes_total": $done_len}',
+   1, 4002, NULL, '2026-01-05 11:00:00+00', '2026-01-05 11:00:01+00', '2026-01-05 11:00:03+00'),
+  (3, 'old_user'::regrole, 'import', 'create', 'imported'::regclass, '$resume_path',
+   '{"header": true, "chunk_size": 3}', false,
+   'running', $resume_progress, 3, 1, '{"offset": $head_len, "line": 4, "columns": ["id", "name"]}',
+   '{"created": 2, "updated": 0, "deleted": 0, "failed": 1, "bytes_total": $resume_len}',
+   1, 4003, NULL, '2026-01-05 12:00:00+00', '2026-01-05 12:00:01+00', NULL),
+  (4, 'old_user'::regrole, 'batch', 'create', 'items'::regclass, NULL, '{"chunk_size": 2}', false,
+   'running', 40, 2, 1, '{"index": 2}',
+   '{"created": 1, "updated": 0, "deleted": 0, "failed": 1, "items_total": 5}',
+   1, 4004, NULL, '2026-01-05 13:00:00+00', '2026-01-05 13:00:01+00', NULL),
+  (5, 'old_user'::regrole, 'import', 'create', 'imported'::regclass, '$queued_path', '{}', false,
+   'queued', 0, 0, 0, '{}', '{}',
+   0, NULL, NULL, '2026-01-05 14:00:00+00', NULL, NULL);
+};
+
+	sq($db, qq{
+CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL);
+-- no key: a row imported twice shows as two rows
+CREATE TABLE imported (id int, name text);
+GRANT SELECT, INSERT ON items, imported TO old_user;
+
+-- what the jobs had written before the update
+INSERT INTO items VALUES (1, 'a'), (3, 'c'), (40, 'p');
+INSERT INTO imported VALUES (10, 'x'), (11, 'z'), (20, 'a'), (21, 'b');
+
+$job_rows
 SELECT setval('batch_ops.job_queue_id_seq', 5);
 
 INSERT INTO batch_ops.job_item (job_id, idx, item) VALUES
@@ -474,6 +512,7 @@ my @earlier = split /\n/, sq('postgres', qq{
 SELECT version FROM pg_available_extension_versions
  WHERE name = 'batch_ops' AND version <> '$default' ORDER BY version});
 ok(grep({ $_ eq '0.1.0' } @earlier), 'the versions to update from include 0.1.0');
+ok(grep({ $_ eq '0.2.0' } @earlier), 'the versions to update from include 0.2.0');
 upgrade_from($_) for @earlier;
 
 # The cluster role is the one of a fresh install (the updates leave it).

@@ -60,19 +60,30 @@
 static JobWorkerSlot *MySlot = NULL;
 static MemoryContext worker_cxt = NULL;
 
-/* Free our slot and tell the launcher, which may start another worker. */
+/*
+ * Free our slot and tell the launcher, which may start another worker.
+ * Exiting in the middle of a job (pg_terminate_backend, a FATAL error)
+ * leaves the job running in its row, unlocked: the database goes back on
+ * the pending list so that a new worker resumes it from its checkpoint
+ * now, not at the next poll.  A worker that exits between jobs has no
+ * job_id, so this cannot turn into a loop of workers that find nothing.
+ */
 static void
 worker_exit(int code, Datum arg)
 {
 	Latch	   *latch;
+	bool		in_job;
 
 	SpinLockAcquire(&jobs_shared->mutex);
+	in_job = MySlot->job_id != 0;
 	MySlot->in_use = false;
 	MySlot->latch = NULL;
 	MySlot->job_id = 0;
 	latch = jobs_shared->launcher_latch;
 	SpinLockRelease(&jobs_shared->mutex);
-	if (latch)
+	if (in_job)
+		jobs_wake_launcher(MyDatabaseId);
+	else if (latch)
 		SetLatch(latch);
 }
 

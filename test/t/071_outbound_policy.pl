@@ -185,7 +185,8 @@ for my $s ('outbound_networks', 'outbound_proxy', 'outbound_tls_insecure_hosts')
 	my $r = bo_sql($node, 'postgres', "SET ROLE plain; SET batch_ops.$s = '0.0.0.0/0'");
 	is($r->{sqlstate}, '42501', "batch_ops.$s: only superusers set it");
 }
-for my $bad ('10.0.0.0/33', 'http://x', '127.1', '*', '10.0.0.0/', 'a b/c', '::1/129')
+for my $bad ('10.0.0.0/33', 'http://x', '127.1', '*', '10.0.0.0/', 'a b/c', '::1/129',
+	'0x7f.1', 'user@host')
 {
 	my $r = bo_sql($node, 'postgres', "SET batch_ops.outbound_networks = '$bad'");
 	is($r->{sqlstate}, '22023', "outbound_networks '$bad' is rejected");

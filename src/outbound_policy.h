@@ -30,6 +30,9 @@ typedef struct OutboundSocketCheck
 {
 	bool		refused;		/* the resolved address was not allowed */
 	char		address[64];	/* the address refused, for the message */
+	/* set by outbound_policy_apply(), read by the callback */
+	bool		name_listed;	/* the host is a listed name: any address */
+	bool		via_proxy;		/* the socket is the proxy's: not checked */
 } OutboundSocketCheck;
 
 /*
@@ -37,9 +40,20 @@ typedef struct OutboundSocketCheck
  * no redirects, proxy from batch_ops.outbound_proxy or none, TLS verified
  * unless the host is in batch_ops.outbound_tls_insecure_hosts, and the
  * open-socket callback that refuses an address outside the policy
- * (recorded in *check, which must outlive the transfer).
+ * (recorded in *check, which must outlive the transfer).  host is the
+ * host of the URL the handle fetches: a listed name lets its connection
+ * reach any address but loopback and link-local ones.  A refused address
+ * makes libcurl try the next one; check->refused says one was refused,
+ * which is the cause only if the transfer then failed to connect.
  */
 extern void outbound_policy_apply(CURL *handle, const char *host,
 								  OutboundSocketCheck *check);
+
+/*
+ * URL imports (source.c): only the open-socket check, and only when
+ * batch_ops.outbound_networks is set; false (nothing done) if it is not.
+ */
+extern bool outbound_policy_guard_socket(CURL *handle, const char *host,
+										 OutboundSocketCheck *check);
 
 #endif							/* BATCH_OPS_OUTBOUND_POLICY_H */

@@ -58,6 +58,8 @@ BO_DEPS=(
 	postgresql-15-cron
 	make
 	gcc
+	# outbound drivers: test/fakedev/fakedev.py
+	python3
 )
 
 bo_log() {

@@ -54,6 +54,15 @@ sub request
 
 sub parse
 {
+	my $out = parse_next(@_);
+	delete $out->{next};
+	delete $out->{next_delay_ms};
+	return $out;
+}
+
+# the whole outcome, with next and next_delay_ms
+sub parse_next
+{
 	my ($driver, $target, $resp) = @_;
 	my $ct = defined $resp->{content_type} ? q_json($resp->{content_type}) : 'NULL';
 	my $ra = $resp->{retry_after_ms} // 'NULL';
@@ -62,8 +71,6 @@ sub parse
 			    "SELECT driver_parse('$driver', "
 			  . q_json($target) . ", $resp->{status}, "
 			  . q_json($resp->{body}) . ", $ct, $ra)"));
-	delete $out->{next};
-	delete $out->{next_delay_ms};
 	return $out;
 }
 
@@ -182,11 +189,11 @@ is( bo_sql_error(
 		  . q_json(
 			{
 				actions => [ { resource => '/x', operation => 'update' } ],
-				options => { organization_id => '1', mode => 'action_batch' }
+				options => { organization_id => '1', mode => 'action_batch', poll_interval_ms => 2.5 }
 			})
 		  . ")"),
-	'0A000: meraki mode "action_batch" is not supported yet',
-	'meraki action_batch mode is refused for now');
+	'22023: invalid outbound spec key "options.poll_interval_ms"',
+	'meraki spec check names options.poll_interval_ms');
 is(bo_sql_error($node, "SELECT driver_request('ssh', '{}')"),
 	'0A000: driver "ssh" is not supported', 'ssh is no driver here');
 
@@ -516,6 +523,56 @@ is_deeply(parse('meraki', $org, $limited[0]),
 	outcome(0, undef, 'rate_limited',
 		'HTTP 429: {"errors": ["API rate limit exceeded for organization"]}', 1),
 	'meraki: 429 is a retryable rate_limited');
+
+# action batches: POST, then the polls the driver asks for
+my $bt = mt({ resource => '/networks/N2/devices', operation => 'create', body => { name => 'b1' } },
+	options => { organization_id => '515', mode => 'action_batch', poll_interval_ms => 100 });
+my $breq = request('meraki', $bt);
+is_deeply(
+	[ @$breq{qw(method url body is_change rate_key)} ],
+	[ 'POST', "$base/organizations/515/actionBatches",
+	  '{"confirmed": true, "synchronous": false, "actions": [{"body": {"name": "b1"}, '
+	  . '"resource": "/networks/N2/devices", "operation": "create"}]}', $T, 'meraki:515' ],
+	'meraki action_batch: the request creates a batch of the action');
+sub run_batch
+{
+	my ($target) = @_;
+	my $req = request('meraki', $target);
+	my ($out, $polls) = (undef, 0);
+	while (1)
+	{
+		$out = parse_next('meraki', $target, fakedev_send($req));
+		last unless $out->{next};
+		$polls++;
+		last if $polls > 50;
+		Time::HiRes::sleep($out->{next_delay_ms} / 1000);
+		$req = $out->{next};
+	}
+	return ($out, $polls);
+}
+my ($bo, $polls) = run_batch($bt);
+ok($polls >= 1, "meraki action_batch: polled ($polls)");
+is_deeply(
+	[ $bo->{success}, $bo->{error}, $bo->{output}{status}{completed},
+	  scalar @{ $bo->{output}{status}{createdResources} } ],
+	[ $T, undef, $T, 1 ],
+	'meraki action_batch: completed, with the created resource');
+($bo) = run_batch(mt({ resource => '/devices/gone', operation => 'destroy' },
+	options => { organization_id => '515', mode => 'action_batch', poll_interval_ms => 100 }));
+is_deeply([ $bo->{success}, $bo->{error}, $bo->{message}, $bo->{output}{status}{failed} ],
+	[ JSON::PP::false, 'device_error', 'Resource not found: /devices/gone', $T ],
+	'meraki action_batch: a failed batch is device_error with its errors');
+fakedev_control($fd, 'POST', '/config', { batch_delay_ms => 3000 });
+my $b6 = mt({ resource => '/devices/Q2XX-1', operation => 'update', body => { name => 'x' } },
+	options => { organization_id => '516', mode => 'action_batch' });
+my $b6req = request('meraki', $b6);
+fakedev_send($b6req) for 1 .. 5;
+is_deeply(
+	parse('meraki', $b6, fakedev_send($b6req)),
+	outcome(0, undef, 'rate_limited', 'Too many concurrently executing batches. '
+		  . 'Maximum is 5 confirmed but not yet executed batches.', 1),
+	'meraki action_batch: a sixth running batch is a retryable rate_limited');
+fakedev_control($fd, 'POST', '/config', { batch_delay_ms => 200 });
 
 # ---------------------------------------------------------------- fakedev itself
 fakedev_control($fd, 'POST', '/reset');

@@ -52,6 +52,15 @@ OBJS += \
 	src/credential.o \
 	src/outbound_policy.o
 
+# Outbound drivers (issue #10 item 4)
+OBJS += \
+	src/outbound_driver.o \
+	src/driver_http.o \
+	src/driver_eapi.o \
+	src/driver_nxapi.o \
+	src/driver_restconf.o \
+	src/driver_meraki.o
+
 # make TEST_MODULES=1: the test build (scripts/test.sh), with the test-only
 # code of test/kinds (job kinds, registered in job_kind.c) and test/modules
 # (SQL functions that the TAP tests bind with CREATE FUNCTION) linked in.

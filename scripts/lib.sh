@@ -60,6 +60,8 @@ BO_DEPS=(
 	gcc
 	# credentials: AES-256-GCM (libcrypto), issue #10
 	libssl-dev
+	# outbound drivers: test/fakedev/fakedev.py
+	python3
 )
 
 bo_log() {

@@ -74,6 +74,7 @@
 
 #include "copy_path.h"
 #include "csv_reader.h"
+#include "item_convert.h"
 #include "item_error.h"
 #include "job_kind.h"
 #include "ratelimit.h"
@@ -622,6 +623,59 @@ row_error(ChunkResult *res, CsvReader *r, int sqlstate, const char *message)
 					unpack_sql_state(sqlstate), NULL, raw, -1);
 }
 
+/*
+ * A record with too few fields: COPY reads its fields into their columns
+ * from left to right and only then finds a column without one, so the
+ * record's error is that of its first field that the column's input
+ * function (or domain) rejects, if any, before "missing data".  Returns
+ * that error's message (and *sqlstate), or NULL.  Read as the job's role,
+ * in a subtransaction that writes nothing; only for such records.
+ */
+static const char *
+short_record_error(ImportState *st, CsvReader *r, int *sqlstate)
+{
+	ItemError  *volatile err = NULL;
+	RoleSwitch	rs;
+	Subxact		sx;
+
+	job_as_role_begin(st->job->ctx, &rs);
+	subxact_begin(&sx);
+	PG_TRY();
+	{
+		int			i;
+
+		for (i = 0; i < r->nfields && i < st->ncols; i++)
+		{
+			ColumnInput input;
+			Oid			typid;
+			int32		typmod;
+			Oid			collid;
+			Datum		d;
+			bool		isnull;
+
+			if (st->cols[i] == NULL)
+				continue;
+			get_atttypetypmodcoll(st->job->relid,
+								  get_attnum(st->job->relid, st->cols[i]),
+								  &typid, &typmod, &collid);
+			column_input_init(&input, typid, typmod, CurrentMemoryContext);
+			column_input_field(&input, r->field_null[i] ? NULL :
+							   r->text.data + r->field_start[i], &d, &isnull);
+		}
+		subxact_rollback(&sx);
+	}
+	PG_CATCH();
+	{
+		err = subxact_abort_value(&sx);
+	}
+	PG_END_TRY();
+	job_as_role_end(&rs);
+	if (err == NULL)
+		return NULL;
+	*sqlstate = err->sqlerrcode;
+	return err->message;
+}
+
 /* Take the current record the batch engine's way: parse it, or fail it. */
 static void
 take_record(ImportState *st, Chunk *chunk, ChunkResult *res)
@@ -630,6 +684,8 @@ take_record(ImportState *st, Chunk *chunk, ChunkResult *res)
 	int			sqlstate;
 	const char *msg = csv_parse_record(r, &sqlstate);
 
+	if (msg == NULL && r->nfields < st->ncols)
+		msg = short_record_error(st, r, &sqlstate);
 	if (msg == NULL && r->nfields != st->ncols)
 	{
 		sqlstate = ERRCODE_BAD_COPY_FILE_FORMAT;

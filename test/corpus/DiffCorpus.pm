@@ -22,6 +22,8 @@
 #            then skips its whole-file COPY check
 #   user     the role that submits the jobs and runs the reference COPY
 #            (default: the superuser for the COPY path)
+#   import   more import options (chunk_size), which COPY does not have
+#   min_bytes  the file is at least that long (it crosses read pieces)
 #
 # Everything random comes from one seeded generator (srand in cases()), so
 # the corpus is the same at every run.  The multibyte cases need characters
@@ -525,6 +527,108 @@ sub fuzz_record
 	return $r . $eol;
 }
 
+# a field of CHARS (each a character's bytes in the file's encoding):
+# quoted, its quotes and escapes escaped, character by character, so that
+# a trail byte 0x5C is never taken for the escape
+sub field_chars
+{
+	my ($chars, $o, $force) = @_;
+	my $q = $o->{quote} // '"';
+	my $e = $o->{escape} // $q;
+	my $d = $o->{delimiter} // ',';
+	my $v = join('', @$chars);
+	return $o->{null} // '' if !@$chars && rand() < 0.3;
+	my $must = !@$chars || $force
+	  || grep { $_ eq $q || $_ eq $e || $_ eq $d || /[\r\n]/ } @$chars;
+	return $v unless $must;
+	return $q . join('', map { ($_ eq $q || $_ eq $e) ? "$e$_" : $_ } @$chars) . $q;
+}
+
+# seeded fuzz in a multibyte encoding: fields of ASCII and of the
+# encoding's characters (those whose trail byte is "\" too), escape "\",
+# records long enough that some cross the 64 kB read pieces
+sub encoding_fuzz_cases
+{
+	my ($chars) = @_;
+	my @c;
+	for my $enc (qw(SJIS BIG5 GBK GB18030 JOHAB))
+	{
+		my @mb = map { $_->[0] } @{ $chars->{$enc}{0} }, @{ $chars->{$enc}{4} // [] };
+		# JOHAB: its characters with a trail byte 0x5C are invalid for
+		# PostgreSQL, so rarely
+		my @bs = map { $_->[0] } @{ $chars->{$enc}{0x5C} };
+		my @ascii = ('a', 'b', ' ', ',', '"', '\\', "\n", "\r\n", '.', '0');
+		my $o = { header => 1, escape => '\\', encoding => $enc };
+		my $eol = $enc eq 'GBK' ? "\r\n" : "\n";
+		my @recs;
+		for my $id (1 .. 1000)
+		{
+			my @f = ($id);
+			for (1 .. 2)
+			{
+				my @ch;
+				for (1 .. int(rand(40)))
+				{
+					my $x = rand();
+					push @ch, $x < 0.35 ? $mb[ int(rand(@mb)) ]
+					  : $x < ($enc eq 'JOHAB' ? 0.352 : 0.6) ? $bs[ int(rand(@bs)) ]
+					  : $ascii[ int(rand(@ascii)) ];
+				}
+				push @f, field_chars(\@ch, $o, rand() < 0.3);
+			}
+			$f[0] = "x$id" if rand() < 0.02;
+			pop @f if rand() < 0.01;
+			push @recs, join(',', @f) . $eol;
+		}
+		push @c, {
+			name => "fuzz: $enc, escape \\, 1000 records",
+			ddl => 'CREATE TABLE %T (id int, a text, b text)',
+			cols => [qw(id a b)], opts => $o, eol => $eol, min_bytes => $PIECE + 1,
+			records => \@recs };
+	}
+	return @c;
+}
+
+# seeded fuzz against every constraint and a trigger: duplicates (within
+# the file and with the table), foreign keys, exclusion, NOT NULL, CHECK,
+# BEFORE ROW RAISE; small chunks on some files
+sub constraint_fuzz_cases
+{
+	my @c;
+	for my $rate (0.01, 0.1, 0.5)
+	{
+		my @recs;
+		for my $id (1 .. 500)
+		{
+			my ($k, $u, $n, $p, $lo, $t) = ($id, $id, 'n', 1 + int(rand(10)), 10 * $id, 'ok');
+			if (rand() < $rate)
+			{
+				my $how = int(rand(8));
+				$k = 1 + int(rand($id)) if $how == 0;		# PK duplicate
+				$k = 5000 if $how == 1;					# PK: an existing row
+				$u = 1 + int(rand($id)) if $how == 2;		# UNIQUE duplicate
+				$n = '' if $how == 3;						# NOT NULL
+				$p = 11 + int(rand(5)) if $how == 4;		# FOREIGN KEY
+				$lo = 10 * int(rand($id)) + 5 if $how == 5;	# EXCLUDE
+				$t = 'raise' if $how == 6;					# BEFORE ROW RAISE
+				$t = 'x' x 11 if $how == 7;					# CHECK
+			}
+			push @recs, qq{$k,$u,$n,$p,"[$lo,} . ($lo + 10) . qq{)",$t\n};
+		}
+		push @c, {
+			name => 'fuzz: constraints and a trigger, ' . ($rate * 100) . '% bad',
+			ddl => 'CREATE TABLE %T (k int PRIMARY KEY, u int UNIQUE, n text NOT NULL,'
+			  . ' p int REFERENCES diff_parent, r int4range, t text CHECK (length(t) < 10),'
+			  . ' EXCLUDE USING gist (r WITH &&));'
+			  . q{ INSERT INTO %T VALUES (5000, 5000, 'n', 1, '[-10,-5)', 'ok');}
+			  . ' CREATE TRIGGER t1 BEFORE INSERT ON %T FOR EACH ROW EXECUTE FUNCTION diff_raise_t()',
+			cols => [qw(k u n p r t)], opts => { header => 0, null => '' },
+			import => { chunk_size => $rate == 0.1 ? 50 : 10000 },
+			records => \@recs };
+	}
+	return @c;
+}
+
 sub fuzz_cases
 {
 	my @c;
@@ -538,16 +642,18 @@ sub fuzz_cases
 	my $k = 0;
 	for my $rate (0, 0.01, 0.1, 0.5)
 	{
-		for my $size (150, 2500)
+		for my $size (150, 2000)
 		{
 			my $o = { %{ $optsets[ $k % @optsets ] }, header => $k % 2 };
 			my $eol = $eols[ $k % @eols ];
 			$k++;
 			my @recs = map { fuzz_record($o, $eol, $_, $rate, $_ == $size) } 1 .. $size;
 			push @c, {
+				import => { chunk_size => $k % 3 == 0 ? 100 : 10000 },
 				name => "fuzz: ${size} records, " . ($rate * 100) . '% bad, options ' . join(' ', map { "$_=" . ($o->{$_} =~ s/\t/TAB/r =~ s/\\/BS/r) } sort keys %$o),
 				ddl => 'CREATE TABLE %T (id int NOT NULL UNIQUE, a text, b int CHECK (b >= 0), d date, j jsonb)',
 				cols => [qw(id a b d j)], opts => $o, eol => $eol,
+				min_bytes => $size > 150 ? $PIECE + 1 : 0,
 				records => \@recs };
 		}
 	}
@@ -560,7 +666,7 @@ sub cases
 	srand(14);
 	return [ pg_regress_cases(), quoting_cases(), line_end_cases(),
 		encoding_cases($chars), boundary_cases(), constraint_cases(),
-		fuzz_cases() ];
+		fuzz_cases(), encoding_fuzz_cases($chars), constraint_fuzz_cases() ];
 }
 
 1;

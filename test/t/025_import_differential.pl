@@ -78,6 +78,11 @@ BEGIN
 	IF NEW.b = 'modify' THEN NEW.b := 'modified by the trigger'; END IF;
 	RETURN NEW;
 END $$;
+CREATE FUNCTION diff_raise_t() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF NEW.t = 'raise' THEN RAISE EXCEPTION 'row % refused', NEW.k; END IF;
+	RETURN NEW;
+END $$;
 CREATE FUNCTION diff_after_row() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
 	IF NEW.b = 'after' THEN RAISE EXCEPTION 'row % refused after', NEW.a; END IF;
@@ -166,6 +171,18 @@ my %chars;
 for my $enc (qw(SJIS BIG5 GBK GB18030 JOHAB))
 {
 	my ($lo, $hi) = $enc eq 'JOHAB' ? (0xAC00, 0xD7A3) : (0x4E00, 0x9FFF);
+	# GB18030's four-byte characters (Latin-1 letters, emoji)
+	if ($enc eq 'GB18030')
+	{
+		for my $r ([ 0xC0, 0xFF ], [ 0x1F600, 0x1F64F ])
+		{
+			for my $l (split /\n/, sq("SELECT diff_enc_chars('$enc', $r->[0], $r->[1], 0, 4, true)"))
+			{
+				my ($f, $u) = map { pack('H*', $_) } split /:/, $l;
+				push @{ $chars{$enc}{4} }, [ $f, $u ] if length($f) == 4;
+			}
+		}
+	}
 	for my $trail (0x5C, 0x7C, 0)
 	{
 		my $valid = ($trail == 0 || $enc ne 'JOHAB') ? 'true' : 'false';
@@ -198,13 +215,14 @@ sub copy_opts
 
 sub import_opts
 {
-	my ($o, $atomic) = @_;
+	my ($o, $atomic, $extra) = @_;
 	my %j = (header => $o->{header} ? JSON::PP::true : JSON::PP::false,
 		atomic => $atomic ? JSON::PP::true : JSON::PP::false);
 	for my $k (qw(delimiter quote escape null encoding))
 	{
 		$j{$k} = $o->{$k} if defined $o->{$k};
 	}
+	%j = (%j, %{ $extra // {} });
 	return JSON::PP->new->canonical->encode(\%j);
 }
 
@@ -258,6 +276,8 @@ for my $k (0 .. $#$cases)
 	}
 	$c->{file} = put("$dir/c$k.csv", $bytes);
 	$c->{lines} = \@lines;
+	ok(length($bytes) >= $c->{min_bytes}, "$c->{name}: the file has more than $c->{min_bytes} bytes")
+	  if $c->{min_bytes};
 	if ($c->{check_byte})
 	{
 		my ($at, $want) = @{ $c->{check_byte} };
@@ -308,7 +328,7 @@ for my $k (0 .. $#$cases)
 		my $user = $c->{user} // ($engine ? 'diff_eng' : '');
 		push @{ $submit{$user} },
 		  "SELECT '$k|$t|' || batch_ops.submit_import('c${k}_$t', "
-		  . lit($c->{file}) . ', ' . lit(import_opts($c->{opts}, $atomic)) . ');';
+		  . lit($c->{file}) . ', ' . lit(import_opts($c->{opts}, $atomic, $c->{import})) . ');';
 	}
 }
 my %job;

@@ -102,24 +102,41 @@ BEGIN
 END $$;
 
 -- the reference: COPY on each record alone, in order, each in its own
--- subtransaction
+-- transaction (so that the jobs' snapshots, meanwhile, do not meet an
+-- overflowed subtransaction cache)
 CREATE TABLE diff_ref (case_id int, recno int, ok bool, nrows bigint,
 	sqlstate text, message text);
 GRANT INSERT ON diff_ref TO PUBLIC;
-CREATE FUNCTION diff_copy_each(tab text, files text[], opts text, case_id int)
+-- The records of a case are in one file (thousands of small files would
+-- be slow to make and to remove on a busy machine): each is written in
+-- turn to the file FILE that COPY reads, through a large object.
+CREATE FUNCTION diff_put(bundle text, off bigint, len bigint, file text)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+DECLARE
+	o oid := lo_from_bytea(0, pg_read_binary_file(bundle, off, len));
+BEGIN
+	PERFORM lo_export(o, file);
+	PERFORM lo_unlink(o);
+END $$;
+CREATE FUNCTION diff_copy_one(tab text, file text, opts text, case_id int, i int)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-	i int;
 	n bigint;
 BEGIN
-	FOR i IN 1 .. coalesce(array_length(files, 1), 0) LOOP
-		BEGIN
-			EXECUTE format('COPY %I FROM %L WITH (%s)', tab, files[i], opts);
-			GET DIAGNOSTICS n = ROW_COUNT;
-			INSERT INTO diff_ref VALUES (case_id, i, true, n, NULL, NULL);
-		EXCEPTION WHEN OTHERS THEN
-			INSERT INTO diff_ref VALUES (case_id, i, false, 0, SQLSTATE, SQLERRM);
-		END;
+	EXECUTE format('COPY %I FROM %L WITH (%s)', tab, file, opts);
+	GET DIAGNOSTICS n = ROW_COUNT;
+	INSERT INTO diff_ref VALUES (case_id, i, true, n, NULL, NULL);
+EXCEPTION WHEN OTHERS THEN
+	INSERT INTO diff_ref VALUES (case_id, i, false, 0, SQLSTATE, SQLERRM);
+END $$;
+CREATE PROCEDURE diff_copy_each(tab text, bundle text, offs bigint[], lens bigint[],
+	file text, opts text, case_id int)
+LANGUAGE plpgsql AS $$
+BEGIN
+	FOR i IN 1 .. coalesce(array_length(offs, 1), 0) LOOP
+		PERFORM diff_put(bundle, offs[i], lens[i], file);
+		PERFORM diff_copy_one(tab, file, opts, case_id, i);
+		COMMIT;
 	END LOOP;
 END $$;
 -- COPY of the whole file (rolled back): its SQLSTATE, or '' when it succeeds
@@ -194,6 +211,7 @@ for my $enc (qw(SJIS BIG5 GBK GB18030 JOHAB))
 	}
 }
 
+note(sprintf('server ready, characters found at %.1f s', time - $t0));
 my $cases = DiffCorpus::cases(\%chars);
 note(scalar(@$cases) . ' cases, corpus built in ' . sprintf('%.1f', time - $t0) . ' s');
 
@@ -263,8 +281,8 @@ for my $k (0 .. $#$cases)
 	my $eol = $c->{eol} // "\n";
 	my $bytes = $c->{prefix} // '';
 	$bytes .= join($d, @{ $c->{cols} }) . $eol if $o->{header} && !$c->{noheader};
-	my (@files, @lines);
-	my $r = 0;
+	my (@offs, @lens, @lines);
+	my $bundle = '';
 	for my $rec (@{ $c->{records} })
 	{
 		my ($b, $ref) = ref $rec ? @$rec : ($rec, $rec);
@@ -272,8 +290,11 @@ for my $k (0 .. $#$cases)
 		my $n = () = ($bytes . $body) =~ /\r\n|\r|\n/g;
 		push @lines, $n + 1;
 		$bytes .= $b;
-		push @files, put("$dir/c${k}_r" . $r++ . '.csv', $ref);
+		push @offs, length($bundle);
+		push @lens, length($ref);
+		$bundle .= $ref;
 	}
+	put("$dir/c${k}_records", $bundle);
 	$c->{file} = put("$dir/c$k.csv", $bytes);
 	$c->{lines} = \@lines;
 	ok(length($bytes) >= $c->{min_bytes}, "$c->{name}: the file has more than $c->{min_bytes} bytes")
@@ -301,22 +322,19 @@ for my $k (0 .. $#$cases)
 	}
 	my $copts = copy_opts($o, 0);
 	push @{ $ref_sql{ $user // '' } },
-	  "SELECT diff_copy_each('c${k}_ref', ARRAY[" . join(',', map { lit($_) } @files)
-	  . "]::text[], \$o\$$copts\$o\$, $k);";
+	  "CALL diff_copy_each('c${k}_ref', '$dir/c${k}_records', ARRAY["
+	  . join(',', @offs) . ']::bigint[], ARRAY[' . join(',', @lens) . "]::bigint[], '$dir/record_"
+	  . ($user // 'postgres') . ".csv', \$o\$$copts\$o\$, $k);";
 	push @whole_sql, "SELECT '$k|' || diff_copy_whole('c${k}_w', " . lit($c->{file})
 	  . ", \$o\$" . copy_opts($o, 1) . "\$o\$);"
 	  unless $c->{departs};
 }
 sq(join("\n", @setup));
-for my $u (sort keys %ref_sql)
-{
-	sq(join("\n", @{ $ref_sql{$u} }), $u eq '' ? undef : $u);
-}
-my %whole = map { split /\|/, $_, 2 } split /\n/, sq(join("\n", @whole_sql));
-note(sprintf('reference COPY done at %.1f s', time - $t0));
+note(sprintf('tables made at %.1f s', time - $t0));
 
 # ---------------------------------------------------------------------
-# the import jobs: all submitted, then waited for
+# the import jobs: all submitted; the reference COPY runs meanwhile, then
+# the jobs are waited for
 # ---------------------------------------------------------------------
 my %submit;
 for my $k (0 .. $#$cases)
@@ -340,6 +358,15 @@ for my $u (sort keys %submit)
 		$job{$k}{$t} = $id;
 	}
 }
+
+# the reference, while the jobs run (other tables)
+for my $u (sort keys %ref_sql)
+{
+	sq(join("\n", @{ $ref_sql{$u} }), $u eq '' ? undef : $u);
+}
+my %whole = map { split /\|/, $_, 2 } split /\n/, sq(join("\n", @whole_sql));
+note(sprintf('reference COPY done at %.1f s', time - $t0));
+
 ok(bo_wait_sql($node, $db,
 		"SELECT count(*) = 0 FROM batch_ops.jobs WHERE status NOT IN ('completed', 'failed', 'cancelled')",
 		240),

@@ -729,6 +729,7 @@ reader_take_run_record(CsvReader *r, RecordRun *run, int i)
 	r->rec_bytes = r->raw.len;
 	r->too_long = false;
 	r->unterminated = false;
+	r->rec_eol_len = 0;			/* its line end is not kept */
 	r->line = run->line[i];
 }
 
@@ -756,6 +757,8 @@ engine_fallback(void *arg, RecordRun *run, int first, int last, ChunkResult *res
 	r->rec_bytes = saved.rec_bytes;
 	r->too_long = saved.too_long;
 	r->unterminated = saved.unterminated;
+	memcpy(r->rec_eol, saved.rec_eol, sizeof(r->rec_eol));
+	r->rec_eol_len = saved.rec_eol_len;
 	r->line = saved.line;
 	chunk_write(st, &chunk, res);
 }

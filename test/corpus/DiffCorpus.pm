@@ -475,10 +475,22 @@ sub constraint_cases
 			qq~7,"{""k"": [1, {""z"": null}]}","  [1,2]  ","  {""b"":1}  "\n~,
 			qq~8,"[""k""]",1,2\n~ ] };
 	push @c, {
+		name => 'json and a jsonb domain, the COPY run given to the engine by a foreign key error',
+		ddl => 'CREATE TABLE %T (id int REFERENCES diff_parent, j diff_jdom, js json, jb jsonb)',
+		cols => [qw(id j js jb)], opts => { header => 0 },
+		records => [
+			qq~1,"{""k"": 1}","{""a"": 1, ""a"": 2}","{""a"": 1, ""a"": 2}"\n~,
+			qq~2,"{""x"": 1}",{},[]\n~,
+			qq~3,"{""k"": 2}","{bad","1"\n~,
+			qq~99,"{""k"": 3}",{},{}\n~,		# foreign key
+			qq~4,"{""k"": [1, {""z"": null}]}","  [1,2]  ","  {""b"":1}  "\n~,
+			qq~5,"""k""",1,2\n~ ] };
+	push @c, {
 		name => 'role settings: datestyle DMY, timezone (role and role in database)',
-		ddl => 'CREATE TABLE %T (id int, d date, ts timestamp, tz timestamptz, t text)',
+		ddl => 'CREATE TABLE %T (id int REFERENCES diff_parent, d date, ts timestamp, tz timestamptz, t text)',
 		cols => [qw(id d ts tz t)], opts => { header => 0 }, user => 'diff_loader',
 		records => [
+			"99,02/03/2024,02/03/2024 10:00,02/03/2024 10:00,fk\n",	# the run goes to the engine
 			"1,01/02/2024,01/02/2024 10:00,01/02/2024 10:00,a\n",
 			"2,13/01/2024,13/01/2024 00:30,2024-01-13 00:30,b\n",
 			"3,01/13/2024,2024-01-01,2024-01-01,c\n",

@@ -107,17 +107,6 @@ END $$;
 CREATE TABLE diff_ref (case_id int, recno int, ok bool, nrows bigint,
 	sqlstate text, message text);
 GRANT INSERT ON diff_ref TO PUBLIC;
--- The records of a case are in one file (thousands of small files would
--- be slow to make and to remove on a busy machine): each is written in
--- turn to the file FILE that COPY reads, through a large object.
-CREATE FUNCTION diff_put(bundle text, off bigint, len bigint, file text)
-RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
-DECLARE
-	o oid := lo_from_bytea(0, pg_read_binary_file(bundle, off, len));
-BEGIN
-	PERFORM lo_export(o, file);
-	PERFORM lo_unlink(o);
-END $$;
 CREATE FUNCTION diff_copy_one(tab text, file text, opts text, case_id int, i int)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -129,13 +118,11 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
 	INSERT INTO diff_ref VALUES (case_id, i, false, 0, SQLSTATE, SQLERRM);
 END $$;
-CREATE PROCEDURE diff_copy_each(tab text, bundle text, offs bigint[], lens bigint[],
-	file text, opts text, case_id int)
+CREATE PROCEDURE diff_copy_each(tab text, files text[], opts text, case_id int)
 LANGUAGE plpgsql AS $$
 BEGIN
-	FOR i IN 1 .. coalesce(array_length(offs, 1), 0) LOOP
-		PERFORM diff_put(bundle, offs[i], lens[i], file);
-		PERFORM diff_copy_one(tab, file, opts, case_id, i);
+	FOR i IN 1 .. coalesce(array_length(files, 1), 0) LOOP
+		PERFORM diff_copy_one(tab, files[i], opts, case_id, i);
 		COMMIT;
 	END LOOP;
 END $$;
@@ -267,7 +254,7 @@ sub err_name
 # ---------------------------------------------------------------------
 # files, tables, reference COPY
 # ---------------------------------------------------------------------
-my (@setup, %ref_sql, @whole_sql);
+my (@setup, %ref_sql, %whole_sql, @record_files);
 my @variants = (
 	[ 'p', 0, 0, 'partial, COPY path' ],
 	[ 'e', 0, 1, 'partial, engine path' ],
@@ -281,8 +268,8 @@ for my $k (0 .. $#$cases)
 	my $eol = $c->{eol} // "\n";
 	my $bytes = $c->{prefix} // '';
 	$bytes .= join($d, @{ $c->{cols} }) . $eol if $o->{header} && !$c->{noheader};
-	my (@offs, @lens, @lines);
-	my $bundle = '';
+	my (@files, @lines);
+	my $r = 0;
 	for my $rec (@{ $c->{records} })
 	{
 		my ($b, $ref) = ref $rec ? @$rec : ($rec, $rec);
@@ -290,11 +277,9 @@ for my $k (0 .. $#$cases)
 		my $n = () = ($bytes . $body) =~ /\r\n|\r|\n/g;
 		push @lines, $n + 1;
 		$bytes .= $b;
-		push @offs, length($bundle);
-		push @lens, length($ref);
-		$bundle .= $ref;
+		push @files, put("$dir/c${k}_r" . $r++, $ref);
 	}
-	put("$dir/c${k}_records", $bundle);
+	push @record_files, @files;
 	$c->{file} = put("$dir/c$k.csv", $bytes);
 	$c->{lines} = \@lines;
 	ok(length($bytes) >= $c->{min_bytes}, "$c->{name}: the file has more than $c->{min_bytes} bytes")
@@ -307,7 +292,6 @@ for my $k (0 .. $#$cases)
 
 	my $user = $c->{user};
 	my @tables = ('ref', map { $_->[0] } @variants);
-	push @tables, 'w' unless $c->{departs};
 	push @tables, '0' if $c->{ddl} =~ /INSERT/;		# the rows before any import
 	for my $t (@tables)
 	{
@@ -322,10 +306,9 @@ for my $k (0 .. $#$cases)
 	}
 	my $copts = copy_opts($o, 0);
 	push @{ $ref_sql{ $user // '' } },
-	  "CALL diff_copy_each('c${k}_ref', '$dir/c${k}_records', ARRAY["
-	  . join(',', @offs) . ']::bigint[], ARRAY[' . join(',', @lens) . "]::bigint[], '$dir/record_"
-	  . ($user // 'postgres') . ".csv', \$o\$$copts\$o\$, $k);";
-	push @whole_sql, "SELECT '$k|' || diff_copy_whole('c${k}_w', " . lit($c->{file})
+	  "CALL diff_copy_each('c${k}_ref', ARRAY[" . join(',', map { lit($_) } @files)
+	  . "]::text[], \$o\$$copts\$o\$, $k);";
+	push @{ $whole_sql{ $user // '' } }, "SELECT '$k|' || diff_copy_whole('c${k}_ref', " . lit($c->{file})
 	  . ", \$o\$" . copy_opts($o, 1) . "\$o\$);"
 	  unless $c->{departs};
 }
@@ -359,12 +342,17 @@ for my $u (sort keys %submit)
 	}
 }
 
-# the reference, while the jobs run (other tables)
+# the reference, while the jobs run (other tables): COPY of the whole file
+# first (rolled back), then of each record
+my %whole;
 for my $u (sort keys %ref_sql)
 {
-	sq(join("\n", @{ $ref_sql{$u} }), $u eq '' ? undef : $u);
+	my $as = $u eq '' ? undef : $u;
+	%whole = (%whole, map { split /\|/, $_, 2 } split /\n/, sq(join("\n", @{ $whole_sql{$u} // [] }), $as))
+	  if $whole_sql{$u};
+	sq(join("\n", @{ $ref_sql{$u} }), $as);
 }
-my %whole = map { split /\|/, $_, 2 } split /\n/, sq(join("\n", @whole_sql));
+unlink(@record_files) == @record_files or die "unlink: $!";
 note(sprintf('reference COPY done at %.1f s', time - $t0));
 
 ok(bo_wait_sql($node, $db,

@@ -581,6 +581,8 @@ typedef struct ImportState
 	RecordRun	run;			/* records waiting for it */
 } ImportState;
 
+static void fields_in_file_order(ImportState *st, BatchResult *result);
+
 /* Write the chunk's good rows as the job's role; add their errors to res. */
 static void
 chunk_write(ImportState *st, Chunk *chunk, ChunkResult *res)
@@ -603,6 +605,7 @@ chunk_write(ImportState *st, Chunk *chunk, ChunkResult *res)
 	job_as_role_begin(job->ctx, &rs);
 	result = batch_execute_fields(BATCH_CREATE, job->relid, items, false, false);
 	job_as_role_end(&rs);
+	fields_in_file_order(st, result);
 
 	(void) job_report_batch_result(job->ctx, result, chunk->lines, chunk->raws,
 								   chunk->rawlens, 0);
@@ -624,15 +627,15 @@ row_error(ChunkResult *res, CsvReader *r, int sqlstate, const char *message)
 }
 
 /*
- * A record with too few fields: COPY reads its fields into their columns
- * from left to right and only then finds a column without one, so the
- * record's error is that of its first field that the column's input
- * function (or domain) rejects, if any, before "missing data".  Returns
- * that error's message (and *sqlstate), or NULL.  Read as the job's role,
- * in a subtransaction that writes nothing; only for such records.
+ * COPY reads a record's fields into their columns from left to right,
+ * before any constraint or trigger sees the row, and stops at the first
+ * value a column's input function (or domain) rejects.  The error of the
+ * first of the fields texts[0 .. n) (NULL: SQL NULL) that its column
+ * rejects, or NULL.  Read as the job's role, in a subtransaction that
+ * writes nothing.
  */
-static const char *
-short_record_error(ImportState *st, CsvReader *r, int *sqlstate)
+static ItemError *
+first_field_error(ImportState *st, const char **texts, int n)
 {
 	ItemError  *volatile err = NULL;
 	RoleSwitch	rs;
@@ -644,7 +647,7 @@ short_record_error(ImportState *st, CsvReader *r, int *sqlstate)
 	{
 		int			i;
 
-		for (i = 0; i < r->nfields && i < st->ncols; i++)
+		for (i = 0; i < n && i < st->ncols; i++)
 		{
 			ColumnInput input;
 			Oid			typid;
@@ -659,8 +662,7 @@ short_record_error(ImportState *st, CsvReader *r, int *sqlstate)
 								  get_attnum(st->job->relid, st->cols[i]),
 								  &typid, &typmod, &collid);
 			column_input_init(&input, typid, typmod, CurrentMemoryContext);
-			column_input_field(&input, r->field_null[i] ? NULL :
-							   r->text.data + r->field_start[i], &d, &isnull);
+			column_input_field(&input, texts[i], &d, &isnull);
 		}
 		subxact_rollback(&sx);
 	}
@@ -670,10 +672,69 @@ short_record_error(ImportState *st, CsvReader *r, int *sqlstate)
 	}
 	PG_END_TRY();
 	job_as_role_end(&rs);
+	return err;
+}
+
+/*
+ * A record with too few fields: its error is that of a field its column
+ * rejects, if any, before "missing data" (first_field_error).  Returns
+ * that error's message (and *sqlstate), or NULL.
+ */
+static const char *
+short_record_error(ImportState *st, CsvReader *r, int *sqlstate)
+{
+	const char **texts = palloc(sizeof(char *) * Max(r->nfields, 1));
+	ItemError  *err;
+	int			i;
+
+	for (i = 0; i < r->nfields; i++)
+		texts[i] = r->field_null[i] ? NULL : r->text.data + r->field_start[i];
+	err = first_field_error(st, texts, r->nfields);
+	pfree(texts);
 	if (err == NULL)
 		return NULL;
 	*sqlstate = err->sqlerrcode;
 	return err->message;
+}
+
+/*
+ * The engine reads an item's fields in the order of its JSON object's keys
+ * (jsonb's: shortest first), not the file's.  A row it failed with a
+ * validation_error may hold several bad values: its error is made the
+ * first one in the file's order, as COPY's (first_field_error), when a
+ * field is bad at all.  Only failed rows pay for this.
+ */
+static void
+fields_in_file_order(ImportState *st, BatchResult *result)
+{
+	const char **texts = palloc(sizeof(char *) * Max(st->ncols, 1));
+	int			e;
+
+	for (e = 0; e < result->nerrors; e++)
+	{
+		BatchError *be = &result->errors[e];
+		ItemError  *err;
+		int			i;
+
+		if (strcmp(be->error->name, ITEM_VALIDATION_ERROR) != 0 ||
+			be->item == NULL || be->item->type != jbvBinary)
+			continue;
+		for (i = 0; i < st->ncols; i++)
+		{
+			JsonbValue	v;
+
+			texts[i] = NULL;
+			if (st->cols[i] &&
+				getKeyJsonValueFromContainer(be->item->val.binary.data, st->cols[i],
+											 strlen(st->cols[i]), &v) &&
+				v.type == jbvString)
+				texts[i] = pnstrdup(v.val.string.val, v.val.string.len);
+		}
+		err = first_field_error(st, texts, st->ncols);
+		if (err)
+			be->error = err;
+	}
+	pfree(texts);
 }
 
 /* Take the current record the batch engine's way: parse it, or fail it. */

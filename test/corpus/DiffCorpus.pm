@@ -438,6 +438,36 @@ sub constraint_cases
 			"10,j,n,11,,\n",
 			"11,k,n,12,3,\"[20,30)\"\n" ] };
 	push @c, {
+		name => 'a generated column and a default, not in the file',
+		ddl => q{CREATE TABLE %T (a int CHECK (a < 100), b text,}
+		  . q{ g int GENERATED ALWAYS AS (a * 2) STORED, d text DEFAULT 'dflt')},
+		cols => [qw(a b)], copycols => 1, opts => { header => 1 },
+		records => [ "1,x\n", "200,y\n", "x,z\n", "3,\n", "4,w,extra\n", "5\n" ] };
+	push @c, {
+		name => 'types: arrays, composite, enum, bytea, numeric, a NOT NULL domain',
+		ddl => 'CREATE TABLE %T (id diff_posint, arr int[], p diff_pair, m diff_mood,'
+		  . ' by bytea, n numeric(5,2), t tsvector)',
+		cols => [qw(id arr p m by n t)], opts => { header => 0 },
+		records => [
+			qq{1,"{1,2,3}","(1,abc)",ok,\\x00ff,1.005,'a b':1\n},
+			qq{2,"{{1,2},{3,4}}","(,)",sad,\\\\x,-999.99,\n},
+			qq{3,"{1,x}","(1,abc)",ok,,1,a\n},			# array element
+			qq{4,{},"(x,abc)",ok,,1,a\n},				# composite field
+			qq{5,{},,meh,,1,a\n},						# enum
+			qq{6,{},,,\\xzz,1,a\n},						# bytea
+			qq{7,{},,,,1000,a\n},						# numeric overflow
+			qq{,{},,,,1,a\n},							# domain NOT NULL
+			qq{0,{},,,,1,a\n},							# domain CHECK
+			qq{8,"{""a b"",NULL}",,,,1,"'unclosed"\n},	# tsvector
+			qq{9,"{1,NULL}","(""q,r"",""s"")",happy,abc,0.5,"x:1A y:2B"\n} ] };
+	push @c, {
+		name => 'seventy columns (the reader\'s field arrays grow)',
+		ddl => 'CREATE TABLE %T (' . join(', ', map { "c$_ int" } 1 .. 70) . ')',
+		cols => [ map { "c$_" } 1 .. 70 ], opts => { header => 1 },
+		records => [ join(',', 1 .. 70) . "\n", join(',', 1 .. 71) . "\n",
+			join(',', 1 .. 69) . "\n", join(',', 1 .. 64, 'x', 66 .. 70) . "\n",
+			join(',', map { qq{"$_"} } 1 .. 70) . "\n" ] };
+	push @c, {
 		name => 'deferrable UNIQUE, checked at the end of the statement',
 		ddl => 'CREATE TABLE %T (id int UNIQUE DEFERRABLE INITIALLY IMMEDIATE, v text)',
 		cols => [qw(id v)], opts => { header => 0 },

@@ -72,6 +72,9 @@ CREATE EXTENSION batch_ops;
 CREATE TABLE diff_parent (id int PRIMARY KEY);
 INSERT INTO diff_parent SELECT generate_series(1, 10);
 CREATE DOMAIN diff_jdom AS jsonb CHECK (VALUE ? 'k');
+CREATE DOMAIN diff_posint AS int NOT NULL CHECK (VALUE > 0);
+CREATE TYPE diff_pair AS (x int, y text);
+CREATE TYPE diff_mood AS ENUM ('sad', 'ok', 'happy');
 
 CREATE FUNCTION diff_before_row() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -117,7 +120,7 @@ RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
 	n bigint;
 BEGIN
-	EXECUTE format('COPY %I FROM %L WITH (%s)', tab, file, opts);
+	EXECUTE format('COPY %s FROM %L WITH (%s)', tab, file, opts);
 	GET DIAGNOSTICS n = ROW_COUNT;
 	INSERT INTO diff_ref VALUES (case_id, i, true, n, NULL, NULL);
 EXCEPTION WHEN OTHERS THEN
@@ -136,7 +139,7 @@ CREATE FUNCTION diff_copy_whole(tab text, file text, opts text)
 RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
 	BEGIN
-		EXECUTE format('COPY %I FROM %L WITH (%s)', tab, file, opts);
+		EXECUTE format('COPY %s FROM %L WITH (%s)', tab, file, opts);
 		RAISE EXCEPTION USING ERRCODE = 'ZZ999';
 	EXCEPTION WHEN OTHERS THEN
 		RETURN CASE WHEN SQLSTATE = 'ZZ999' THEN '' ELSE SQLSTATE END;
@@ -310,10 +313,12 @@ for my $k (0 .. $#$cases)
 		push @setup, "GRANT ALL ON $name TO $user;" if defined $user;
 	}
 	my $copts = copy_opts($o, 0);
+	# COPY's column list: the header's columns when the table has others
+	my $target = $c->{copycols} ? "c${k}_ref (" . join(', ', @{ $c->{cols} }) . ')' : "c${k}_ref";
 	push @{ $ref_sql{ $user // '' } },
-	  "CALL diff_copy_each('c${k}_ref', ARRAY[" . join(',', map { lit($_) } @files)
+	  "CALL diff_copy_each('$target', ARRAY[" . join(',', map { lit($_) } @files)
 	  . "]::text[], \$o\$$copts\$o\$, $k);";
-	push @{ $whole_sql{ $user // '' } }, "SELECT '$k|' || diff_copy_whole('c${k}_ref', " . lit($c->{file})
+	push @{ $whole_sql{ $user // '' } }, "SELECT '$k|' || diff_copy_whole('$target', " . lit($c->{file})
 	  . ", \$o\$" . copy_opts($o, 1) . "\$o\$);"
 	  unless $c->{departs};
 }

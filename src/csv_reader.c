@@ -30,7 +30,9 @@
  * A record longer than max_record_bytes keeps only its first RAW_KEEP
  * bytes (for its row error); the rest is only counted up to the record's
  * end.  A record is converted from the file's encoding without throwing:
- * a malformed one is a message and a SQLSTATE for the caller's row error.
+ * a malformed one is a message and a SQLSTATE for the caller's row error,
+ * in COPY's words (an invalid byte sequence names its bytes) and COPY's
+ * order (invalid bytes before an unterminated quoted field).
  *
  *-------------------------------------------------------------------------
  */

@@ -18,7 +18,11 @@
  * A record that is malformed -- an unterminated quoted field, too many or
  * too few fields, bytes that are not valid in the file's encoding, longer
  * than max_record_bytes -- is a row error with the COPY message and
- * SQLSTATE, and the import goes on with the next record.  The raw text of
+ * SQLSTATE, and the import goes on with the next record.  As in COPY, a
+ * record's fields are judged in the file's order: a record with too few
+ * fields, or a row the engine fails with a validation_error (the engine
+ * reads an object's keys in jsonb's order), gets the error of its first
+ * field that its column rejects, if any (first_field_error).  The raw text of
  * every row error is stored converted to the database encoding, each
  * byte that is not part of a valid (or convertible) character written
  * \xNN (job_raw_text), so that any client can read the errors.  Good

@@ -30,7 +30,9 @@
  * A record longer than max_record_bytes keeps only its first RAW_KEEP
  * bytes (for its row error); the rest is only counted up to the record's
  * end.  A record is converted from the file's encoding without throwing:
- * a malformed one is a message and a SQLSTATE for the caller's row error.
+ * a malformed one is a message and a SQLSTATE for the caller's row error,
+ * in COPY's words (an invalid byte sequence names its bytes) and COPY's
+ * order (invalid bytes before an unterminated quoted field).
  *
  *-------------------------------------------------------------------------
  */
@@ -118,6 +120,8 @@ csv_next_record_into(CsvReader *r, StringInfo dest)
 	bool		esc_pending = false;
 	bool		after_cr = false;	/* last byte (maybe of the previous
 									 * buffer) was a \r inside quotes */
+	bool		ends_eol = false;	/* and the last byte was a line end
+									 * inside quotes (\r or \n) */
 	int			mb_rest = 0;	/* trail bytes of a multibyte character
 								 * still to step over */
 	const bool	embeds_ascii = PG_ENCODING_IS_CLIENT_ONLY(r->file_encoding);
@@ -133,6 +137,7 @@ csv_next_record_into(CsvReader *r, StringInfo dest)
 	r->too_long = false;
 	r->unterminated = false;
 	r->rec_nl = r->rec_lines = 0;
+	r->rec_eol_len = 0;
 	for (;;)
 	{
 		char	   *p;
@@ -149,6 +154,7 @@ csv_next_record_into(CsvReader *r, StringInfo dest)
 			bool		cr_before = after_cr;
 
 			after_cr = false;
+			ends_eol = false;
 			if (mb_rest > 0)
 			{
 				/* a trail byte: never a quote, escape or line end */
@@ -190,11 +196,13 @@ csv_next_record_into(CsvReader *r, StringInfo dest)
 					r->rec_nl++;
 					if (!cr_before)
 						r->rec_lines++; /* the \n of a \r\n is counted */
+					ends_eol = true;
 				}
 				else if (c == '\r')
 				{
 					r->rec_lines++;
 					after_cr = true;
+					ends_eol = true;
 				}
 				p++;
 				continue;
@@ -210,12 +218,14 @@ csv_next_record_into(CsvReader *r, StringInfo dest)
 				record_append(r, start, p - start);
 				r->offset += p - start + 1;
 				r->pos += p - start + 1;
+				r->rec_eol[r->rec_eol_len++] = c;
 				if (c == '\r')
 				{
 					if (r->pos >= r->len)
 						(void) fill(r);
 					if (r->pos < r->len && r->buf[r->pos] == '\n')
 					{
+						r->rec_eol[r->rec_eol_len++] = '\n';
 						r->pos++;
 						r->offset++;
 					}
@@ -233,6 +243,13 @@ csv_next_record_into(CsvReader *r, StringInfo dest)
 		return false;
 	r->unterminated = in_quote;
 	r->line += 1 + r->rec_lines;
+
+	/*
+	 * An unterminated quoted field that runs to a file ending with a line
+	 * end: the record ends on the line of that line end, not after it.
+	 */
+	if (ends_eol)
+		r->line--;
 	return true;
 }
 
@@ -375,6 +392,34 @@ split_fields(CsvReader *r, const char *data, int len)
 }
 
 /*
+ * COPY's message for bytes invalid in an encoding (mbutils.c's
+ * report_invalid_encoding()): the bytes of the first invalid character,
+ * as many as its lead byte says (at most 8), taken from the record and,
+ * where the record ends first, from its line end -- COPY reads on into
+ * it.  data[0 .. len) is known to be invalid somewhere.
+ */
+static char *
+invalid_encoding_msg(CsvReader *r, int encoding, const char *data, int len)
+{
+	int			bad = pg_encoding_verifymbstr(encoding, data, len);
+	int			avail = len - bad + r->rec_eol_len;
+	int			n = Min(Min(pg_encoding_mblen(encoding, data + bad), avail), 8);
+	StringInfoData bytes;
+	int			i;
+
+	initStringInfo(&bytes);
+	for (i = 0; i < n; i++)
+	{
+		unsigned char b = bad + i < len ? (unsigned char) data[bad + i] :
+			(unsigned char) r->rec_eol[bad + i - len];
+
+		appendStringInfo(&bytes, "%s0x%02x", i > 0 ? " " : "", b);
+	}
+	return psprintf("invalid byte sequence for encoding \"%s\": %s",
+					pg_encoding_to_char(encoding), bytes.data);
+}
+
+/*
  * The record in the database encoding, or NULL with *sqlstate and *msg
  * set: the non-throwing conversion (mbutils.c), so that a character the
  * database encoding lacks is a row error and no error is caught.
@@ -394,8 +439,7 @@ convert_record(CsvReader *r, char *data, int len, int *sqlstate, const char **ms
 		if (pg_verify_mbstr(r->db_encoding, data, len, true))
 			return data;
 		*sqlstate = ERRCODE_CHARACTER_NOT_IN_REPERTOIRE;
-		*msg = psprintf("invalid byte sequence for encoding \"%s\"",
-						pg_encoding_to_char(r->db_encoding));
+		*msg = invalid_encoding_msg(r, r->db_encoding, data, len);
 		return NULL;
 	}
 	proc = FindDefaultConversionProc(r->file_encoding, r->db_encoding);
@@ -457,16 +501,16 @@ csv_parse_record(CsvReader *r, int *sqlstate)
 		return psprintf("record of " INT64_FORMAT " bytes is longer than max_record_bytes (%d)",
 						r->rec_bytes, r->opts->max_record_bytes);
 	}
+	/* COPY checks the bytes before it cuts them into lines */
+	if (!pg_verify_mbstr(r->file_encoding, data, len, true))
+	{
+		*sqlstate = ERRCODE_CHARACTER_NOT_IN_REPERTOIRE;
+		return invalid_encoding_msg(r, r->file_encoding, data, len);
+	}
 	if (r->unterminated)
 	{
 		*sqlstate = ERRCODE_BAD_COPY_FILE_FORMAT;
 		return "unterminated CSV quoted field";
-	}
-	if (!pg_verify_mbstr(r->file_encoding, data, len, true))
-	{
-		*sqlstate = ERRCODE_CHARACTER_NOT_IN_REPERTOIRE;
-		return psprintf("invalid byte sequence for encoding \"%s\"",
-						pg_encoding_to_char(r->file_encoding));
 	}
 	if (r->file_encoding != r->db_encoding)
 	{

@@ -40,6 +40,8 @@ typedef struct CsvReader
 	bool		too_long;		/* longer than max_record_bytes: dest keeps
 								 * only its start */
 	bool		unterminated;
+	char		rec_eol[2];		/* the record's line end, as in the file */
+	int			rec_eol_len;	/* 0 (end of file), 1 or 2 */
 	char	   *rec_data;		/* the record in the database encoding */
 	int			rec_len;
 	/* fields of the current record */

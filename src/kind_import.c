@@ -18,7 +18,11 @@
  * A record that is malformed -- an unterminated quoted field, too many or
  * too few fields, bytes that are not valid in the file's encoding, longer
  * than max_record_bytes -- is a row error with the COPY message and
- * SQLSTATE, and the import goes on with the next record.  The raw text of
+ * SQLSTATE, and the import goes on with the next record.  As in COPY, a
+ * record's fields are judged in the file's order: a record with too few
+ * fields, or a row the engine fails with a validation_error (the engine
+ * reads an object's keys in jsonb's order), gets the error of its first
+ * field that its column rejects, if any (first_field_error).  The raw text of
  * every row error is stored converted to the database encoding, each
  * byte that is not part of a valid (or convertible) character written
  * \xNN (job_raw_text), so that any client can read the errors.  Good
@@ -74,6 +78,7 @@
 
 #include "copy_path.h"
 #include "csv_reader.h"
+#include "item_convert.h"
 #include "item_error.h"
 #include "job_kind.h"
 #include "ratelimit.h"
@@ -580,6 +585,8 @@ typedef struct ImportState
 	RecordRun	run;			/* records waiting for it */
 } ImportState;
 
+static void fields_in_file_order(ImportState *st, BatchResult *result);
+
 /* Write the chunk's good rows as the job's role; add their errors to res. */
 static void
 chunk_write(ImportState *st, Chunk *chunk, ChunkResult *res)
@@ -602,6 +609,7 @@ chunk_write(ImportState *st, Chunk *chunk, ChunkResult *res)
 	job_as_role_begin(job->ctx, &rs);
 	result = batch_execute_fields(BATCH_CREATE, job->relid, items, false, false);
 	job_as_role_end(&rs);
+	fields_in_file_order(st, result);
 
 	(void) job_report_batch_result(job->ctx, result, chunk->lines, chunk->raws,
 								   chunk->rawlens, 0);
@@ -622,6 +630,117 @@ row_error(ChunkResult *res, CsvReader *r, int sqlstate, const char *message)
 					unpack_sql_state(sqlstate), NULL, raw, -1);
 }
 
+/*
+ * COPY reads a record's fields into their columns from left to right,
+ * before any constraint or trigger sees the row, and stops at the first
+ * value a column's input function (or domain) rejects.  The error of the
+ * first of the fields texts[0 .. n) (NULL: SQL NULL) that its column
+ * rejects, or NULL.  Read as the job's role, in a subtransaction that
+ * writes nothing.
+ */
+static ItemError *
+first_field_error(ImportState *st, const char **texts, int n)
+{
+	ItemError  *volatile err = NULL;
+	RoleSwitch	rs;
+	Subxact		sx;
+
+	job_as_role_begin(st->job->ctx, &rs);
+	subxact_begin(&sx);
+	PG_TRY();
+	{
+		int			i;
+
+		for (i = 0; i < n && i < st->ncols; i++)
+		{
+			ColumnInput input;
+			Oid			typid;
+			int32		typmod;
+			Oid			collid;
+			Datum		d;
+			bool		isnull;
+
+			if (st->cols[i] == NULL)
+				continue;
+			get_atttypetypmodcoll(st->job->relid,
+								  get_attnum(st->job->relid, st->cols[i]),
+								  &typid, &typmod, &collid);
+			column_input_init(&input, typid, typmod, CurrentMemoryContext);
+			column_input_field(&input, texts[i], &d, &isnull);
+		}
+		subxact_rollback(&sx);
+	}
+	PG_CATCH();
+	{
+		err = subxact_abort_value(&sx);
+	}
+	PG_END_TRY();
+	job_as_role_end(&rs);
+	return err;
+}
+
+/*
+ * A record with too few fields: its error is that of a field its column
+ * rejects, if any, before "missing data" (first_field_error).  Returns
+ * that error's message (and *sqlstate), or NULL.
+ */
+static const char *
+short_record_error(ImportState *st, CsvReader *r, int *sqlstate)
+{
+	const char **texts = palloc(sizeof(char *) * Max(r->nfields, 1));
+	ItemError  *err;
+	int			i;
+
+	for (i = 0; i < r->nfields; i++)
+		texts[i] = r->field_null[i] ? NULL : r->text.data + r->field_start[i];
+	err = first_field_error(st, texts, r->nfields);
+	pfree(texts);
+	if (err == NULL)
+		return NULL;
+	*sqlstate = err->sqlerrcode;
+	return err->message;
+}
+
+/*
+ * The engine reads an item's fields in the order of its JSON object's keys
+ * (jsonb's: shortest first), not the file's.  A row it failed with a
+ * validation_error may hold several bad values: its error is made the
+ * first one in the file's order, as COPY's (first_field_error), when a
+ * field is bad at all.  Only failed rows pay for this.
+ */
+static void
+fields_in_file_order(ImportState *st, BatchResult *result)
+{
+	const char **texts = palloc(sizeof(char *) * Max(st->ncols, 1));
+	int			e;
+
+	for (e = 0; e < result->nerrors; e++)
+	{
+		BatchError *be = &result->errors[e];
+		ItemError  *err;
+		int			i;
+
+		if (strcmp(be->error->name, ITEM_VALIDATION_ERROR) != 0 ||
+			be->item == NULL || be->item->type != jbvBinary)
+			continue;
+		for (i = 0; i < st->ncols; i++)
+		{
+			JsonbValue	v;
+
+			texts[i] = NULL;
+			if (st->cols[i] &&
+				getKeyJsonValueFromContainer(be->item->val.binary.data, st->cols[i],
+											 strlen(st->cols[i]), &v) &&
+				v.type == jbvString)
+				texts[i] = pnstrdup(v.val.string.val, v.val.string.len);
+		}
+		err = first_field_error(st, texts, st->ncols);
+		if (err)
+			be->error = err;
+	}
+	pfree(texts);
+}
+
 /* Take the current record the batch engine's way: parse it, or fail it. */
 static void
 take_record(ImportState *st, Chunk *chunk, ChunkResult *res)
@@ -630,6 +749,8 @@ take_record(ImportState *st, Chunk *chunk, ChunkResult *res)
 	int			sqlstate;
 	const char *msg = csv_parse_record(r, &sqlstate);
 
+	if (msg == NULL && r->nfields < st->ncols)
+		msg = short_record_error(st, r, &sqlstate);
 	if (msg == NULL && r->nfields != st->ncols)
 	{
 		sqlstate = ERRCODE_BAD_COPY_FILE_FORMAT;
@@ -673,6 +794,7 @@ reader_take_run_record(CsvReader *r, RecordRun *run, int i)
 	r->rec_bytes = r->raw.len;
 	r->too_long = false;
 	r->unterminated = false;
+	r->rec_eol_len = 0;			/* its line end is not kept */
 	r->line = run->line[i];
 }
 
@@ -700,6 +822,8 @@ engine_fallback(void *arg, RecordRun *run, int first, int last, ChunkResult *res
 	r->rec_bytes = saved.rec_bytes;
 	r->too_long = saved.too_long;
 	r->unterminated = saved.unterminated;
+	memcpy(r->rec_eol, saved.rec_eol, sizeof(r->rec_eol));
+	r->rec_eol_len = saved.rec_eol_len;
 	r->line = saved.line;
 	chunk_write(st, &chunk, res);
 }

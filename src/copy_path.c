@@ -142,7 +142,10 @@ typedef struct Precheck
 	int		   *fend;
 	bool	   *fquoted;
 	int			maxfields;
-	bool		ready;			/* next[] is for the run being written */
+	bool		active;			/* precheck the whole of the next run */
+	bool		ready;			/* next[] is for the run being written... */
+	int			from;			/* ... from this record on */
+	int64		failed;			/* records COPY failed in this run */
 	int		   *next;			/* per record: the first suspect >= it */
 	int			maxrec;
 	int64		suspects;		/* records isolated so far (for tests) */
@@ -433,6 +436,23 @@ precheck_fields(Precheck *pre, const char *rec, int len)
 			if (c != pre->quote)
 				continue;
 			quoted = true;
+			if (pre->escape == pre->quote)
+			{
+				/* the usual case: "" is a quote, a lone " ends the quotes */
+				for (;;)
+				{
+					const char *q = memchr(rec + i, pre->quote, len - i);
+
+					if (q == NULL)
+						return -1;
+					i = q - rec + 1;
+					if (i < len && rec[i] == pre->quote)
+						i++;
+					else
+						break;
+				}
+				continue;
+			}
 			for (;;)
 			{
 				if (i >= len)
@@ -544,11 +564,11 @@ precheck_suspect(Precheck *pre, int ncols, const char *rec, int len)
 }
 
 /*
- * Precheck the records of a run: pre->next[i] is the first suspect at or
- * after record i (run->nrec if none).
+ * Precheck the records of a run from record from on: pre->next[i] is the
+ * first suspect at or after record i >= from (run->nrec if none).
  */
 static void
-precheck_run(CopyPath *cp, RecordRun *run)
+precheck_run(CopyPath *cp, RecordRun *run, int from)
 {
 	Precheck   *pre = &cp->pre;
 	int			i;
@@ -560,11 +580,11 @@ precheck_run(CopyPath *cp, RecordRun *run)
 		pre->maxrec = Max(run->nrec + 1, 1024);
 		pre->next = MemoryContextAlloc(GetMemoryChunkContext(cp), sizeof(int) * pre->maxrec);
 	}
-	for (i = 0; i < run->nrec; i++)
+	for (i = from; i < run->nrec; i++)
 		pre->next[i] = precheck_suspect(pre, cp->ncols, run->data.data + run->start[i],
 										run->start[i + 1] - run->start[i] - 1);
 	pre->next[run->nrec] = run->nrec;
-	for (i = run->nrec - 1; i >= 0; i--)
+	for (i = run->nrec - 1; i >= from; i--)
 	{
 		if (pre->next[i])
 		{
@@ -574,6 +594,8 @@ precheck_run(CopyPath *cp, RecordRun *run)
 		else
 			pre->next[i] = pre->next[i + 1];
 	}
+	pre->from = from;
+	pre->ready = true;
 }
 
 /* ---------------------------------------------------------------------
@@ -882,7 +904,7 @@ apply_range(CopyPath *cp, RecordRun *run, int first, int last, ChunkResult *res,
 		int			bad;
 
 		/* a suspect goes alone, after the records before it */
-		if (fresh && cp->pre.ready)
+		if (fresh && cp->pre.ready && first >= cp->pre.from)
 		{
 			int			s = cp->pre.next[first];
 
@@ -917,6 +939,10 @@ apply_range(CopyPath *cp, RecordRun *run, int first, int last, ChunkResult *res,
 			after_write = error_after_write(err->sqlerrcode);
 		if (after_write && n > 1)
 			cp->attempt_max = Max(cp->attempt_max / 2, ATTEMPT_MIN_RECORDS);
+		/* the first failure of a run: precheck the rest of it */
+		cp->pre.failed++;
+		if (cp->pre.enabled && !cp->pre.ready)
+			precheck_run(cp, run, bad + 1);
 
 		/*
 		 * The records before the bad one: after a failure found while
@@ -953,12 +979,13 @@ apply_range(CopyPath *cp, RecordRun *run, int first, int last, ChunkResult *res,
 void
 copy_path_apply(CopyPath *cp, RecordRun *run, ChunkResult *res)
 {
-	if (cp->pre.enabled)
-	{
-		precheck_run(cp, run);
-		cp->pre.ready = true;
-	}
+	cp->pre.failed = 0;
+	cp->pre.ready = false;
+	if (cp->pre.enabled && cp->pre.active)
+		precheck_run(cp, run, 0);
 	apply_range(cp, run, 0, run->nrec, res, true);
+	/* a run without failures: the next is not prechecked */
+	cp->pre.active = cp->pre.failed > 0;
 	cp->pre.ready = false;
 	MemoryContextReset(cp->attempt_cxt);
 }

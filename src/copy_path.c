@@ -4,7 +4,7 @@
  *	  The fast path of CSV imports: runs of records written by COPY's own
  *	  executor, split at the rows that fail.
  *
- * csv_import.c cuts the file into records; where the import allows it
+ * kind_import.c cuts the file into records; where the import allows it
  * (every CSV field goes to a column, no row-level security applies, the
  * job's role may INSERT every column, no generated or GENERATED ALWAYS
  * identity column is given), the
@@ -46,8 +46,30 @@
  * failing rows by bisection.  Errors that are not a row's fault (a
  * deadlock, a cancel, out of memory) are re-thrown as they are.
  *
+ * The precheck.  Each failure costs a rolled-back attempt and the
+ * records before it written again; a duplicate key costs most, since COPY
+ * finds it only when it flushes its buffered rows into the indexes, after
+ * writing up to a thousand of them.  So once a run has had a failure, the
+ * rest of it and the next run are checked cheaply before COPY sees them:
+ * the record is cut into fields as COPY's CSV format does and is a
+ * "suspect" when it has too many or too few fields, a NULL for a NOT NULL
+ * column, an int2/int4/int8 field its input function would refuse (or
+ * one with more digits than always fit), or the same key (the fields'
+ * bytes) as a recent record for a unique index on plain columns (a table
+ * of 64k hashes, emptied when half full).  A suspect goes to COPY alone,
+ * after the records before it, so it never drags good records into a
+ * rollback.  The precheck decides only how the records are grouped into
+ * attempts, never what becomes of a record: every record is still
+ * written or failed by COPY itself, in file order, with COPY's own error,
+ * so a wrong guess costs one attempt more or less, and a key inserted by
+ * another session after the check is found by COPY as before.  A run
+ * without failures turns it off for the next run, so a clean file pays
+ * nothing for it.  It is off in the client-only encodings, whose trail
+ * bytes may look like a delimiter or a quote.
+ *
  * Cost: one subtransaction for a clean run; about two per bad row, with
- * an XID only for those that wrote something.  Attempts shrink after a
+ * an XID only for those that wrote something (one per suspect and one per
+ * stretch of good records between suspects once the precheck is on).  Attempts shrink after a
  * failure found while inserting (so that less is written and thrown
  * away) and grow again after each fresh attempt that worked; the rows
  * before such a failure, just inserted once, go back in one attempt and
@@ -59,7 +81,7 @@
  * Whether COPY may write the rows as the engine would (no row-level
  * security for the role, no generated column given, INSERT on every
  * column) is decided when the path is chosen and checked again before
- * every run (copy_path_usable): csv_import.c hands the rest of the import
+ * every run (copy_path_usable): kind_import.c hands the rest of the import
  * to the engine when it no longer holds.
  *
  * Locking: every attempt opens the target with RowExclusiveLock, as COPY

@@ -62,7 +62,11 @@
  * attempts, never what becomes of a record: every record is still
  * written or failed by COPY itself, in file order, with COPY's own error,
  * so a wrong guess costs one attempt more or less, and a key inserted by
- * another session after the check is found by COPY as before.  A run
+ * another session after the check is found by COPY as before.  The one
+ * exception is a record with too many fields and only ASCII bytes: COPY
+ * counts the fields before it converts any, so its error ("extra data
+ * after last expected column", 22P04) is known and is reported without
+ * running COPY.  A run
  * without failures turns it off for the next run, so a clean file pays
  * nothing for it.  It is off in the client-only encodings, whose trail
  * bytes may look like a delimiter or a quote.
@@ -132,6 +136,11 @@
 /* slots of the table of recent key hashes (a power of two); emptied when half full */
 #define PRECHECK_HASH_SLOTS		(1 << 16)
 
+/* What the precheck says of a record. */
+#define PRECHECK_OK			0
+#define PRECHECK_SUSPECT	1	/* to COPY alone */
+#define PRECHECK_EXTRA		2	/* too many fields: COPY's error, without COPY */
+
 /* What the precheck knows of each field's column. */
 typedef enum PrecheckType
 {
@@ -169,6 +178,8 @@ typedef struct Precheck
 	int			from;			/* ... from this record on */
 	int64		failed;			/* records COPY failed in this run */
 	int		   *next;			/* per record: the first suspect >= it */
+	char	   *verdict;		/* per record: PRECHECK_OK, _SUSPECT, _EXTRA */
+	ItemError  *extra_error;	/* COPY's error for too many fields */
 	int			maxrec;
 	int64		suspects;		/* records isolated so far (for tests) */
 } Precheck;
@@ -397,6 +408,10 @@ precheck_init(Precheck *pre, Relation rel, ImportOptions *o, char **cols,
 	precheck_keys(pre, rel, cols, ncols);
 	if (pre->nkeys > 0)
 		pre->hashes = palloc0(sizeof(uint64) * PRECHECK_HASH_SLOTS);
+	/* as COPY words it, in the messages' language (the server's domain) */
+	pre->extra_error = item_error_make(item_error_name(ERRCODE_BAD_COPY_FILE_FORMAT),
+									   ERRCODE_BAD_COPY_FILE_FORMAT, NULL, "%s",
+									   _("extra data after last expected column"));
 	pre->maxfields = ncols + 1;
 	pre->fstart = palloc(sizeof(int) * pre->maxfields);
 	pre->fend = palloc(sizeof(int) * pre->maxfields);
@@ -557,7 +572,7 @@ precheck_duplicate(Precheck *pre, const char *rec, int k)
  * NULL in a NOT NULL column, an integer column's field that its input
  * function would refuse, a unique key a recent record had.
  */
-static bool
+static int
 precheck_suspect(Precheck *pre, int ncols, const char *rec, int len)
 {
 	int			nfields = precheck_fields(pre, rec, len);
@@ -565,8 +580,19 @@ precheck_suspect(Precheck *pre, int ncols, const char *rec, int len)
 	int			f;
 	int			k;
 
+	if (nfields > ncols)
+	{
+		/*
+		 * COPY counts the fields before it converts any, so this is its
+		 * error -- unless the record has a byte it might fail to convert
+		 */
+		for (f = 0; f < len; f++)
+			if (IS_HIGHBIT_SET(rec[f]))
+				return PRECHECK_SUSPECT;
+		return PRECHECK_EXTRA;
+	}
 	if (nfields != ncols)
-		return true;
+		return PRECHECK_SUSPECT;
 	for (f = 0; f < ncols && !suspect; f++)
 	{
 		int			flen = pre->fend[f] - pre->fstart[f];
@@ -582,7 +608,7 @@ precheck_suspect(Precheck *pre, int ncols, const char *rec, int len)
 	for (k = 0; k < pre->nkeys; k++)
 		if (precheck_duplicate(pre, rec, k))
 			suspect = true;
-	return suspect;
+	return suspect ? PRECHECK_SUSPECT : PRECHECK_OK;
 }
 
 /*
@@ -598,17 +624,21 @@ precheck_run(CopyPath *cp, RecordRun *run, int from)
 	if (pre->maxrec < run->nrec + 1)
 	{
 		if (pre->next)
+		{
 			pfree(pre->next);
+			pfree(pre->verdict);
+		}
 		pre->maxrec = Max(run->nrec + 1, 1024);
 		pre->next = MemoryContextAlloc(GetMemoryChunkContext(cp), sizeof(int) * pre->maxrec);
+		pre->verdict = MemoryContextAlloc(GetMemoryChunkContext(cp), pre->maxrec);
 	}
 	for (i = from; i < run->nrec; i++)
-		pre->next[i] = precheck_suspect(pre, cp->ncols, run->data.data + run->start[i],
-										run->start[i + 1] - run->start[i] - 1);
+		pre->verdict[i] = precheck_suspect(pre, cp->ncols, run->data.data + run->start[i],
+										   run->start[i + 1] - run->start[i] - 1);
 	pre->next[run->nrec] = run->nrec;
 	for (i = run->nrec - 1; i >= from; i--)
 	{
-		if (pre->next[i])
+		if (pre->verdict[i] != PRECHECK_OK)
 		{
 			pre->next[i] = i;
 			pre->suspects++;
@@ -930,6 +960,14 @@ apply_range(CopyPath *cp, RecordRun *run, int first, int last, ChunkResult *res,
 		{
 			int			s = cp->pre.next[first];
 
+			if (s == first && cp->pre.verdict[first] == PRECHECK_EXTRA)
+			{
+				/* COPY would fail it before converting a field */
+				add_row_error(cp, res, run, first, cp->pre.extra_error);
+				cp->pre.failed++;
+				first++;
+				continue;
+			}
 			if (s == first)
 				n = 1;
 			else if (s < first + n)

@@ -4,7 +4,7 @@
  *	  The fast path of CSV imports: runs of records written by COPY's own
  *	  executor, split at the rows that fail.
  *
- * csv_import.c cuts the file into records; where the import allows it
+ * kind_import.c cuts the file into records; where the import allows it
  * (every CSV field goes to a column, no row-level security applies, the
  * job's role may INSERT every column, no generated or GENERATED ALWAYS
  * identity column is given), the
@@ -46,8 +46,34 @@
  * failing rows by bisection.  Errors that are not a row's fault (a
  * deadlock, a cancel, out of memory) are re-thrown as they are.
  *
+ * The precheck.  Each failure costs a rolled-back attempt and the
+ * records before it written again; a duplicate key costs most, since COPY
+ * finds it only when it flushes its buffered rows into the indexes, after
+ * writing up to a thousand of them.  So once a run has had a failure, the
+ * rest of it and the next run are checked cheaply before COPY sees them:
+ * the record is cut into fields as COPY's CSV format does and is a
+ * "suspect" when it has too many or too few fields, a NULL for a NOT NULL
+ * column, an int2/int4/int8 field its input function would refuse (or
+ * one with more digits than always fit), or the same key (the fields'
+ * bytes) as a recent record for a unique index on plain columns (a table
+ * of 64k hashes, emptied when half full).  A suspect goes to COPY alone,
+ * after the records before it, so it never drags good records into a
+ * rollback.  The precheck decides only how the records are grouped into
+ * attempts, never what becomes of a record: every record is still
+ * written or failed by COPY itself, in file order, with COPY's own error,
+ * so a wrong guess costs one attempt more or less, and a key inserted by
+ * another session after the check is found by COPY as before.  The one
+ * exception is a record with too many fields and only ASCII bytes: COPY
+ * counts the fields before it converts any, so its error ("extra data
+ * after last expected column", 22P04) is known and is reported without
+ * running COPY.  A run
+ * without failures turns it off for the next run, so a clean file pays
+ * nothing for it.  It is off in the client-only encodings, whose trail
+ * bytes may look like a delimiter or a quote.
+ *
  * Cost: one subtransaction for a clean run; about two per bad row, with
- * an XID only for those that wrote something.  Attempts shrink after a
+ * an XID only for those that wrote something (one per suspect and one per
+ * stretch of good records between suspects once the precheck is on).  Attempts shrink after a
  * failure found while inserting (so that less is written and thrown
  * away) and grow again after each fresh attempt that worked; the rows
  * before such a failure, just inserted once, go back in one attempt and
@@ -59,7 +85,7 @@
  * Whether COPY may write the rows as the engine would (no row-level
  * security for the role, no generated column given, INSERT on every
  * column) is decided when the path is chosen and checked again before
- * every run (copy_path_usable): csv_import.c hands the rest of the import
+ * every run (copy_path_usable): kind_import.c hands the rest of the import
  * to the engine when it no longer holds.
  *
  * Locking: every attempt opens the target with RowExclusiveLock, as COPY
@@ -79,9 +105,13 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "commands/copy.h"
 #include "commands/copyfrom_internal.h" /* copy_state_position() only */
 #include "mb/pg_wchar.h"
@@ -100,6 +130,60 @@
 
 #define ATTEMPT_MIN_RECORDS		64
 
+/* unique keys the precheck follows, and their columns */
+#define PRECHECK_MAX_KEYS		4
+#define PRECHECK_MAX_KEY_COLS	8
+/* slots of the table of recent key hashes (a power of two); emptied when half full */
+#define PRECHECK_HASH_SLOTS		(1 << 16)
+
+/* What the precheck says of a record. */
+#define PRECHECK_OK			0
+#define PRECHECK_SUSPECT	1	/* to COPY alone */
+#define PRECHECK_EXTRA		2	/* too many fields: COPY's error, without COPY */
+
+/* What the precheck knows of each field's column. */
+typedef enum PrecheckType
+{
+	PRE_OTHER,					/* not checked */
+	PRE_INT2,
+	PRE_INT4,
+	PRE_INT8
+} PrecheckType;
+
+/*
+ * The precheck (see the file header): what the records of a run are
+ * cheaply checked against, and what it found.
+ */
+typedef struct Precheck
+{
+	bool		enabled;		/* an encoding whose bytes < 0x80 are ASCII */
+	char		delimiter;
+	char		quote;
+	char		escape;
+	const char *null_string;
+	int			null_len;
+	bool	   *notnull;		/* per field: its column is NOT NULL */
+	PrecheckType *type;			/* per field */
+	int			nkeys;			/* unique keys whose columns are all fields */
+	int			key_nfields[PRECHECK_MAX_KEYS];
+	int			key_field[PRECHECK_MAX_KEYS][PRECHECK_MAX_KEY_COLS];
+	uint64	   *hashes;			/* recent keys' hashes, 0 = empty slot */
+	int			nhashes;
+	int		   *fstart;			/* fields of the record being checked */
+	int		   *fend;
+	bool	   *fquoted;
+	int			maxfields;
+	bool		active;			/* precheck the whole of the next run */
+	bool		ready;			/* next[] is for the run being written... */
+	int			from;			/* ... from this record on */
+	int64		failed;			/* records COPY failed in this run */
+	int		   *next;			/* per record: the first suspect >= it */
+	char	   *verdict;		/* per record: PRECHECK_OK, _SUSPECT, _EXTRA */
+	ItemError  *extra_error;	/* COPY's error for too many fields */
+	int			maxrec;
+	int64		suspects;		/* records isolated so far (for tests) */
+} Precheck;
+
 struct CopyPath
 {
 	Oid			relid;
@@ -115,6 +199,7 @@ struct CopyPath
 	MemoryContext attempt_cxt;
 	CopyFallback fallback;
 	void	   *fallback_arg;
+	Precheck	pre;			/* the suspects of the current run */
 };
 
 /*
@@ -213,6 +298,359 @@ record_run_close(RecordRun *run, int64 line, int nl)
 }
 
 /* ---------------------------------------------------------------------
+ * The precheck
+ * ---------------------------------------------------------------------
+ */
+/* The precheck's type for a column type, and the digits it accepts. */
+static PrecheckType
+precheck_type(Oid typid)
+{
+	switch (typid)
+	{
+		case INT2OID:
+			return PRE_INT2;
+		case INT4OID:
+			return PRE_INT4;
+		case INT8OID:
+			return PRE_INT8;
+		default:
+			return PRE_OTHER;
+	}
+}
+
+/* The field that column attnum is read from, or -1. */
+static int
+field_of_attnum(Relation rel, char **cols, int ncols, AttrNumber attnum)
+{
+	const char *name = NameStr(TupleDescAttr(RelationGetDescr(rel), attnum - 1)->attname);
+	int			i;
+
+	for (i = 0; i < ncols; i++)
+		if (cols[i] && strcmp(cols[i], name) == 0)
+			return i;
+	return -1;
+}
+
+/*
+ * The unique keys the precheck can follow: unique indexes on plain
+ * columns, without a predicate, whose columns are all fields of the file.
+ */
+static void
+precheck_keys(Precheck *pre, Relation rel, char **cols, int ncols)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+
+	foreach(lc, indexes)
+	{
+		Relation	idx;
+		Form_pg_index index;
+		bool		usable;
+		int			k;
+
+		if (pre->nkeys == PRECHECK_MAX_KEYS)
+			break;
+		idx = index_open(lfirst_oid(lc), AccessShareLock);
+		index = idx->rd_index;
+		usable = index->indisunique && index->indisvalid &&
+			index->indnkeyatts <= PRECHECK_MAX_KEY_COLS &&
+			heap_attisnull(idx->rd_indextuple, Anum_pg_index_indpred, NULL) &&
+			heap_attisnull(idx->rd_indextuple, Anum_pg_index_indexprs, NULL);
+		for (k = 0; usable && k < index->indnkeyatts; k++)
+		{
+			int			f = field_of_attnum(rel, cols, ncols, index->indkey.values[k]);
+
+			if (f < 0)
+				usable = false;
+			else
+				pre->key_field[pre->nkeys][k] = f;
+		}
+		if (usable)
+			pre->key_nfields[pre->nkeys++] = index->indnkeyatts;
+		index_close(idx, AccessShareLock);
+	}
+	list_free(indexes);
+}
+
+/*
+ * Set up the precheck of an import into rel (open), in the current
+ * memory context.
+ */
+static void
+precheck_init(Precheck *pre, Relation rel, ImportOptions *o, char **cols,
+			  int ncols, int file_encoding)
+{
+	int			i;
+
+	memset(pre, 0, sizeof(Precheck));
+	/* the client-only encodings have trail bytes that look like ASCII */
+	pre->enabled = PG_VALID_BE_ENCODING(file_encoding);
+	if (!pre->enabled)
+		return;
+	pre->delimiter = o->delimiter;
+	pre->quote = o->quote;
+	pre->escape = o->escape;
+	pre->null_string = o->null_string;
+	pre->null_len = strlen(o->null_string);
+	pre->notnull = palloc0(sizeof(bool) * ncols);
+	pre->type = palloc0(sizeof(PrecheckType) * ncols);
+	for (i = 0; i < ncols; i++)
+	{
+		AttrNumber	attnum = get_attnum(RelationGetRelid(rel), cols[i]);
+		Form_pg_attribute att;
+
+		if (attnum <= 0)
+			continue;
+		att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
+		pre->notnull[i] = att->attnotnull;
+		pre->type[i] = precheck_type(att->atttypid);
+	}
+	precheck_keys(pre, rel, cols, ncols);
+	if (pre->nkeys > 0)
+		pre->hashes = palloc0(sizeof(uint64) * PRECHECK_HASH_SLOTS);
+	/* as COPY words it, in the messages' language (the server's domain) */
+	pre->extra_error = item_error_make(item_error_name(ERRCODE_BAD_COPY_FILE_FORMAT),
+									   ERRCODE_BAD_COPY_FILE_FORMAT, NULL, "%s",
+									   _("extra data after last expected column"));
+	pre->maxfields = ncols + 1;
+	pre->fstart = palloc(sizeof(int) * pre->maxfields);
+	pre->fend = palloc(sizeof(int) * pre->maxfields);
+	pre->fquoted = palloc(sizeof(bool) * pre->maxfields);
+}
+
+/*
+ * Would int2in, int4in or int8in read this unquoted field?  Blanks, a
+ * sign, the digits, blanks; more digits than always fit count as not
+ * (they may be out of range).
+ */
+static bool
+precheck_integer(const char *p, int len, int maxdigits)
+{
+	const char *end = p + len;
+	int			digits = 0;
+
+	while (p < end && isspace((unsigned char) *p))
+		p++;
+	if (p < end && (*p == '+' || *p == '-'))
+		p++;
+	while (p < end && *p >= '0' && *p <= '9')
+	{
+		p++;
+		digits++;
+	}
+	while (p < end && isspace((unsigned char) *p))
+		p++;
+	return p == end && digits > 0 && digits <= maxdigits;
+}
+
+/*
+ * Cut a record into fields as COPY's CSV format does: the bounds of each
+ * field's bytes, quotes included, and whether it had a quote.  The
+ * number of fields; more than pre->maxfields are counted, not kept.
+ * -1 for a quote that does not close (the reader has not let one by).
+ */
+static int
+precheck_fields(Precheck *pre, const char *rec, int len)
+{
+	int			nfields = 0;
+	int			i = 0;
+
+	for (;;)
+	{
+		int			start = i;
+		bool		quoted = false;
+		bool		delim = false;
+
+		while (i < len)
+		{
+			char		c = rec[i++];
+
+			if (c == pre->delimiter)
+			{
+				delim = true;
+				break;
+			}
+			if (c != pre->quote)
+				continue;
+			quoted = true;
+			if (pre->escape == pre->quote)
+			{
+				/* the usual case: "" is a quote, a lone " ends the quotes */
+				for (;;)
+				{
+					const char *q = memchr(rec + i, pre->quote, len - i);
+
+					if (q == NULL)
+						return -1;
+					i = q - rec + 1;
+					if (i < len && rec[i] == pre->quote)
+						i++;
+					else
+						break;
+				}
+				continue;
+			}
+			for (;;)
+			{
+				if (i >= len)
+					return -1;
+				c = rec[i++];
+				if (c == pre->escape && i < len &&
+					(rec[i] == pre->escape || rec[i] == pre->quote))
+				{
+					i++;
+					continue;
+				}
+				if (c == pre->quote)
+					break;
+			}
+		}
+		if (nfields < pre->maxfields)
+		{
+			pre->fstart[nfields] = start;
+			pre->fend[nfields] = delim ? i - 1 : i;
+			pre->fquoted[nfields] = quoted;
+		}
+		nfields++;
+		if (!delim)
+			return nfields;
+	}
+}
+
+/* Is field f of the record COPY's NULL? */
+static bool
+precheck_null(Precheck *pre, const char *rec, int f)
+{
+	return !pre->fquoted[f] &&
+		pre->fend[f] - pre->fstart[f] == pre->null_len &&
+		memcmp(rec + pre->fstart[f], pre->null_string, pre->null_len) == 0;
+}
+
+/*
+ * Has a recent record had this record's key k?  Its hash is remembered
+ * either way.  The fields' bytes as in the file are hashed (quotes
+ * included): the same value written two ways is not seen, which only
+ * leaves that duplicate to COPY.  A key with a NULL is never a duplicate.
+ */
+static bool
+precheck_duplicate(Precheck *pre, const char *rec, int k)
+{
+	uint64		h = k + 1;
+	uint32		slot;
+	int			j;
+
+	for (j = 0; j < pre->key_nfields[k]; j++)
+	{
+		int			f = pre->key_field[k][j];
+
+		if (precheck_null(pre, rec, f))
+			return false;
+		h = hash_combine64(h, hash_bytes_extended((const unsigned char *) rec + pre->fstart[f],
+												  pre->fend[f] - pre->fstart[f], j));
+	}
+	if (h == 0)
+		h = 1;
+	if (pre->nhashes >= PRECHECK_HASH_SLOTS / 2)
+	{
+		memset(pre->hashes, 0, sizeof(uint64) * PRECHECK_HASH_SLOTS);
+		pre->nhashes = 0;
+	}
+	for (slot = h & (PRECHECK_HASH_SLOTS - 1);; slot = (slot + 1) & (PRECHECK_HASH_SLOTS - 1))
+	{
+		if (pre->hashes[slot] == h)
+			return true;
+		if (pre->hashes[slot] == 0)
+			break;
+	}
+	pre->hashes[slot] = h;
+	pre->nhashes++;
+	return false;
+}
+
+/*
+ * Is the record likely to fail in COPY?  Too many or too few fields,
+ * NULL in a NOT NULL column, an integer column's field that its input
+ * function would refuse, a unique key a recent record had.
+ */
+static int
+precheck_suspect(Precheck *pre, int ncols, const char *rec, int len)
+{
+	int			nfields = precheck_fields(pre, rec, len);
+	bool		suspect = false;
+	int			f;
+	int			k;
+
+	if (nfields > ncols)
+	{
+		/*
+		 * COPY counts the fields before it converts any, so this is its
+		 * error -- unless the record has a byte it might fail to convert
+		 */
+		for (f = 0; f < len; f++)
+			if (IS_HIGHBIT_SET(rec[f]))
+				return PRECHECK_SUSPECT;
+		return PRECHECK_EXTRA;
+	}
+	if (nfields != ncols)
+		return PRECHECK_SUSPECT;
+	for (f = 0; f < ncols && !suspect; f++)
+	{
+		int			flen = pre->fend[f] - pre->fstart[f];
+
+		if (precheck_null(pre, rec, f))
+			suspect = pre->notnull[f];
+		else if (pre->type[f] != PRE_OTHER && !pre->fquoted[f])
+			suspect = !precheck_integer(rec + pre->fstart[f], flen,
+										pre->type[f] == PRE_INT2 ? 4 :
+										pre->type[f] == PRE_INT4 ? 9 : 18);
+	}
+	/* every key is remembered, whatever else is wrong with the record */
+	for (k = 0; k < pre->nkeys; k++)
+		if (precheck_duplicate(pre, rec, k))
+			suspect = true;
+	return suspect ? PRECHECK_SUSPECT : PRECHECK_OK;
+}
+
+/*
+ * Precheck the records of a run from record from on: pre->next[i] is the
+ * first suspect at or after record i >= from (run->nrec if none).
+ */
+static void
+precheck_run(CopyPath *cp, RecordRun *run, int from)
+{
+	Precheck   *pre = &cp->pre;
+	int			i;
+
+	if (pre->maxrec < run->nrec + 1)
+	{
+		if (pre->next)
+		{
+			pfree(pre->next);
+			pfree(pre->verdict);
+		}
+		pre->maxrec = Max(run->nrec + 1, 1024);
+		pre->next = MemoryContextAlloc(GetMemoryChunkContext(cp), sizeof(int) * pre->maxrec);
+		pre->verdict = MemoryContextAlloc(GetMemoryChunkContext(cp), pre->maxrec);
+	}
+	for (i = from; i < run->nrec; i++)
+		pre->verdict[i] = precheck_suspect(pre, cp->ncols, run->data.data + run->start[i],
+										   run->start[i + 1] - run->start[i] - 1);
+	pre->next[run->nrec] = run->nrec;
+	for (i = run->nrec - 1; i >= from; i--)
+	{
+		if (pre->verdict[i] != PRECHECK_OK)
+		{
+			pre->next[i] = i;
+			pre->suspects++;
+		}
+		else
+			pre->next[i] = pre->next[i + 1];
+	}
+	pre->from = from;
+	pre->ready = true;
+}
+
+/* ---------------------------------------------------------------------
  * Can COPY do it?
  * ---------------------------------------------------------------------
  */
@@ -283,9 +721,11 @@ copy_path_begin(Job *job, ImportOptions *o, char **cols, int ncols,
 	bool		allowed = copy_allowed(rel, job->role, cols, ncols);
 	int			i;
 
-	table_close(rel, AccessShareLock);
 	if (!allowed)
+	{
+		table_close(rel, AccessShareLock);
 		return NULL;
+	}
 
 	cp = palloc0(sizeof(CopyPath));
 	cp->relid = job->relid;
@@ -310,6 +750,8 @@ copy_path_begin(Job *job, ImportOptions *o, char **cols, int ncols,
 											ALLOCSET_DEFAULT_SIZES);
 	cp->fallback = fallback;
 	cp->fallback_arg = arg;
+	precheck_init(&cp->pre, rel, o, cols, ncols, cp->file_encoding);
+	table_close(rel, AccessShareLock);
 	return cp;
 }
 
@@ -506,13 +948,32 @@ apply_range(CopyPath *cp, RecordRun *run, int first, int last, ChunkResult *res,
 	while (first < last)
 	{
 		int			n = fresh ? Min(last - first, cp->attempt_max) : last - first;
-		MemoryContext old = MemoryContextSwitchTo(cp->attempt_cxt);
+		MemoryContext old;
 		ItemError  *err;
 		uint64		lineno;
 		bool		in_field;
 		bool		after_write;
 		int			bad;
 
+		/* a suspect goes alone, after the records before it */
+		if (fresh && cp->pre.ready && first >= cp->pre.from)
+		{
+			int			s = cp->pre.next[first];
+
+			if (s == first && cp->pre.verdict[first] == PRECHECK_EXTRA)
+			{
+				/* COPY would fail it before converting a field */
+				add_row_error(cp, res, run, first, cp->pre.extra_error);
+				cp->pre.failed++;
+				first++;
+				continue;
+			}
+			if (s == first)
+				n = 1;
+			else if (s < first + n)
+				n = s - first;
+		}
+		old = MemoryContextSwitchTo(cp->attempt_cxt);
 		MemoryContextReset(cp->attempt_cxt);
 		err = copy_attempt(cp, run, first, first + n, &lineno, &in_field);
 		MemoryContextSwitchTo(old);
@@ -536,8 +997,12 @@ apply_range(CopyPath *cp, RecordRun *run, int first, int last, ChunkResult *res,
 			after_write = false;
 		else
 			after_write = error_after_write(err->sqlerrcode);
-		if (after_write)
+		if (after_write && n > 1)
 			cp->attempt_max = Max(cp->attempt_max / 2, ATTEMPT_MIN_RECORDS);
+		/* the first failure of a run: precheck the rest of it */
+		cp->pre.failed++;
+		if (cp->pre.enabled && !cp->pre.ready)
+			precheck_run(cp, run, bad + 1);
 
 		/*
 		 * The records before the bad one: after a failure found while
@@ -548,7 +1013,7 @@ apply_range(CopyPath *cp, RecordRun *run, int first, int last, ChunkResult *res,
 		err = item_error_copy(err);
 		if (bad > first)
 			apply_range(cp, run, first, bad, res, !after_write);
-		if (bad == first + n - 1 && !in_field)
+		if (bad == first + n - 1 && !in_field && n > 1)
 		{
 			/* maybe the end of the statement failed, not this record */
 			MemoryContextSwitchTo(cp->attempt_cxt);
@@ -574,6 +1039,13 @@ apply_range(CopyPath *cp, RecordRun *run, int first, int last, ChunkResult *res,
 void
 copy_path_apply(CopyPath *cp, RecordRun *run, ChunkResult *res)
 {
+	cp->pre.failed = 0;
+	cp->pre.ready = false;
+	if (cp->pre.enabled && cp->pre.active)
+		precheck_run(cp, run, 0);
 	apply_range(cp, run, 0, run->nrec, res, true);
+	/* a run without failures: the next is not prechecked */
+	cp->pre.active = cp->pre.failed > 0;
+	cp->pre.ready = false;
 	MemoryContextReset(cp->attempt_cxt);
 }

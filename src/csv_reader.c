@@ -107,6 +107,36 @@ record_append(CsvReader *r, const char *p, int n)
 }
 
 /*
+ * The bytes csv_next_record_into() must look at, outside quotes and
+ * inside them: a quote, a line end, inside quotes the escape, and in the
+ * client-only encodings every byte with the high bit set.  Every other
+ * byte is stepped over in a tight loop.  Built for the last options
+ * seen (one import per worker).
+ */
+static bool stop_plain[256];
+static bool stop_quoted[256];
+static int	stop_key = -1;
+
+static void
+stop_tables(char quote, char escape, bool embeds_ascii)
+{
+	int			key = (unsigned char) quote | ((unsigned char) escape << 8) |
+		(embeds_ascii ? 1 << 16 : 0);
+	int			c;
+
+	if (key == stop_key)
+		return;
+	for (c = 0; c < 256; c++)
+	{
+		bool		mb = embeds_ascii && IS_HIGHBIT_SET(c);
+
+		stop_plain[c] = mb || c == '\n' || c == '\r' || c == (unsigned char) quote;
+		stop_quoted[c] = stop_plain[c] || c == (unsigned char) escape;
+	}
+	stop_key = key;
+}
+
+/*
  * Read the next record, appending it to dest (r->raw if NULL, reset
  * first); false at the end of the file.  Reading straight into a run
  * for COPY saves a copy of every record.
@@ -138,6 +168,7 @@ csv_next_record_into(CsvReader *r, StringInfo dest)
 	r->unterminated = false;
 	r->rec_nl = r->rec_lines = 0;
 	r->rec_eol_len = 0;
+	stop_tables(quote, escape, embeds_ascii);
 	for (;;)
 	{
 		char	   *p;
@@ -150,8 +181,23 @@ csv_next_record_into(CsvReader *r, StringInfo dest)
 		end = r->buf + r->len;
 		while (p < end)
 		{
-			char		c = *p;
+			char		c;
 			bool		cr_before = after_cr;
+
+			/* no state pending: step over the bytes that are data */
+			if (mb_rest == 0 && !esc_pending && !after_cr)
+			{
+				const bool *stop = in_quote ? stop_quoted : stop_plain;
+				const char *from = p;
+
+				while (p < end && !stop[(unsigned char) *p])
+					p++;
+				if (p != from)
+					ends_eol = false;	/* data after the line end */
+				if (p == end)
+					break;
+			}
+			c = *p;
 
 			after_cr = false;
 			ends_eol = false;

@@ -87,8 +87,12 @@
 
 #define CHUNK_MAX_BYTES		(32 * 1024 * 1024)
 
-/* records and bytes per run handed to COPY (copy_path.c) */
-#define RUN_RECORDS			8192
+/*
+ * records and bytes per run handed to COPY (copy_path.c): a default chunk
+ * (10,000 records) is one COPY statement, whose start costs as much as a
+ * few hundred rows (it makes a slot for each of up to 1,000 buffered rows)
+ */
+#define RUN_RECORDS			16384
 #define RUN_BYTES			(4 * 1024 * 1024)
 /* commit a chunk early rather than overflow the subxid cache (64) */
 #define CHUNK_MAX_SUBXACTS	48

@@ -12,8 +12,8 @@
 -- (same repetition, median): less sensitive than wall time to other load on
 -- the machine, which the worker and the backend both wait for.
 -- psql variables: max_job_clean, max_job_dirty, max_pgl_clean,
--- max_pgl_dirty (the targets), repeat (repetitions asked for), bracket (1 =
--- the clean COPY runs twice per repetition).
+-- max_pgl_dirty, max_job_dups, max_job_dirty10 (the targets), repeat
+-- (repetitions asked for), copies (clean COPYs per repetition).
 
 \set ON_ERROR_STOP 1
 
@@ -68,19 +68,23 @@ SELECT 6, 'import job, 1 % bad: submit -> wait_job', secs, secs / copy_clean,
   FROM runs r WHERE method = 'job' AND file = 'dirty'
 UNION ALL
 SELECT 7, 'import job, 1 % bad, all duplicates: started -> finished', job_secs, job_secs / copy_clean,
-	   'job / COPY clean', NULL, cpu_secs / copy_cpu, r.*
+	   'job / COPY clean', :max_job_dups, cpu_secs / copy_cpu, r.*
   FROM runs r WHERE method = 'job' AND file = 'dups'
 UNION ALL
-SELECT 8, 'pgloader, clean', secs, job_clean / secs,
+SELECT 8, 'import job, 10 % bad: started -> finished', job_secs, job_secs / copy_clean,
+	   'job / COPY clean', :max_job_dirty10, cpu_secs / copy_cpu, r.*
+  FROM runs r WHERE method = 'job' AND file = 'dirty10'
+UNION ALL
+SELECT 9, 'pgloader, clean', secs, job_clean / secs,
 	   'job / pgloader', :max_pgl_clean, NULL, r.*
   FROM runs r WHERE method = 'pgloader' AND file = 'clean'
 UNION ALL
-SELECT 9, 'pgloader, 1 % bad (same file)', secs,
+SELECT 10, 'pgloader, 1 % bad (same file)', secs,
 	   CASE WHEN completed THEN job_dirty / secs END,
 	   'job / pgloader', :max_pgl_dirty, NULL, r.*
   FROM runs r WHERE method = 'pgloader' AND file = 'dirty'
 UNION ALL
-SELECT 10, 'pgloader, 1 % bad minus the mid-quote rows', secs,
+SELECT 11, 'pgloader, 1 % bad minus the mid-quote rows', secs,
 	   CASE WHEN completed THEN job_dirty / secs END,
 	   'job (full dirty file) / pgloader', :max_pgl_dirty, NULL, r.*
   FROM runs r WHERE method = 'pgloader' AND file = 'dirty_pgl';
@@ -112,11 +116,9 @@ SELECT measurement,
 	   CASE WHEN ord = 1 THEN 'baseline'
 			ELSE to_char(cpu_ratio, 'FM990.00') || 'x' END AS "CPU ratio",
 	   CASE WHEN target IS NOT NULL THEN '<= ' || to_char(target, 'FM990.00') || 'x'
-			WHEN ord = 4 THEN 'cannot skip bad rows'
-			WHEN ord = 7 THEN 'info' END AS target,
+			WHEN ord = 4 THEN 'cannot skip bad rows' END AS target,
 	   CASE WHEN ord = 1 THEN ''
 			WHEN ord = 4 OR secs IS NULL THEN 'n/a'
-			WHEN ord = 7 THEN 'info'
 			WHEN NOT completed THEN 'n/a (aborted)'
 			WHEN nratio = 0 OR target IS NULL THEN 'n/a'
 			WHEN ratio <= target THEN 'PASS'
@@ -130,7 +132,7 @@ SELECT measurement,
 		 CASE WHEN err_max IS NULL THEN NULL
 			  WHEN err_min = err_max THEN err_min || ' errors'
 			  ELSE err_min || '-' || err_max || ' errors' END,
-		 CASE WHEN reps <> :repeat * CASE WHEN ord = 1 THEN 1 + :bracket ELSE 1 END
+		 CASE WHEN reps <> :repeat * CASE WHEN ord = 1 THEN :copies ELSE 1 END
 			  THEN reps || ' run(s)' END,
 		 notes) AS "check / notes"
   FROM report
@@ -153,4 +155,4 @@ SELECT rep, method, file,
   FROM bo_bench_import.results
  WHERE (method <> 'copy' OR file = 'clean') AND secs IS NOT NULL
  ORDER BY CASE method WHEN 'copy' THEN 0 WHEN 'job' THEN 1 ELSE 2 END,
-		  CASE file WHEN 'clean' THEN 0 WHEN 'dirty' THEN 1 WHEN 'dups' THEN 2 ELSE 3 END, rep;
+		  CASE file WHEN 'clean' THEN 0 WHEN 'dirty' THEN 1 WHEN 'dups' THEN 2 WHEN 'dirty10' THEN 3 ELSE 4 END, rep;

@@ -7,6 +7,7 @@
 --              CSV reader cannot get past (see below)
 --   dups       server path of a file whose bad rows (1 %) are all
 --              duplicates, or '' for none
+--   dirty10    server path of a file with 10 % bad rows, or '' for none
 -- Everything lives in schema bo_bench_import; import.sh drops it at the end.
 -- The files are written by the server (COPY TO), so the caller must be a
 -- superuser or a member of pg_write_server_files.
@@ -64,10 +65,12 @@ CREATE TABLE bo_bench_import.results (
 --                    qty field on the same line ('sku-..."x,350"y'): the
 --                    delimiter between them is quoted, so the record has
 --                    4 fields                         22P04  missing data for column "note"
--- With dups_only every bad row is of kind 3.
+-- With dups_only every bad row is of kind 3.  With every = 10 (the 10 %
+-- file) a row is bad when n % 10 = 5, and its kind is (n / 10) % 6.
 -- The note field is always quoted, as CSV exporters do.
 CREATE FUNCTION bo_bench_import.lines(nrows int, dirty boolean,
-									  dups_only boolean DEFAULT false)
+									  dups_only boolean DEFAULT false,
+									  every int DEFAULT 100)
 RETURNS TABLE (n int, kind int, line text)
 LANGUAGE sql STABLE
 BEGIN ATOMIC
@@ -90,8 +93,8 @@ BEGIN ATOMIC
 				  s.n || ',' || s.sku || '"x,' || s.qty || '"y,' || s.price || ',' || s.note
 		   END
 	  FROM (SELECT g.n,
-				   CASE WHEN dirty AND g.n % 100 = 50 THEN
-						  CASE WHEN dups_only THEN 3 ELSE (g.n / 100) % 6 END
+				   CASE WHEN dirty AND g.n % every = every / 2 THEN
+						  CASE WHEN dups_only THEN 3 ELSE (g.n / every) % 6 END
 				   END AS kind,
 				   'sku-' || lpad(g.n::text, 8, '0') AS sku,
 				   g.n % 500 AS qty,
@@ -106,7 +109,10 @@ SELECT count(*) FILTER (WHERE n % 100 <> 50) AS good,
 	   count(*) FILTER (WHERE n % 100 = 50) AS bad,
 	   count(*) FILTER (WHERE n % 100 = 50 AND (n / 100) % 6 = 3) AS bad_dup,
 	   count(*) FILTER (WHERE n % 100 = 50 AND (n / 100) % 6 = 4) AS bad_extra,
-	   count(*) FILTER (WHERE n % 100 = 50 AND (n / 100) % 6 = 5) AS bad_quote
+	   count(*) FILTER (WHERE n % 100 = 50 AND (n / 100) % 6 = 5) AS bad_quote,
+	   count(*) FILTER (WHERE n % 10 <> 5) AS good10,
+	   count(*) FILTER (WHERE n % 10 = 5) AS bad10,
+	   count(*) FILTER (WHERE n % 10 = 5 AND (n / 10) % 6 = 3) AS bad10_dup
   FROM generate_series(1, :nrows) AS g(n);
 
 -- COPY keeps the order of the query's rows; the header comes first.
@@ -122,4 +128,9 @@ COPY (SELECT line FROM bo_bench_import.lines(:nrows, true)
 SELECT :'dups' <> '' AS want_dups \gset
 \if :want_dups
 COPY (SELECT line FROM bo_bench_import.lines(:nrows, true, true) ORDER BY n) TO :'dups';
+\endif
+-- 10 % bad rows: the same six kinds, one row in ten.
+SELECT :'dirty10' <> '' AS want_dirty10 \gset
+\if :want_dirty10
+COPY (SELECT line FROM bo_bench_import.lines(:nrows, true, false, 10) ORDER BY n) TO :'dirty10';
 \endif

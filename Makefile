@@ -47,6 +47,11 @@ OBJS = \
 	src/kind_batch.o \
 	src/drop_guard.o
 
+# Outbound drivers (issue #10 item 4)
+OBJS += \
+	src/outbound_driver.o \
+	src/driver_http.o
+
 # make TEST_MODULES=1: the test build (scripts/test.sh), with the test-only
 # code of test/kinds (job kinds, registered in job_kind.c) and test/modules
 # (SQL functions that the TAP tests bind with CREATE FUNCTION) linked in.

@@ -51,6 +51,11 @@ OBJS = \
 OBJS += \
 	src/outbound_driver.o \
 	src/driver_http.o
+# Outbound engine, job kind and SQL API (issue #10 items 3 and 5)
+OBJS += \
+	src/outbound_spec.o \
+	src/http_engine.o \
+	src/kind_outbound.o
 
 # make TEST_MODULES=1: the test build (scripts/test.sh), with the test-only
 # code of test/kinds (job kinds, registered in job_kind.c) and test/modules

@@ -56,6 +56,10 @@ OBJS += \
 	src/outbound_spec.o \
 	src/http_engine.o \
 	src/kind_outbound.o
+# issue #10: credentials and the outbound policy (helper cred)
+OBJS += \
+	src/credential.o \
+	src/outbound_policy.o
 
 # make TEST_MODULES=1: the test build (scripts/test.sh), with the test-only
 # code of test/kinds (job kinds, registered in job_kind.c) and test/modules
@@ -66,6 +70,8 @@ PG_CPPFLAGS_TEST_KINDS = -DBATCH_OPS_TEST_KINDS
 endif
 
 SHLIB_LINK += -lcurl
+# credentials: AES-256-GCM
+SHLIB_LINK += -lcrypto
 
 # pgvector's scheme: sql/batch_ops.sql is the install script of the current
 # version; the scripts of earlier versions and the upgrade scripts between
@@ -102,6 +108,8 @@ REGRESS = \
 	jobs \
 	job_options \
 	sources
+# issue #10 (helper cred)
+REGRESS += credentials
 
 ISOLATION = concurrent_update deadlock idempotency ratelimit_shared
 

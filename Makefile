@@ -50,7 +50,11 @@ OBJS = \
 # Outbound drivers (issue #10 item 4)
 OBJS += \
 	src/outbound_driver.o \
-	src/driver_http.o
+	src/driver_http.o \
+	src/driver_eapi.o \
+	src/driver_nxapi.o \
+	src/driver_restconf.o \
+	src/driver_meraki.o
 # Outbound engine, job kind and SQL API (issue #10 items 3 and 5)
 OBJS += \
 	src/outbound_spec.o \

@@ -55,7 +55,7 @@ http_headers(const OutboundTarget *target, Jsonb *headers,
 								driver_substitute(target,
 												  pnstrdup(v.val.string.val,
 														   v.val.string.len),
-												  false));
+												  SUBST_TEXT));
 		*has_type |= pg_strcasecmp(name, "content-type") == 0;
 		*has_auth |= pg_strcasecmp(name, "authorization") == 0;
 	}
@@ -73,7 +73,7 @@ http_build_request(const OutboundTarget *target, OutboundRequest *req)
 
 	req->method = method ? method : "GET";
 	req->url = driver_url(target,
-						  driver_substitute(target, path ? path : "/", true));
+						  driver_substitute(target, path ? path : "/", SUBST_PATH));
 	http_headers(target, jb_get_jsonb(r, "headers"), req, &has_type,
 				 &has_auth);
 	if (!has_auth)

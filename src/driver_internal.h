@@ -35,9 +35,17 @@ extern char *jb_scalar_text(JsonbValue *v);
 extern List *jb_string_list(Jsonb *array);
 extern Jsonb *jb_string(const char *s, int len);
 
-/* Templates: {{host}}, {{port}}, {{index}}, {{device.<key>}}. */
+/*
+ * Templates: {{host}}, {{port}}, {{index}}, {{device.<key>}}; substituted
+ * values are left as they are (SUBST_TEXT), percent-encoded for a path
+ * keeping "/" (SUBST_PATH), or for one path segment (SUBST_SEGMENT: all
+ * but RFC 3986's unreserved characters, as RFC 8040 wants list keys).
+ */
+#define SUBST_TEXT 0
+#define SUBST_PATH 1
+#define SUBST_SEGMENT 2
 extern char *driver_substitute(const OutboundTarget *target, const char *tmpl,
-							   bool url_escape);
+							   int escape);
 extern char *driver_body_json(const OutboundTarget *target, Jsonb *body);
 
 /* The target's base URL (scheme://host:port) followed by path. */

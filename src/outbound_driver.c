@@ -35,6 +35,10 @@
 
 static const OutboundDriver *const drivers[] = {
 	&outbound_driver_http,
+	&outbound_driver_eapi,
+	&outbound_driver_nxapi,
+	&outbound_driver_restconf,
+	&outbound_driver_meraki,
 };
 
 const OutboundDriver *
@@ -362,25 +366,31 @@ jb_string_list(Jsonb *array)
  * ----------------------------------------------------------------
  */
 
-/* RFC 3986 pchar and '/', minus '%': what a substituted path keeps. */
+/*
+ * What a substituted value keeps as it is: RFC 3986 pchar and "/" (minus
+ * "%") in a path, the unreserved characters in a segment.
+ */
 static bool
-path_char_ok(unsigned char c)
+url_char_ok(unsigned char c, int escape)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		(c >= '0' && c <= '9') || strchr("-._~!$&'()*+,;=:@/", c) != NULL;
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		(c >= '0' && c <= '9') || (c != '\0' && strchr("-._~", c) != NULL))
+		return true;
+	return escape == SUBST_PATH && c != '\0' &&
+		strchr("!$&'()*+,;=:@/", c) != NULL;
 }
 
 static void
-append_value(StringInfo buf, const char *value, bool url_escape)
+append_value(StringInfo buf, const char *value, int escape)
 {
-	if (!url_escape)
+	if (escape == SUBST_TEXT)
 	{
 		appendStringInfoString(buf, value);
 		return;
 	}
 	for (const unsigned char *p = (const unsigned char *) value; *p; p++)
 	{
-		if (path_char_ok(*p))
+		if (url_char_ok(*p, escape))
 			appendStringInfoChar(buf, (char) *p);
 		else
 			appendStringInfo(buf, "%%%02X", *p);
@@ -409,11 +419,11 @@ placeholder_value(const OutboundTarget *target, const char *name, int len)
 /*
  * tmpl with {{host}}, {{port}}, {{index}} and {{device.<key>}} replaced
  * (a missing or null device key by ""); anything else is left as written.
- * With url_escape, substituted values are percent-encoded for a path.
+ * escape says how substituted values are encoded (driver_internal.h).
  */
 char *
 driver_substitute(const OutboundTarget *target, const char *tmpl,
-				  bool url_escape)
+				  int escape)
 {
 	StringInfoData buf;
 	const char *p = tmpl;
@@ -430,7 +440,7 @@ driver_substitute(const OutboundTarget *target, const char *tmpl,
 		appendBinaryStringInfo(&buf, p, open - p);
 		value = placeholder_value(target, open + 2, close - open - 2);
 		if (value)
-			append_value(&buf, value, url_escape);
+			append_value(&buf, value, escape);
 		else
 			appendBinaryStringInfo(&buf, open, close + 2 - open);
 		p = close + 2;
@@ -476,7 +486,7 @@ driver_body_json(const OutboundTarget *target, Jsonb *body)
 			char	   *s = driver_substitute(target,
 											  pnstrdup(v.val.string.val,
 													   v.val.string.len),
-											  false);
+											  SUBST_TEXT);
 
 			v.val.string.val = s;
 			v.val.string.len = strlen(s);

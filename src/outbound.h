@@ -15,6 +15,7 @@
 #define BATCH_OPS_OUTBOUND_H
 
 #include "datatype/timestamp.h"
+#include "fmgr.h"
 #include "utils/jsonb.h"
 
 #include "outbound_driver.h"
@@ -109,5 +110,10 @@ extern void http_engine_unfinished(OutboundSpec *spec, const OutboundHooks *hook
 extern int	outbound_inflight_acquire(int want, int limit);
 extern void outbound_inflight_release(int n);
 extern bool outbound_worker_acquire(int limit);
+
+/* SQL functions (kind_outbound.c) */
+extern PGDLLEXPORT Datum batch_ops_submit_outbound(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum batch_ops_run_outbound(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum batch_ops_outbound_results(PG_FUNCTION_ARGS);
 
 #endif							/* BATCH_OPS_OUTBOUND_H */

@@ -213,11 +213,13 @@ static SpiStmt results_stmt = {
 	"  status_code, output, error, message, attempts, execution_time, started_at,"
 	"  finished_at)"
 	" SELECT $1, r.i, r.h, r.s, r.c, r.o, r.e, r.m, r.a, r.x, r.st, r.f"
-	" FROM pg_catalog.unnest($2::pg_catalog.int4[], $3::pg_catalog.text[],"
-	"   $4::pg_catalog.bool[], $5::pg_catalog.int4[], $6::pg_catalog.jsonb[],"
-	"   $7::pg_catalog.text[], $8::pg_catalog.text[], $9::pg_catalog.int4[],"
-	"   $10::pg_catalog.float8[], $11::pg_catalog.timestamptz[],"
-	"   $12::pg_catalog.timestamptz[]) AS r(i, h, s, c, o, e, m, a, x, st, f)"
+	" FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.int4[]),"
+	"   pg_catalog.unnest($3::pg_catalog.text[]), pg_catalog.unnest($4::pg_catalog.bool[]),"
+	"   pg_catalog.unnest($5::pg_catalog.int4[]), pg_catalog.unnest($6::pg_catalog.jsonb[]),"
+	"   pg_catalog.unnest($7::pg_catalog.text[]), pg_catalog.unnest($8::pg_catalog.text[]),"
+	"   pg_catalog.unnest($9::pg_catalog.int4[]), pg_catalog.unnest($10::pg_catalog.float8[]),"
+	"   pg_catalog.unnest($11::pg_catalog.timestamptz[]),"
+	"   pg_catalog.unnest($12::pg_catalog.timestamptz[])) AS r(i, h, s, c, o, e, m, a, x, st, f)"
 	" ON CONFLICT (job_id, index) DO UPDATE SET success = excluded.success,"
 	"  status_code = excluded.status_code, output = excluded.output,"
 	"  error = excluded.error, message = excluded.message,"
@@ -233,7 +235,8 @@ static SpiStmt results_stmt = {
 static SpiStmt mark_stmt = {
 	"INSERT INTO batch_ops.outbound_result (job_id, index, hostname, started_at)"
 	" SELECT $1, i, h, pg_catalog.clock_timestamp()"
-	" FROM pg_catalog.unnest($2::pg_catalog.int4[], $3::pg_catalog.text[]) AS r(i, h)"
+	" FROM ROWS FROM (pg_catalog.unnest($2::pg_catalog.int4[]),"
+	"   pg_catalog.unnest($3::pg_catalog.text[])) AS r(i, h)"
 	" ON CONFLICT (job_id, index) DO NOTHING",
 	SPI_OK_INSERT, 3, {INT8OID, INT4ARRAYOID, TEXTARRAYOID}
 };

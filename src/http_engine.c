@@ -43,12 +43,14 @@
 #include "common/pg_prng.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "job_shmem.h"
 #include "outbound.h"
 #include "outbound_policy.h"
 
@@ -976,6 +978,59 @@ http_engine_run(OutboundSpec *spec, const OutboundHooks *hooks)
 	PG_END_TRY();
 	MemoryContextDelete(e->cxt);
 	pfree(e);
+}
+
+/* ---------------------------------------------------------------------
+ * The cluster-wide count (job_shmem.h, JobsShared.outbound_inflight)
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * The cluster-wide count of outbound requests in flight
+ * (batch_ops.outbound_concurrency).  What this process holds is given back
+ * at exit; a crash resets shared memory anyway.  Without the preload
+ * (run_outbound in a plain backend) there is no shared count: the limit
+ * is then per call.
+ */
+static int	inflight_held = 0;
+static bool inflight_exit_registered = false;
+
+void
+outbound_inflight_release(int n)
+{
+	if (jobs_shared == NULL || n <= 0)
+		return;
+	SpinLockAcquire(&jobs_shared->mutex);
+	jobs_shared->outbound_inflight = Max(jobs_shared->outbound_inflight - n, 0);
+	SpinLockRelease(&jobs_shared->mutex);
+	inflight_held = Max(inflight_held - n, 0);
+}
+
+static void
+inflight_at_exit(int code, Datum arg)
+{
+	outbound_inflight_release(inflight_held);
+}
+
+/* Take up to want slots under limit; returns how many were taken. */
+int
+outbound_inflight_acquire(int want, int limit)
+{
+	int			got;
+
+	if (jobs_shared == NULL)
+		return want;
+	if (!inflight_exit_registered)
+	{
+		before_shmem_exit(inflight_at_exit, (Datum) 0);
+		inflight_exit_registered = true;
+	}
+	SpinLockAcquire(&jobs_shared->mutex);
+	got = Max(Min(want, limit - jobs_shared->outbound_inflight), 0);
+	jobs_shared->outbound_inflight += got;
+	SpinLockRelease(&jobs_shared->mutex);
+	inflight_held += got;
+	return got;
 }
 
 /* Settings, from _PG_init. */

@@ -10,6 +10,7 @@
 #   /slow      200 JSON after 0.5 s      /slow2  after 2 s
 #   /busy      503 with Retry-After: 1
 #   /big       200, 1 MB of text
+#   /auth      200, the request's Authorization header as text
 #   /post      200 JSON (any method)   /slowpost  after 2 s
 package BatchOpsNginx;
 
@@ -62,6 +63,7 @@ http {
     location /busy { add_header Retry-After 1 always; return 503 'busy'; }
     location /big { default_type text/plain; echo_duplicate 1048576 'x'; }
     location /slowpost { default_type application/json; echo_read_request_body; echo_sleep 2; echo '{"method": "\$request_method"}'; }
+    location /auth { default_type text/plain; echo "\$http_authorization"; }
     location /post { default_type application/json; echo_read_request_body; echo '{"method": "\$request_method"}'; }
   }
 }

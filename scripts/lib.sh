@@ -63,6 +63,8 @@ BO_DEPS=(
 	# outbound engine tests: a real HTTP server on loopback, issue #10
 	nginx
 	libnginx-mod-http-echo
+	# outbound drivers: test/fakedev/fakedev.py
+	python3
 )
 
 bo_log() {

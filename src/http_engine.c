@@ -466,13 +466,17 @@ bucket_take(Engine *e, OutboundRequest *req, TimestampTz now, long *wait_ms)
 	memset(key, 0, sizeof(key));
 	strlcpy(key, req->rate_key, sizeof(key));
 	b = hash_search(e->buckets, key, HASH_ENTER, &found);
+	/*
+	 * No burst: requests go out evenly spaced, so that the server's own
+	 * bucket (which may also allow a burst) never runs dry from clock
+	 * skew between the two.
+	 */
 	if (!found)
 	{
-		b->tokens = Max(rate, 1.0);
+		b->tokens = 1.0;
 		b->last = now;
 	}
-	b->tokens = Min(Max(rate, 1.0),
-					b->tokens + rate * (double) (now - b->last) / 1000000.0);
+	b->tokens = Min(1.0, b->tokens + rate * (double) (now - b->last) / 1000000.0);
 	b->last = now;
 	if (b->tokens >= 1.0)
 	{

@@ -393,6 +393,7 @@ static void
 flush(OutboundRun *run, const int *marks, int nmarks, const char *final_status,
 	  const char *error)
 {
+	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext old;
 	JobCounts	delta;
 	int			i;
@@ -448,6 +449,8 @@ flush(OutboundRun *run, const int *marks, int nmarks, const char *final_status,
 	MemoryContextSwitchTo(old);
 	job_commit_chunk(run->ctx, NULL, final_status ? 100 : run_progress(run), &delta,
 					 final_status, error);
+	/* the commit left us in TopMemoryContext: back to the engine's */
+	MemoryContextSwitchTo(caller);
 	run->committing = false;
 	run->nbuf = 0;
 	run->first_buffered = 0;

@@ -18,6 +18,7 @@
 #      unfinished targets 'cancelled';
 #   9. run_outbound in a transaction that rolls back returns its results
 #      and leaves no job row;
+#   9b. a query cancel stops run_outbound at once;
 #  10. another role cannot see a job's results ('does not exist', 42704).
 use strict;
 use warnings;
@@ -164,6 +165,19 @@ my $out = $node->safe_psql('postgres', "BEGIN; SELECT batch_ops.run_outbound('"
 is($out, '2', 'run_outbound in a rolled back transaction returns results');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM batch_ops.job_queue'), $jobs_before,
 	'and leaves no job row');
+
+# 9b. a cancel of run_outbound (pg_cancel_backend) works at once
+my $h = bo_psql_start($node, 'postgres', "SELECT batch_ops.run_outbound('"
+	  . spec(devs(4, '/slow2', '127.0.0.1'), ', "options": {"concurrency": 1}') . "')", 'ob_sync');
+ok(bo_wait_until(sub { $node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ob_sync' AND state = 'active'") eq '1' }, 20),
+	'run_outbound is running');
+usleep(300_000);
+$t0 = time;
+$node->safe_psql('postgres', "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'ob_sync'");
+bo_psql_finish($h);
+$took = time - $t0;
+is($h->{sqlstate}, '57014', 'run_outbound: cancelled (57014)');
+cmp_ok($took, '<', 1.0, "run_outbound: cancel took effect at once (${took}s)");
 
 # 10. another role's results
 $node->safe_psql('postgres', <<'SQL');

@@ -25,6 +25,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "utils/array.h"
@@ -169,9 +171,16 @@ get_number(Jsonb *obj, const char *where, const char *key, double dflt,
 static int
 get_int(Jsonb *obj, const char *where, const char *key, int dflt, int min, int max)
 {
-	double		d = get_number(obj, where, key, dflt, min, max);
+	JsonbValue *v = get_key(obj, key);
+	double		d;
 
-	if (d != (double) (int64) d)
+	if (v == NULL || v->type == jbvNull)
+		return dflt;
+	if (v->type != jbvNumeric)
+		bad_key(where, key, psprintf("an integer between %d and %d", min, max));
+	d = DatumGetFloat8(DirectFunctionCall1(numeric_float8,
+										   NumericGetDatum(v->val.numeric)));
+	if (!(d >= min && d <= max) || d != floor(d))
 		bad_key(where, key, psprintf("an integer between %d and %d", min, max));
 	return (int) d;
 }

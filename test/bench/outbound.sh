@@ -78,6 +78,7 @@ CONF
 chmod 644 "$work/extra.conf"
 bo_cluster_start "$RUNDIR" "$PORT" "$work/extra.conf"
 psql_() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+psql_ -c 'CREATE EXTENSION IF NOT EXISTS batch_ops'
 
 spec=$(python3 - "$N" "$C" "$NGPORT" <<'PY'
 import json, sys
@@ -103,7 +104,7 @@ for i in $(seq 0 $((N - 1))); do
 	echo "output = /dev/null"
 done >"$work/curl.cfg"
 t0=$(date +%s.%N)
-curl -s --parallel --parallel-max "$C" -K "$work/curl.cfg"
+curl -s --no-progress-meter --parallel --parallel-max "$C" -K "$work/curl.cfg"
 t1=$(date +%s.%N)
 curl_s=$(echo "$t1 - $t0" | bc -l)
 

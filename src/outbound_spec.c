@@ -475,10 +475,22 @@ check_count(int n, bool sync, const char *key)
 }
 
 /* A device's target. */
+/* What every device shares unless it overrides it (parsed once). */
+typedef struct SpecDefaults
+{
+	Jsonb	   *spec_ca;		/* the spec's connection_args */
+	Jsonb	   *merged_ca;		/* those, merged, without a password */
+	Jsonb	   *command;
+	Jsonb	   *config;
+	Jsonb	   *request;
+} SpecDefaults;
+
 static void
-device_target(OutboundSpec *spec, Jsonb *specj, Jsonb *spec_ca, Jsonb *device,
+device_target(OutboundSpec *spec, SpecDefaults *d, Jsonb *device,
 			  int i, bool cli, bool rest)
 {
+	Jsonb	   *spec_ca = d->spec_ca;
+	bool		own_conn = false;
 	OutboundTarget *t = &spec->targets[i];
 	char	   *where = psprintf("devices[%d].", i);
 	char	   *host = get_string(device, where, "host");
@@ -509,26 +521,30 @@ device_target(OutboundSpec *spec, Jsonb *specj, Jsonb *spec_ca, Jsonb *device,
 			key = pnstrdup(k.val.string.val, k.val.string.len);
 			if (!key_in(key, conn_keys))
 				continue;
+			own_conn = true;
 			pushJsonbValue(&st, WJB_KEY, &k);
 			pushJsonbValue(&st, WJB_VALUE, &v);
 		}
-		check_conn_args(JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL)),
-						where);
+		if (own_conn)
+			check_conn_args(JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL)),
+							where);
 	}
 	check_conn_args(dev_ca, psprintf("devices[%d].connection_args.", i));
 
 	t->index = i;
 	t->device = device;
-	t->connection_args = merge_conn_args(spec_ca, device, dev_ca);
+	/* most devices override nothing: they share the spec's arguments */
+	t->connection_args = (own_conn || dev_ca) ?
+		merge_conn_args(spec_ca, device, dev_ca) : d->merged_ca;
 	target_transport(t, host);
 	t->command = get_commands(device, where, "command");
 	t->config = get_commands(device, where, "config");
 	t->request = get_object(device, where, "request");
 	if (!t->command && !t->config && !t->request)
 	{
-		t->command = get_commands(specj, "", "command");
-		t->config = get_commands(specj, "", "config");
-		t->request = get_object(specj, "", "request");
+		t->command = d->command;
+		t->config = d->config;
+		t->request = d->request;
 	}
 	if (cli && (t->command == NULL) == (t->config == NULL))
 		ereport(ERROR,
@@ -552,6 +568,57 @@ device_target(OutboundSpec *spec, Jsonb *specj, Jsonb *spec_ca, Jsonb *device,
 }
 
 /*
+ * The spec with every device's inline password removed (its
+ * connection_args' too), in one pass: the stored copy of a job.
+ */
+static Jsonb *
+strip_device_passwords(Jsonb *stored, OutboundSpec *spec)
+{
+	JsonbParseState *st = NULL;
+	JsonbValue *arr;
+	Datum		path[1];
+	int			i;
+
+	pushJsonbValue(&st, WJB_BEGIN_ARRAY, NULL);
+	for (i = 0; i < spec->ntargets; i++)
+	{
+		Jsonb	   *dev = spec->targets[i].device;
+		JsonbIterator *it = JsonbIteratorInit(&dev->root);
+		JsonbValue	k;
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+
+		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+		while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+		{
+			if (tok != WJB_KEY)
+				continue;
+			(void) JsonbIteratorNext(&it, &v, true);
+			if (k.val.string.len == 8 && strncmp(k.val.string.val, "password", 8) == 0)
+				continue;
+			if (k.val.string.len == 15 &&
+				strncmp(k.val.string.val, "connection_args", 15) == 0 &&
+				v.type == jbvBinary)
+			{
+				Jsonb	   *ca = delete_path(value_jsonb(&v), "password", NULL, NULL);
+
+				v.val.binary.data = &ca->root;
+				v.val.binary.len = VARSIZE(ca) - VARHDRSZ;
+			}
+			pushJsonbValue(&st, WJB_KEY, &k);
+			pushJsonbValue(&st, WJB_VALUE, &v);
+		}
+		pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+	}
+	arr = pushJsonbValue(&st, WJB_END_ARRAY, NULL);
+	path[0] = CStringGetTextDatum("devices");
+	return DatumGetJsonbP(DirectFunctionCall4(jsonb_set, JsonbPGetDatum(stored),
+											  PointerGetDatum(construct_array(path, 1, TEXTOID, -1, false, TYPALIGN_INT)),
+											  JsonbPGetDatum(JsonbValueToJsonb(arr)),
+											  BoolGetDatum(false)));
+}
+
+/*
  * Parse and check a spec.  sync: run_outbound's limit; stored: the copy
  * a worker reads (may carry options.expires_at).
  */
@@ -559,6 +626,8 @@ OutboundSpec *
 outbound_spec_parse(Jsonb *specj, bool sync, bool stored)
 {
 	OutboundSpec *spec = palloc0(sizeof(OutboundSpec));
+	SpecDefaults defaults;
+	bool		with_password = false;
 	Jsonb	   *spec_ca;
 	Jsonb	   *options;
 	JsonbValue *devices;
@@ -597,9 +666,11 @@ outbound_spec_parse(Jsonb *specj, bool sync, bool stored)
 	check_conn_args(spec_ca, "connection_args.");
 	options = get_object(specj, "", "options");
 	parse_options(options, stored, &spec->opts);
-	(void) get_commands(specj, "", "command");
-	(void) get_commands(specj, "", "config");
-	(void) get_object(specj, "", "request");
+	defaults.spec_ca = spec_ca;
+	defaults.merged_ca = merge_conn_args(spec_ca, NULL, NULL);
+	defaults.command = get_commands(specj, "", "command");
+	defaults.config = get_commands(specj, "", "config");
+	defaults.request = get_object(specj, "", "request");
 
 	devices = get_key(specj, "devices");
 	actions = get_key(specj, "actions");
@@ -669,7 +740,7 @@ outbound_spec_parse(Jsonb *specj, bool sync, bool stored)
 				t->index = i;
 				t->action = obj;
 				t->device = obj;
-				t->connection_args = merge_conn_args(spec_ca, NULL, NULL);
+				t->connection_args = defaults.merged_ca;
 				target_transport(t, mhost);
 				t->scheme = mscheme;
 				t->port = mport;
@@ -678,20 +749,18 @@ outbound_spec_parse(Jsonb *specj, bool sync, bool stored)
 			}
 			else
 			{
-				device_target(spec, specj, spec_ca, obj, i, cli, rest);
-				if (get_key(obj, "password"))
-					spec->stored = delete_path(spec->stored, "devices",
-											   psprintf("%d", i), "password");
-				if (get_key(obj, "connection_args") &&
-					get_key(get_object(obj, "", "connection_args"), "password"))
-					spec->stored = delete_path(spec->stored, "devices",
-											   psprintf("%d", i),
-											   "connection_args");
+				device_target(spec, &defaults, obj, i, cli, rest);
+				if (get_key(obj, "password") ||
+					(get_key(obj, "connection_args") &&
+					 get_key(get_object(obj, "", "connection_args"), "password")))
+					with_password = true;
 			}
 			spec->targets[i].options = options;
 			i++;
 		}
 	}
+	if (with_password)
+		spec->stored = strip_device_passwords(spec->stored, spec);
 	return spec;
 }
 

@@ -1,6 +1,8 @@
 -- Outbound specs: every mistake is an error before anything is sent
 -- (22023 naming the key, 0A000, 54000, 42501).  No network needed.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS batch_ops;
+RESET client_min_messages;
 \set VERBOSITY default
 SELECT batch_ops.run_outbound('[]');
 SELECT batch_ops.run_outbound('{"devices": [{"host": "h"}]}');

@@ -898,11 +898,19 @@ rebuild_wait_set(Engine *e)
 	e->sock_dirty = false;
 }
 
+/*
+ * The loop.  What a round allocates in passing (the policy's checks, error
+ * messages, the hooks' scratch) goes into loop_cxt, reset every round;
+ * what outlives a round is allocated in e->cxt or a target's context
+ * explicitly.
+ */
 static void
 engine_loop(Engine *e)
 {
 	WaitEvent  *events = NULL;
 	int			nevents_alloc = 0;
+	MemoryContext loop_cxt = AllocSetContextCreate(e->cxt, "batch_ops outbound round",
+												   ALLOCSET_DEFAULT_SIZES);
 
 	while (e->ndone < e->n)
 	{
@@ -913,6 +921,8 @@ engine_loop(Engine *e)
 		int			still;
 		bool		acted = false;
 
+		MemoryContextSwitchTo(loop_cxt);
+		MemoryContextReset(loop_cxt);
 		CHECK_FOR_INTERRUPTS();
 		if (e->hooks->tick)
 			e->hooks->tick(e->hooks->arg);
@@ -937,7 +947,7 @@ engine_loop(Engine *e)
 		{
 			nevents_alloc = e->nsock + 2;
 			events = events ? repalloc(events, sizeof(WaitEvent) * nevents_alloc) :
-				palloc(sizeof(WaitEvent) * nevents_alloc);
+				MemoryContextAlloc(e->cxt, sizeof(WaitEvent) * nevents_alloc);
 		}
 		nev = WaitEventSetWait(e->wes, timeout, events, nevents_alloc,
 							   PG_WAIT_EXTENSION);

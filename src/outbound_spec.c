@@ -33,6 +33,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "credential.h"
@@ -351,14 +352,63 @@ delete_path(Jsonb *j, const char *a, const char *b, const char *c)
 											  PointerGetDatum(path)));
 }
 
+/* What every device shares unless it overrides it (parsed once). */
+typedef struct SpecDefaults
+{
+	Jsonb	   *spec_ca;		/* the spec's connection_args */
+	Jsonb	   *merged_ca;		/* those, merged, without a password */
+	Jsonb	   *command;
+	Jsonb	   *config;
+	Jsonb	   *request;
+} SpecDefaults;
+
+/* An inline password, kept where the spec lives. */
 static void
 add_secret(OutboundSpec *spec, int index, char *password)
 {
+	MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(spec));
 	OutboundInlineSecret *s = palloc(sizeof(OutboundInlineSecret));
 
 	s->index = index;
-	s->password = password;
+	s->password = pstrdup(password);
 	spec->secrets = lappend(spec->secrets, s);
+	MemoryContextSwitchTo(old);
+}
+
+static Jsonb *
+jsonb_copy(Jsonb *j)
+{
+	return j ? DatumGetJsonbPCopy(JsonbPGetDatum(j)) : NULL;
+}
+
+static char *
+str_copy(const char *s)
+{
+	return s ? pstrdup(s) : NULL;
+}
+
+/*
+ * Copy what a device's target keeps out of the scratch context it was
+ * parsed in (into the current one); what it shares with the spec is not
+ * copied.
+ */
+static void
+keep_target(OutboundSpec *spec, SpecDefaults *d, int i)
+{
+	OutboundTarget *t = &spec->targets[i];
+
+	t->hostname = str_copy(t->hostname);
+	t->scheme = str_copy(t->scheme);
+	if (t->connection_args != d->merged_ca)
+		t->connection_args = jsonb_copy(t->connection_args);
+	if (t->command != d->command)
+		t->command = jsonb_copy(t->command);
+	if (t->config != d->config)
+		t->config = jsonb_copy(t->config);
+	if (t->request != d->request)
+		t->request = jsonb_copy(t->request);
+	spec->credential[i] = str_copy(spec->credential[i]);
+	spec->username[i] = str_copy(spec->username[i]);
 }
 
 /* scheme://host:port of a target, for the policy's check at submit. */
@@ -475,15 +525,6 @@ check_count(int n, bool sync, const char *key)
 }
 
 /* A device's target. */
-/* What every device shares unless it overrides it (parsed once). */
-typedef struct SpecDefaults
-{
-	Jsonb	   *spec_ca;		/* the spec's connection_args */
-	Jsonb	   *merged_ca;		/* those, merged, without a password */
-	Jsonb	   *command;
-	Jsonb	   *config;
-	Jsonb	   *request;
-} SpecDefaults;
 
 static void
 device_target(OutboundSpec *spec, SpecDefaults *d, Jsonb *device,
@@ -725,6 +766,9 @@ outbound_spec_parse(Jsonb *specj, bool sync, bool stored)
 		char	   *mscheme = NULL;
 		int			mport = 443;
 		char	   *mhost = actions ? meraki_host(spec_ca, &mscheme, &mport) : NULL;
+		MemoryContext scratch = AllocSetContextCreate(CurrentMemoryContext,
+													  "batch_ops outbound device",
+													  ALLOCSET_SMALL_SIZES);
 
 		while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
 		{
@@ -749,11 +793,17 @@ outbound_spec_parse(Jsonb *specj, bool sync, bool stored)
 			}
 			else
 			{
+				/* the checks' garbage goes with scratch; what stays is copied */
+				MemoryContext keep = MemoryContextSwitchTo(scratch);
+
 				device_target(spec, &defaults, obj, i, cli, rest);
 				if (get_key(obj, "password") ||
 					(get_key(obj, "connection_args") &&
 					 get_key(get_object(obj, "", "connection_args"), "password")))
 					with_password = true;
+				MemoryContextSwitchTo(keep);
+				keep_target(spec, &defaults, i);
+				MemoryContextReset(scratch);
 			}
 			spec->targets[i].options = options;
 			i++;

@@ -22,6 +22,10 @@ use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(nginx_start nginx_stop nginx_requests nginx_max_overlap);
 
+# servers a test that died did not stop are stopped at exit
+my @started;
+END { nginx_stop($_) for @started; }
+
 sub free_port
 {
 	my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
@@ -80,9 +84,12 @@ CONF
 		last if $s;
 		usleep(50_000);
 	}
-	return { port => $port, log => "$dir/access.log", pid_file => "$dir/nginx.pid",
+	my $n = { port => $port, log => "$dir/access.log", pid_file => "$dir/nginx.pid",
 		dir => $dir };
+	push @started, $n;
+	return $n;
 }
+
 
 sub nginx_stop
 {

@@ -47,11 +47,6 @@ OBJS = \
 	src/kind_batch.o \
 	src/drop_guard.o
 
-# issue #10: credentials and the outbound policy (helper cred)
-OBJS += \
-	src/credential.o \
-	src/outbound_policy.o
-
 # Outbound drivers (issue #10 item 4)
 OBJS += \
 	src/outbound_driver.o \
@@ -60,6 +55,17 @@ OBJS += \
 	src/driver_nxapi.o \
 	src/driver_restconf.o \
 	src/driver_meraki.o
+
+# Outbound engine, job kind and SQL API (issue #10 items 3 and 5)
+OBJS += \
+	src/outbound_spec.o \
+	src/http_engine.o \
+	src/kind_outbound.o
+
+# issue #10: credentials and the outbound policy (helper cred)
+OBJS += \
+	src/credential.o \
+	src/outbound_policy.o
 
 # make TEST_MODULES=1: the test build (scripts/test.sh), with the test-only
 # code of test/kinds (job kinds, registered in job_kind.c) and test/modules
@@ -110,6 +116,8 @@ REGRESS = \
 	sources
 # issue #10 (helper cred)
 REGRESS += credentials
+# outbound engine: spec validation (issue #10 items 3 and 5)
+REGRESS += outbound_spec
 
 ISOLATION = concurrent_update deadlock idempotency ratelimit_shared
 

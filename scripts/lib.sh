@@ -60,6 +60,9 @@ BO_DEPS=(
 	gcc
 	# credentials: AES-256-GCM (libcrypto), issue #10
 	libssl-dev
+	# outbound engine tests: a real HTTP server on loopback, issue #10
+	nginx
+	libnginx-mod-http-echo
 	# outbound drivers: test/fakedev/fakedev.py
 	python3
 )

@@ -339,3 +339,28 @@ jobs_cancel_at_commit(int64 job_id)
 	if (jobs_preloaded())
 		remember_in_xact(job_id, true);
 }
+
+/*
+ * Per-kind worker caps (JobKind.max_workers), checked by the claim: the
+ * count and the mark are made under the mutex, so two workers claiming at
+ * once cannot both pass the cap.
+ */
+bool
+jobs_slot_take_kind(JobWorkerSlot *self, const char *kind, int limit)
+{
+	int			i;
+	int			n = 0;
+
+	SpinLockAcquire(&jobs_shared->mutex);
+	for (i = 0; i < jobs_shared->nslots; i++)
+	{
+		JobWorkerSlot *s = &jobs_shared->slots[i];
+
+		if (s != self && s->in_use && strcmp(s->capped_kind, kind) == 0)
+			n++;
+	}
+	if (n < limit)
+		strlcpy(self->capped_kind, kind, sizeof(self->capped_kind));
+	SpinLockRelease(&jobs_shared->mutex);
+	return n < limit;
+}

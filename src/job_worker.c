@@ -67,21 +67,27 @@ static MemoryContext worker_cxt = NULL;
  * the pending list so that a new worker resumes it from its checkpoint
  * now, not at the next poll.  A worker that exits between jobs has no
  * job_id, so this cannot turn into a loop of workers that find nothing.
+ * A worker that ran a job of a capped kind (job_kind.h, max_workers)
+ * wakes the launcher too: a job of that kind may have been left queued
+ * for want of the slot this worker held.
  */
 static void
 worker_exit(int code, Datum arg)
 {
 	Latch	   *latch;
 	bool		in_job;
+	bool		capped;
 
 	SpinLockAcquire(&jobs_shared->mutex);
 	in_job = MySlot->job_id != 0;
 	MySlot->in_use = false;
 	MySlot->latch = NULL;
 	MySlot->job_id = 0;
+	capped = MySlot->capped_kind[0] != '\0';
+	MySlot->capped_kind[0] = '\0';
 	latch = jobs_shared->launcher_latch;
 	SpinLockRelease(&jobs_shared->mutex);
-	if (in_job)
+	if ((in_job || capped) && MyDatabaseId != InvalidOid)
 		jobs_wake_launcher(MyDatabaseId);
 	else if (latch)
 		SetLatch(latch);
@@ -166,6 +172,10 @@ check_candidate(const JobRow *row, const char **error)
 		*error = "the target table of the job no longer exists";
 		return "failed";
 	}
+	/* a kind with a cap on its workers: leave the job queued at the cap */
+	if (kind->max_workers &&
+		!jobs_slot_take_kind(MySlot, kind->name, kind->max_workers()))
+		return JOB_CLAIM_SKIP;
 	return NULL;
 }
 
@@ -319,6 +329,7 @@ batch_ops_job_worker_main(Datum main_arg)
 	SpinLockAcquire(&jobs_shared->mutex);
 	MySlot->pid = MyProcPid;
 	MySlot->latch = MyLatch;
+	MySlot->capped_kind[0] = '\0';
 	MySlot->job_id = 0;
 	MySlot->cancel = false;
 	SpinLockRelease(&jobs_shared->mutex);

@@ -124,10 +124,17 @@ PG_FUNCTION_INFO_V1(batch_ops_credential_grant);
 PG_FUNCTION_INFO_V1(batch_ops_credential_revoke);
 PG_FUNCTION_INFO_V1(batch_ops_credential_list);
 
-/* Define batch_ops.credential_key_file; called from _PG_init. */
+/*
+ * Define batch_ops.credential_key_file; called from _PG_init.  A
+ * PGC_POSTMASTER setting can be defined only while preloading: a library
+ * loaded later has no key file, and storing or using a secret is refused
+ * as with none set.
+ */
 void
 credential_init(void)
 {
+	if (!process_shared_preload_libraries_in_progress)
+		return;
 	DefineCustomStringVariable("batch_ops.credential_key_file",
 							   "File holding the 32-byte key that credentials are encrypted with.",
 							   "It must belong to the server's operating system user, have mode 0600, and is best kept outside the data directory.",
@@ -137,8 +144,7 @@ credential_init(void)
 							   NULL, NULL, NULL);
 
 	/* say at start-up what is wrong with a key file that is set */
-	if (process_shared_preload_libraries_in_progress &&
-		batch_ops_credential_key_file[0] != '\0')
+	if (batch_ops_credential_key_file[0] != '\0')
 	{
 		unsigned char key[KEY_LEN];
 		const char *detail;

@@ -58,6 +58,9 @@ BO_DEPS=(
 	postgresql-15-cron
 	make
 	gcc
+	# outbound benchmark (test/bench/outbound.sh): loopback devices
+	nginx
+	libnginx-mod-http-echo
 )
 
 bo_log() {

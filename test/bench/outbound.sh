@@ -1,0 +1,555 @@
+#!/usr/bin/env bash
+#
+# batch_ops — benchmark of outbound batches (issue #10, "Speed").
+#
+#   test/bench/outbound.sh          (make bench runs it after run.sh)
+#
+# The devices are one nginx (Debian nginx + libnginx-mod-http-echo) that
+# this script starts on loopback, as a non-root user, with a generated
+# configuration and its pid, logs and temporary files in the scratch
+# directory.  It listens on two free ports below the ephemeral range:
+#
+#   hosts    127.0.0.1 and 127.0.1.1 ... 127.0.1.20 on port P0: "20 hosts"
+#   devices  1,000 addresses 127.0.2.1 ... 127.0.5.250 on ports P1 ... Pk
+#            (k = devices / 1000): one socket, and so one device, per
+#            address and port — "10,000 devices" are 10,000 sockets.
+#
+# Linux routes all of 127/8 to lo: no configuration is needed for these
+# addresses, and nothing listens beyond loopback.  Locations:
+#
+#   /ok    a small JSON body          /kb    a JSON body of 1 kB
+#   /slow  echo_sleep 0.5 s, then a small JSON body
+#   /held  as /slow, and logged with its start and end (access log), from
+#          which the most concurrent requests per host are computed
+#
+# Measurements (each engine figure is an async job: submit_outbound, then
+# the job row's finished_at; driver http, scheme http):
+#
+#   keep-alive    20 hosts x 1,000 GET /ok, results committed, concurrency
+#                 100 (5 per host), against curl --parallel --parallel-max
+#                 100 over the same URLs (a config file of url lines), in
+#                 turn, BENCH_OB_ROUNDS times; the median of the ratios.
+#                 Targets: >= 20,000 requests/s and >= 0.7 x curl.
+#   devices       one GET /ok to each of 10,000 devices (a new connection
+#                 each), concurrency 100: >= 5,000 targets/s; curl over the
+#                 same URLs for information.
+#   latency       2,000 devices x GET /slow (0.5 s), concurrency 200:
+#                 <= 1.2 x the ideal 2,000 x 0.5 / 200 = 5 s.
+#   per-host      4 hosts x 20 GET /held, host_concurrency 4: the most
+#                 concurrent requests nginx saw per host == 4 exactly.
+#   fairness      two equal jobs (10 hosts x 2,000 GET /ok each) submitted
+#                 together: the later finishes within 1.3 x the earlier.
+#   XIDs          XIDs taken during the keep-alive job (txid_current before
+#                 and after): <= 1 per 500 results.
+#   memory        100,000 targets of GET /kb (1 kB output): the job
+#                 worker's peak RSS (VmHWM of /proc/PID/status, the peak
+#                 reset when the job starts) <= 64 MB; its peak RssAnon
+#                 (private memory, without shared buffers) for information.
+#   first result  a 2,000-target job: from before the submit until
+#                 outbound_results() shows a row: <= 250 ms.
+#   cancel        a running job of slow targets: from cancel_job() until
+#                 the job's status is cancelled: <= 1 s.
+#
+# Without the outbound engine (no batch_ops.submit_outbound) the baselines
+# still run and every engine row says "n/a (no outbound engine)".
+#
+# Knobs: BENCH_OB_ROUNDS (3), BENCH_OB_HOSTS (20), BENCH_OB_REQS (1000 per
+# host), BENCH_OB_DEVICES (10000), BENCH_OB_SLOW (2000), BENCH_OB_MEM
+# (100000), BENCH_OB_NGINX_WORKERS (1), BENCH_OB_PORT (5481, the
+# throwaway cluster), BENCH_NO_BUILD, BATCH_OPS_BENCH_EXISTING=1 with
+# PGHOST/PGPORT: use that server.  batch_ops.outbound_networks must allow
+# 127.0.0.0/8: the script sets it with ALTER SYSTEM (and resets it at the
+# end) when it does not.
+# Exit status: 0 when the benchmark ran, whatever the figures.
+
+set -euo pipefail
+
+ROUNDS=${BENCH_OB_ROUNDS:-3}
+HOSTS=${BENCH_OB_HOSTS:-20}
+REQS=${BENCH_OB_REQS:-1000}
+DEVICES=${BENCH_OB_DEVICES:-10000}
+SLOW=${BENCH_OB_SLOW:-2000}
+MEM=${BENCH_OB_MEM:-100000}
+NGINX_WORKERS=${BENCH_OB_NGINX_WORKERS:-1}
+NAME=outbound
+PORT=${BENCH_OB_PORT:-5481}
+# shellcheck source=test/bench/bench_server.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench_server.sh"
+
+for v in ROUNDS HOSTS REQS DEVICES SLOW MEM NGINX_WORKERS; do
+	[[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || die "$v must be a positive integer"
+done
+((HOSTS <= 250)) || die "BENCH_OB_HOSTS: at most 250"
+((DEVICES <= 20000)) || die "BENCH_OB_DEVICES: at most 20000 (one socket each)"
+((SLOW <= DEVICES)) || die "BENCH_OB_SLOW: at most BENCH_OB_DEVICES"
+((HOSTS >= 10)) || die "BENCH_OB_HOSTS: at least 10 (the fairness jobs take half each)"
+MEM=$((MEM / HOSTS * HOSTS))	# whole rounds over the hosts
+
+SLOW_S=0.5			# echo_sleep of /slow and /held
+SLOW_C=200			# concurrency of the latency-bound job
+KA_C=100			# concurrency of the keep-alive job and of curl
+DEV_C=100			# concurrency of the 10,000-device job and of its curl
+HELD_HOSTS=4 HELD_REQS=20 HELD_LIMIT=4
+
+# ---------------------------------------------------------------- tools
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+ECHO_MODULE=/usr/lib/nginx/modules/ngx_http_echo_module.so
+[[ -x $NGINX ]] || die "nginx is missing (apt-get install nginx libnginx-mod-http-echo)"
+[[ -f $ECHO_MODULE ]] || die "$ECHO_MODULE is missing (apt-get install libnginx-mod-http-echo)"
+command -v curl >/dev/null || die "curl is missing"
+
+now_ns() { date +%s%N; }
+# a / b with 1 decimal (or $3 decimals)
+div() { awk -v a="$1" -v b="$2" -v d="${3:-1}" 'BEGIN { if (b == 0) print "nan"; else printf "%.*f", d, a / b }'; }
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 <= b + 0) }'; }
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 >= b + 0) }'; }
+
+# The user nginx runs as: never root.
+if [[ $(id -u) == 0 ]]; then
+	id postgres >/dev/null 2>&1 || die "running as root but there is no user postgres to run nginx as"
+	as_nginx() { runuser -u postgres -- "$@"; }
+	nginx_user=postgres
+else
+	as_nginx() { "$@"; }
+	nginx_user=$(id -un)
+fi
+
+# ports_in_use: every local TCP port in use on any address (v4 and v6)
+ports_in_use() {
+	awk 'FNR > 1 { split($2, a, ":"); print strtonum("0x" a[length(a)]) }' \
+		/proc/net/tcp /proc/net/tcp6 2>/dev/null | sort -un
+}
+# free_ports N: N ports below the ephemeral range that nothing uses
+free_ports() {
+	local n=$1 p found=0 used
+	used=" $(ports_in_use | tr '\n' ' ') "
+	for ((p = 21000 + RANDOM % 4000; p < 32000 && found < n; p++)); do
+		[[ $used == *" $p "* ]] && continue
+		echo "$p"
+		found=$((found + 1))
+	done
+	((found == n)) || die "no $n free ports"
+}
+
+# ---------------------------------------------------------------- nginx
+NPORTS=$(((DEVICES + 999) / 1000))
+read -r -a ports <<<"$(free_ports $((NPORTS + 1)) | tr '\n' ' ')"
+P0=${ports[0]}
+dev_ports=("${ports[@]:1}")
+ngx=$work/nginx
+mkdir -p "$ngx/tmp"
+chmod 755 "$work"
+[[ $(id -u) == 0 ]] && chown -R postgres: "$ngx"
+
+# dev_addr I (0-based): the address of device I (its port: dev_ports[I / 1000])
+dev_addr() { local a=$(($1 % 1000)); echo "127.0.$((2 + a / 250)).$((1 + a % 250))"; }
+
+kb_body=$(printf '{"data":"%s"}' "$(head -c 1010 /dev/zero | tr '\0' x)")
+{
+	cat <<-EOF
+	daemon on;
+	master_process on;
+	worker_processes $NGINX_WORKERS;
+	worker_rlimit_nofile $(($(ulimit -Hn) > 30000 ? 30000 : $(ulimit -Hn)));
+	pid $ngx/nginx.pid;
+	error_log $ngx/error.log warn;
+	load_module $ECHO_MODULE;
+	events { worker_connections $((DEVICES + HOSTS + 4096)); }
+	http {
+	    access_log off;
+	    log_format held '\$msec \$request_time \$server_addr';
+	    keepalive_requests 1000000;
+	    keepalive_timeout 60s;
+	    client_body_temp_path $ngx/tmp/body;
+	    proxy_temp_path $ngx/tmp/proxy;
+	    fastcgi_temp_path $ngx/tmp/fastcgi;
+	    uwsgi_temp_path $ngx/tmp/uwsgi;
+	    scgi_temp_path $ngx/tmp/scgi;
+	    default_type application/json;
+	    server {
+	        listen 127.0.0.1:$P0;
+	EOF
+	awk -v hosts="$HOSTS" -v devices="$DEVICES" -v p0="$P0" -v ports="${dev_ports[*]}" 'BEGIN {
+		split(ports, p, " ")
+		for (i = 0; i < hosts; i++) printf "        listen 127.0.1.%d:%d;\n", i + 1, p0
+		for (i = 0; i < devices; i++) {
+			a = i % 1000
+			printf "        listen 127.0.%d.%d:%d;\n", 2 + int(a / 250), 1 + a % 250, p[int(i / 1000) + 1]
+		}
+	}'
+	cat <<-EOF
+	        location = /ok { return 200 '{"ok":true}'; }
+	        location = /kb { return 200 '$kb_body'; }
+	        location = /slow { echo_sleep $SLOW_S; echo '{"ok":true,"slept":$SLOW_S}'; }
+	        location = /held { access_log $ngx/held.log held; echo_sleep $SLOW_S; echo '{"ok":true,"slept":$SLOW_S}'; }
+	        location / { return 404 '{"error":"not found"}'; }
+	    }
+	}
+	EOF
+} >"$ngx/nginx.conf"
+[[ $(id -u) == 0 ]] && chown -R postgres: "$ngx"
+
+nginx_started=
+stop_nginx() {
+	[[ -n $nginx_started && -s $ngx/nginx.pid ]] || return 0
+	local pid
+	pid=$(cat "$ngx/nginx.pid")
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for _ in $(seq 50); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	echo "bench-$NAME: nginx (pid $pid) did not stop" >&2
+}
+
+networks_changed=
+outbound_cleanup() {
+	local rc=$?
+	set +e # a failing step here must not skip the rest
+	stop_nginx
+	if [[ -n $networks_changed ]]; then
+		psql_ -c "ALTER SYSTEM RESET batch_ops.outbound_networks" -c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
+	fi
+	(exit $rc)
+	cleanup
+}
+trap outbound_cleanup EXIT
+
+echo "bench-$NAME: nginx (as $nginx_user) on 127.0.0.1 + $HOSTS hosts :$P0, $DEVICES devices on 1000 addresses x ports ${dev_ports[*]}"
+# the master opens every listening socket: raise its soft limit of files
+# (runuser's PAM session resets it to 1024)
+(cd "$ngx" && as_nginx bash -c 'ulimit -Sn "$(ulimit -Hn)" && exec "$@"' nginx \
+	"$NGINX" -p "$ngx/" -c "$ngx/nginx.conf" -e "$ngx/error.log") ||
+	{ cat "$ngx/error.log" >&2 2>/dev/null; die "nginx did not start"; }
+nginx_started=1
+for _ in $(seq 100); do
+	curl -sf -o /dev/null "http://127.0.0.1:$P0/ok" && break
+	sleep 0.1
+done
+curl -sf -o /dev/null "http://$(dev_addr $((DEVICES - 1))):${dev_ports[-1]}/ok" ||
+	die "nginx does not answer on the last device"
+
+# ---------------------------------------------------------------- curl baselines
+# curl_run CONFIG N: seconds for curl --parallel over CONFIG's N URLs (all must answer 200)
+curl_run() {
+	local cfg=$1 n=$2 par=$3 t0 t1 ok
+	t0=$(now_ns)
+	ok=$(curl -sS --no-progress-meter --parallel --parallel-max "$par" -K "$cfg" -w '%{http_code}\n' | grep -c '^200$' || true)
+	t1=$(now_ns)
+	[[ $ok == "$n" ]] || die "curl: $ok of $n requests answered 200"
+	div $((t1 - t0)) 1000000000 3
+}
+
+ka_cfg=$work/ka.curl dev_cfg=$work/dev.curl
+NKA=$((HOSTS * REQS))
+awk -v hosts="$HOSTS" -v reqs="$REQS" -v p0="$P0" 'BEGIN {
+	for (r = 0; r < reqs; r++)
+		for (h = 0; h < hosts; h++)
+			printf "url = \"http://127.0.1.%d:%d/ok\"\noutput = \"/dev/null\"\n", h + 1, p0
+}' >"$ka_cfg"
+awk -v devices="$DEVICES" -v ports="${dev_ports[*]}" 'BEGIN {
+	split(ports, p, " ")
+	for (i = 0; i < devices; i++) {
+		a = i % 1000
+		printf "url = \"http://127.0.%d.%d:%d/ok\"\noutput = \"/dev/null\"\n", 2 + int(a / 250), 1 + a % 250, p[int(i / 1000) + 1]
+	}
+}' >"$dev_cfg"
+
+# ---------------------------------------------------------------- server
+bench_server_start
+load_start=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
+
+psql_ >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS batch_ops;
+SQL
+
+engine=$(psql_ -c "SELECT count(DISTINCT proname) = 3 FROM pg_catalog.pg_proc p
+	JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+	WHERE n.nspname = 'batch_ops' AND p.proname IN ('submit_outbound', 'run_outbound', 'outbound_results')")
+[[ $engine == t ]] && engine=1 || engine=
+
+declare -A fig		# measurement -> figure text
+declare -A res		# measurement -> PASS / FAIL / info / n/a
+NA="n/a (no outbound engine)"
+
+if [[ -n $engine ]]; then
+	nets=$(psql_ -c "SELECT coalesce(current_setting('batch_ops.outbound_networks', true), '<none>')")
+	if [[ $nets == '<none>' ]]; then
+		echo "bench-$NAME: batch_ops.outbound_networks does not exist (outbound policy not built in?)"
+	elif [[ ",${nets// /}," != *",127.0.0.0/8,"* ]]; then
+		networks_changed=1
+		psql_ -c "ALTER SYSTEM SET batch_ops.outbound_networks = '127.0.0.0/8'" -c "SELECT pg_reload_conf()" >/dev/null
+		sleep 1
+	fi
+
+	psql_ -v hosts="$HOSTS" -v reqs="$REQS" -v devices="$DEVICES" -v slow="$SLOW" -v mem="$MEM" \
+		-v p0="$P0" -v ports="$(IFS=,; echo "${dev_ports[*]}")" \
+		-v ka_c="$KA_C" -v dev_c="$DEV_C" -v slow_c="$SLOW_C" \
+		-v held_hosts="$HELD_HOSTS" -v held_reqs="$HELD_REQS" -v held_limit="$HELD_LIMIT" \
+		-f "$here/outbound_setup.sql" >/dev/null
+fi
+
+# job NAME [TIMEOUT]: run the stored spec NAME as a job; prints
+# "secs|status|ok|total|xids|first error|job id" (secs: submit to finished_at)
+job() {
+	psql_ -v spec="$1" -v timeout="${2:-600}" <<-'SQL'
+	SELECT pg_catalog.txid_current() AS x0 \gset
+	SELECT extract(epoch FROM pg_catalog.clock_timestamp()) AS t0 \gset
+	SELECT batch_ops.submit_outbound(spec) AS id FROM bo_outbound.spec WHERE name = :'spec' \gset
+	SELECT bo_outbound.wait_end(:id, :timeout) AS st \gset
+	SELECT pg_catalog.txid_current() AS x1 \gset
+	SELECT extract(epoch FROM j.finished_at) - :t0, j.status, r.ok, r.total, :x1 - :x0 - 1, r.err, :id
+	  FROM batch_ops.job_queue j,
+	       LATERAL (SELECT count(*) FILTER (WHERE success) AS ok, count(*) AS total,
+	                       min(error || ': ' || left(message, 120)) FILTER (WHERE NOT success) AS err
+	                  FROM batch_ops.outbound_results(:id)) r
+	 WHERE j.id = :id;
+	SQL
+}
+
+# job_ok NAME N LINE: the job must have completed with N successful results
+job_ok() {
+	local name=$1 n=$2 secs st ok total
+	IFS='|' read -r secs st ok total _ <<<"$3"
+	if [[ $st != completed || $ok != "$n" || $total != "$n" ]]; then
+		echo "bench-$NAME: job $name: status $st, $ok of $total results successful (want $n): $3" >&2
+		return 1
+	fi
+}
+
+# ---------------------------------------------------------------- keep-alive
+ka_rows=() ka_curl=() ka_ratio=() ka_xids=()
+ka_broken=
+for ((round = 1; round <= ROUNDS; round++)); do
+	c=$(curl_run "$ka_cfg" "$NKA" "$KA_C")
+	ka_curl+=("$(div "$NKA" "$c" 0)")
+	line="curl $c s (${ka_curl[-1]}/s)"
+	if [[ -n $engine ]]; then
+		out=$(job ka)
+		if job_ok ka "$NKA" "$out"; then
+			IFS='|' read -r secs _ _ _ xids _ <<<"$out"
+			ka_rows+=("$(div "$NKA" "$secs" 0)")
+			ka_ratio+=("$(div "$c" "$secs" 3)")
+			ka_xids+=("$xids")
+			line+=", batch_ops $secs s (${ka_rows[-1]}/s, ${ka_ratio[-1]} x curl, $xids XIDs)"
+		else
+			ka_broken=1
+			line+=", batch_ops: broken"
+		fi
+	fi
+	echo "bench-$NAME: keep-alive round $round: $line"
+done
+med() { printf '%s\n' "$@" | median; }
+
+# ---------------------------------------------------------------- devices
+c=$(curl_run "$dev_cfg" "$DEVICES" "$DEV_C")
+dev_curl=$(div "$DEVICES" "$c" 0)
+echo "bench-$NAME: $DEVICES devices: curl $c s ($dev_curl/s)"
+if [[ -n $engine ]]; then
+	out=$(job dev)
+	if job_ok dev "$DEVICES" "$out"; then
+		IFS='|' read -r secs _ <<<"$out"
+		dev_rate=$(div "$DEVICES" "$secs" 0)
+		echo "bench-$NAME: $DEVICES devices: batch_ops $secs s ($dev_rate/s)"
+	else
+		dev_rate=broken
+	fi
+fi
+
+# ---------------------------------------------------------------- the rest (engine only)
+ideal=$(awk -v n="$SLOW" -v l="$SLOW_S" -v c="$SLOW_C" 'BEGIN { printf "%.2f", n * l / c }')
+if [[ -n $engine ]]; then
+	# latency-bound
+	out=$(job slow)
+	if job_ok slow "$SLOW" "$out"; then
+		IFS='|' read -r slow_secs _ <<<"$out"
+		slow_ratio=$(div "$slow_secs" "$ideal" 2)
+	else
+		slow_secs=broken
+	fi
+	echo "bench-$NAME: latency-bound: ${slow_secs} s (ideal $ideal s)"
+
+	# per-host limit: most concurrent requests per host, from nginx's log
+	: >"$ngx/held.log" 2>/dev/null || true
+	out=$(job held)
+	if job_ok held "$((HELD_HOSTS * HELD_REQS))" "$out"; then
+		IFS='|' read -r held_secs _ <<<"$out"
+		sleep 0.2
+		# start = end - request_time; intervals shrunk by 2 ms at each end
+		# so that the log's millisecond rounding makes no false overlap
+		held_max=$(awk '{ s = $1 - $2 + 0.002; e = $1 - 0.002; print $3, s, 1; print $3, e, -1 }' "$ngx/held.log" |
+			sort -k1,1 -k2,2g -k3,3n |
+			awk '$1 != h { h = $1; c = 0 } { c += $3; if (c > m[h]) m[h] = c }
+				END { n = 0; for (k in m) { n++; if (n == 1 || m[k] < lo) lo = m[k]; if (m[k] > hi) hi = m[k] } print lo "|" hi "|" n }')
+		IFS='|' read -r held_lo held_hi held_n <<<"$held_max"
+		echo "bench-$NAME: per-host: most concurrent per host $held_lo..$held_hi over $held_n hosts (limit $HELD_LIMIT), $held_secs s"
+	else
+		held_hi=broken
+	fi
+
+	# fairness: two equal jobs submitted together
+	fair=$(psql_ <<-'SQL'
+	SELECT extract(epoch FROM pg_catalog.clock_timestamp()) AS t0 \gset
+	BEGIN;
+	SELECT batch_ops.submit_outbound(spec) AS a FROM bo_outbound.spec WHERE name = 'fair_a' \gset
+	SELECT batch_ops.submit_outbound(spec) AS b FROM bo_outbound.spec WHERE name = 'fair_b' \gset
+	COMMIT;
+	SELECT bo_outbound.wait_end(:a, 600) || bo_outbound.wait_end(:b, 600) AS st \gset
+	SELECT :'st', max(extract(epoch FROM finished_at) - :t0) FILTER (WHERE id = :a),
+	       max(extract(epoch FROM finished_at) - :t0) FILTER (WHERE id = :b)
+	  FROM batch_ops.job_queue WHERE id IN (:a, :b);
+	SQL
+	)
+	IFS='|' read -r fair_st fair_a fair_b <<<"$fair"
+	if [[ $fair_st == completedcompleted ]]; then
+		fair_ratio=$(awk -v a="$fair_a" -v b="$fair_b" 'BEGIN { printf "%.2f", (a > b ? a / b : b / a) }')
+	else
+		fair_ratio=broken
+	fi
+	echo "bench-$NAME: fairness: $fair_a s and $fair_b s ($fair_st)"
+
+	# first result visible
+	first=$(psql_ <<-'SQL'
+	SELECT extract(epoch FROM pg_catalog.clock_timestamp()) AS t0 \gset
+	SELECT batch_ops.submit_outbound(spec) AS id FROM bo_outbound.spec WHERE name = 'first' \gset
+	SELECT round(((bo_outbound.first_result(:id, 30) - :t0) * 1000)::numeric, 0) AS ms \gset
+	SELECT bo_outbound.wait_end(:id, 600) AS st \gset
+	SELECT :ms, :'st';
+	SQL
+	)
+	IFS='|' read -r first_ms first_st <<<"$first"
+	echo "bench-$NAME: first result after $first_ms ms ($first_st)"
+
+	# cancel a running job
+	cancel=$(psql_ <<-'SQL'
+	SELECT batch_ops.submit_outbound(spec) AS id FROM bo_outbound.spec WHERE name = 'cancel' \gset
+	SELECT bo_outbound.first_result(:id, 30) IS NOT NULL AS running \gset
+	SELECT extract(epoch FROM pg_catalog.clock_timestamp()) AS t0 \gset
+	SELECT batch_ops.cancel_job(:id) AS c \gset
+	SELECT bo_outbound.wait_end(:id, 60) AS st \gset
+	SELECT round(((extract(epoch FROM pg_catalog.clock_timestamp()) - :t0) * 1000)::numeric, 0), :'st', :'c',
+	       (SELECT count(*) FROM batch_ops.outbound_results(:id) WHERE success);
+	SQL
+	)
+	IFS='|' read -r cancel_ms cancel_st cancel_c cancel_done <<<"$cancel"
+	echo "bench-$NAME: cancel: $cancel_ms ms to status $cancel_st (cancel_job $cancel_c, $cancel_done targets done)"
+
+	# memory of the worker: sample /proc/PID/status while the job runs
+	sampler() {
+		local id pid st key val unit hwm=0 anon=0 rss=0 shm=0 reset=no
+		while :; do
+			IFS='|' read -r pid st < <(psql_ -c "SELECT worker_pid, status FROM batch_ops.job_queue
+				WHERE kind = 'outbound' ORDER BY id DESC LIMIT 1")
+			[[ $st == running && -n $pid ]] && break
+			[[ -e $work/mem.stop ]] && { echo "0|0|0|0|nopid"; return; }
+			sleep 0.02
+		done
+		echo 5 >"/proc/$pid/clear_refs" 2>/dev/null && reset=yes
+		while [[ ! -e $work/mem.stop ]] && [[ -r /proc/$pid/status ]]; do
+			while read -r key val unit; do
+				case $key in
+				VmHWM:) ((val > hwm)) && hwm=$val ;;
+				VmRSS:) ((val > rss)) && rss=$val ;;
+				RssAnon:) ((val > anon)) && anon=$val ;;
+				RssShmem:) ((val > shm)) && shm=$val ;;
+				esac
+			done <"/proc/$pid/status" 2>/dev/null || break
+			sleep 0.05
+		done
+		echo "$hwm|$rss|$anon|$shm|$reset"
+	}
+	rm -f "$work/mem.stop"
+	sampler >"$work/mem.out" &
+	sampler_pid=$!
+	out=$(job mem 1200)
+	touch "$work/mem.stop"
+	wait "$sampler_pid" || true
+	IFS='|' read -r mem_hwm mem_rss mem_anon mem_shm mem_reset <"$work/mem.out"
+	if job_ok mem "$MEM" "$out"; then
+		IFS='|' read -r mem_secs _ _ _ mem_xids _ <<<"$out"
+	else
+		mem_secs=broken mem_xids=broken
+	fi
+	echo "bench-$NAME: memory: $MEM x 1 kB in $mem_secs s ($mem_xids XIDs); worker VmHWM $((mem_hwm / 1024)) MB, peak RssAnon $((mem_anon / 1024)) MB, RssShmem $((mem_shm / 1024)) MB (peak reset: $mem_reset)"
+	settings=$(psql_ -c "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) FROM pg_catalog.pg_settings
+		WHERE name IN ('batch_ops.outbound_concurrency', 'batch_ops.max_outbound_workers', 'batch_ops.max_workers',
+		               'shared_buffers', 'synchronous_commit')")
+fi
+
+# ---------------------------------------------------------------- report
+verdict() { if "$@"; then echo PASS; else echo FAIL; fi; }
+row() { printf '| %-52s | %-30s | %-22s | %-6s |\n' "$@"; }
+
+ka_curl_med=$(med "${ka_curl[@]}")
+report=$resdir/outbound.txt
+rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo "no commit")
+{
+	echo "batch_ops outbound benchmark — $(date -u +%Y-%m-%dT%H:%MZ), $mode_desc, source $rev"
+	echo "machine: $(nproc) cores; load average before $load_start; nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), $NGINX_WORKERS worker(s); $(curl --version | head -1 | cut -d' ' -f1-2)"
+	[[ -n $engine ]] && echo "settings: $settings"
+	echo
+	row "measurement" "figure" "target" "result"
+	printf '|%s|%s|%s|%s|\n' "------------------------------------------------------" "--------------------------------" "------------------------" "--------"
+	row "curl --parallel-max $KA_C, $HOSTS hosts x $REQS keep-alive" "$ka_curl_med req/s" "baseline" "info"
+	row "curl --parallel-max $DEV_C, $DEVICES devices, new conn. each" "$dev_curl req/s" "baseline" "info"
+	row "latency-bound ideal: $SLOW x $SLOW_S s / $SLOW_C" "$ideal s" "baseline" "info"
+	if [[ -z $engine ]]; then
+		for m in "keep-alive $HOSTS x $REQS, results committed" "keep-alive vs curl --parallel" \
+			"one request to each of $DEVICES devices" "latency-bound $SLOW x $SLOW_S s, concurrency $SLOW_C" \
+			"per-host limit ($HELD_HOSTS hosts x $HELD_REQS, limit $HELD_LIMIT)" "two equal jobs together" \
+			"XIDs per 500 results" "worker peak RSS (VmHWM), $MEM x 1 kB" "first result visible" "cancel of a running job"; do
+			row "$m" "$NA" "" "n/a"
+		done
+	else
+		if [[ -n $ka_broken || ${#ka_rows[@]} == 0 ]]; then
+			row "keep-alive $HOSTS x $REQS, results committed" "broken (see above)" ">= 20000 req/s" FAIL
+		else
+			ka_med=$(med "${ka_rows[@]}") ratio_med=$(med "${ka_ratio[@]}") xid_med=$(med "${ka_xids[@]}")
+			row "keep-alive $HOSTS x $REQS, results committed" "$ka_med req/s" ">= 20000 req/s" "$(verdict ge "$ka_med" 20000)"
+			row "keep-alive vs curl --parallel (same round)" "$ratio_med x" ">= 0.7 x" "$(verdict ge "$ratio_med" 0.7)"
+			xper=$(div "$((xid_med * 500))" "$NKA" 2)
+			row "XIDs per 500 results (keep-alive job)" "$xper ($xid_med for $NKA)" "<= 1" "$(verdict le "$xper" 1)"
+		fi
+		if [[ $dev_rate == broken ]]; then
+			row "one request to each of $DEVICES devices" "broken (see above)" ">= 5000 targets/s" FAIL
+		else
+			row "one request to each of $DEVICES devices" "$dev_rate targets/s ($(div "$dev_rate" "$dev_curl" 2) x curl)" ">= 5000 targets/s" "$(verdict ge "$dev_rate" 5000)"
+		fi
+		if [[ $slow_secs == broken ]]; then
+			row "latency-bound $SLOW x $SLOW_S s, concurrency $SLOW_C" "broken (see above)" "<= 1.2 x ideal" FAIL
+		else
+			row "latency-bound $SLOW x $SLOW_S s, concurrency $SLOW_C" "$slow_secs s = $slow_ratio x ideal" "<= 1.2 x ideal" "$(verdict le "$slow_ratio" 1.2)"
+		fi
+		if [[ $held_hi == broken || -z ${held_hi:-} ]]; then
+			row "per-host limit ($HELD_HOSTS hosts x $HELD_REQS, limit $HELD_LIMIT)" "broken (see above)" "== $HELD_LIMIT" FAIL
+		else
+			row "per-host limit ($HELD_HOSTS hosts x $HELD_REQS, limit $HELD_LIMIT)" "max $held_lo..$held_hi per host" "== $HELD_LIMIT" \
+				"$(verdict test "$held_lo" == "$HELD_LIMIT" -a "$held_hi" == "$HELD_LIMIT" -a "$held_n" == "$HELD_HOSTS")"
+		fi
+		if [[ $fair_ratio == broken ]]; then
+			row "two equal jobs together" "broken ($fair_st)" "<= 1.3 x" FAIL
+		else
+			row "two equal jobs together ($((HOSTS / 2)) x $((REQS * 2)) each)" "$fair_a s / $fair_b s = $fair_ratio x" "<= 1.3 x" "$(verdict le "$fair_ratio" 1.3)"
+		fi
+		if [[ $mem_secs == broken ]]; then
+			row "worker peak RSS (VmHWM), $MEM x 1 kB" "broken (see above)" "<= 64 MB" FAIL
+		else
+			row "worker peak RSS (VmHWM), $MEM x 1 kB" "$((mem_hwm / 1024)) MB (peak reset: $mem_reset)" "<= 64 MB" "$(verdict le "$mem_hwm" 65536)"
+			row "  of which private (peak RssAnon)" "$((mem_anon / 1024)) MB" "" info
+			row "  $MEM x 1 kB job: time, XIDs per 500" "$mem_secs s, $(div "$((mem_xids * 500))" "$MEM" 2)" "" info
+		fi
+		row "first result visible (outbound_results)" "$first_ms ms" "<= 250 ms" "$(verdict le "${first_ms:-99999}" 250)"
+		row "cancel of a running job, to status cancelled" "$cancel_ms ms ($cancel_st)" "<= 1000 ms" \
+			"$(verdict test "$cancel_st" == cancelled -a "${cancel_ms:-99999}" -le 1000)"
+	fi
+	echo
+	echo "keep-alive: median of $ROUNDS round(s), curl then batch_ops in each, ratio within a round;" \
+		"engine times from before submit_outbound to the job row's finished_at (results committed)."
+} >"$report"
+echo
+cat "$report"
+echo "bench-$NAME: report saved to test/bench/results/outbound.txt"
+[[ -n $engine ]] && psql_ -c "SET client_min_messages = warning; DROP SCHEMA bo_outbound CASCADE" >/dev/null
+exit 0

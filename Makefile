@@ -47,6 +47,24 @@ OBJS = \
 	src/kind_batch.o \
 	src/drop_guard.o
 
+# Outbound drivers (issue #10 item 4)
+OBJS += \
+	src/outbound_driver.o \
+	src/driver_http.o \
+	src/driver_eapi.o \
+	src/driver_nxapi.o \
+	src/driver_restconf.o \
+	src/driver_meraki.o
+# Outbound engine, job kind and SQL API (issue #10 items 3 and 5)
+OBJS += \
+	src/outbound_spec.o \
+	src/http_engine.o \
+	src/kind_outbound.o
+# issue #10: credentials and the outbound policy (helper cred)
+OBJS += \
+	src/credential.o \
+	src/outbound_policy.o
+
 # make TEST_MODULES=1: the test build (scripts/test.sh), with the test-only
 # code of test/kinds (job kinds, registered in job_kind.c) and test/modules
 # (SQL functions that the TAP tests bind with CREATE FUNCTION) linked in.
@@ -56,6 +74,8 @@ PG_CPPFLAGS_TEST_KINDS = -DBATCH_OPS_TEST_KINDS
 endif
 
 SHLIB_LINK += -lcurl
+# credentials: AES-256-GCM
+SHLIB_LINK += -lcrypto
 
 # pgvector's scheme: sql/batch_ops.sql is the install script of the current
 # version; the scripts of earlier versions and the upgrade scripts between
@@ -92,6 +112,8 @@ REGRESS = \
 	jobs \
 	job_options \
 	sources
+# issue #10 (helper cred)
+REGRESS += credentials
 
 ISOLATION = concurrent_update deadlock idempotency ratelimit_shared
 

@@ -58,6 +58,8 @@ BO_DEPS=(
 	postgresql-15-cron
 	make
 	gcc
+	# credentials: AES-256-GCM (libcrypto), issue #10
+	libssl-dev
 	# outbound benchmark (test/bench/outbound.sh): loopback devices
 	nginx
 	libnginx-mod-http-echo

@@ -18,9 +18,11 @@
 #include "utils/guc.h"
 
 #include "batch_ops.h"
+#include "credential.h"
 #include "drop_guard.h"
 #include "idempotency.h"
 #include "jobs_api.h"
+#include "outbound_policy.h"
 #include "ratelimit.h"
 
 PG_MODULE_MAGIC;
@@ -64,6 +66,8 @@ _PG_init(void)
 	ratelimit_init();
 	jobs_init();
 	drop_guard_init();
+	credential_init();
+	outbound_policy_init();
 
 	MarkGUCPrefixReserved("batch_ops");
 }

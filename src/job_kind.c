@@ -16,11 +16,13 @@
 
 extern const JobKind import_job_kind;	/* kind_import.c */
 extern const JobKind batch_job_kind;	/* kind_batch.c */
+extern const JobKind outbound_job_kind; /* kind_outbound.c */
 extern const JobKind sleep_job_kind;	/* test/kinds/kind_sleep.c, make TEST_MODULES=1 */
 
 static const JobKind *const job_kinds[] = {
 	&import_job_kind,
 	&batch_job_kind,
+	&outbound_job_kind,
 #ifdef BATCH_OPS_TEST_KINDS
 	&sleep_job_kind,
 #endif

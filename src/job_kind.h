@@ -40,10 +40,15 @@ typedef struct JobKind
 	void		(*run) (JobContext *ctx);
 	/* optional: define settings (from _PG_init) */
 	void		(*init) (void);
+	/* optional: at most this many workers run jobs of the kind at once */
+	int			(*max_workers) (void);
 } JobKind;
 
 /* The kind named so, or NULL if this build has none. */
 extern const JobKind *job_kind_lookup(const char *name);
+
+/* The claim's verdict for a capped kind's job: "queued" means skip it. */
+#define JOB_CLAIM_SKIP "queued"
 
 /* _PG_init: every kind's init. */
 extern void job_kinds_init(void);

@@ -42,6 +42,8 @@ typedef struct JobWorkerSlot
 	int64		job_id;			/* 0 while between jobs */
 	bool		cancel;			/* cancel_job() committed for job_id */
 	Latch	   *latch;
+	char		capped_kind[32];	/* the job's kind, if the kind has a cap
+									 * on its workers (jobs_slot_take_kind) */
 } JobWorkerSlot;
 
 typedef struct JobsShared
@@ -52,6 +54,7 @@ typedef struct JobsShared
 	bool		scan_all;		/* start a worker in every database */
 	int			npending;
 	Oid			pending[JOBS_MAX_PENDING_DBS];
+	int			outbound_inflight;	/* requests in flight (http_engine.c) */
 	int			nslots;
 	JobWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } JobsShared;
@@ -79,5 +82,11 @@ extern bool job_submitted_in_xact(int64 job_id);
 
 /* At commit (unless rolled back to a savepoint): stop the job's worker. */
 extern void jobs_cancel_at_commit(int64 job_id);
+
+/*
+ * A kind with a cap on its workers (JobKind.max_workers): take the slot
+ * for it if fewer than limit other workers run that kind; false if not.
+ */
+extern bool jobs_slot_take_kind(JobWorkerSlot *self, const char *kind, int limit);
 
 #endif							/* BATCH_OPS_JOB_SHMEM_H */

@@ -407,6 +407,12 @@ job_store_claim(JobClaimCheck check, MemoryContext cxt, int *queued)
 		row = candidate_row(tup, desc);
 		MemoryContextSwitchTo(old);
 		status = check(row, &error);
+		if (status && strcmp(status, "queued") == 0)
+		{
+			/* left for later (a kind at its worker cap): not counted */
+			lock_job(id, false);
+			continue;
+		}
 
 		values[0] = Int64GetDatum(id);
 		values[1] = CStringGetTextDatum(status ? status : "running");
@@ -667,6 +673,23 @@ job_not_found(int64 job_id)
 			 errdetail("A role sees only the jobs it submitted.")));
 }
 
+/*
+ * An outbound job's results (kind_outbound.c): the answer of run_outbound,
+ * with the first 100 targets.
+ */
+#define OUTBOUND_JOB_RESULTS \
+	"pg_catalog.jsonb_build_object(" \
+	"  'success', j.status" SQL_EQ "'completed' AND " SUMMARY_INT8("failed") SQL_EQ "0," \
+	"  'summary', pg_catalog.jsonb_build_object('total', " SUMMARY_JSONB("total") "," \
+	"     'successful', " SUMMARY_JSONB("successful") ", 'failed', " SUMMARY_JSONB("failed") ")," \
+	"  'results', coalesce((SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_strip_nulls(" \
+	"     pg_catalog.jsonb_build_object('index', r.index, 'hostname', r.hostname," \
+	"       'success', r.success, 'status_code', r.status_code, 'output', r.output," \
+	"       'error', r.error, 'message', r.message, 'execution_time', r.execution_time," \
+	"       'attempts', r.attempts)) ORDER BY r.index)" \
+	"     FROM (SELECT * FROM batch_ops.outbound_result r WHERE r.job_id" SQL_EQ "j.id" \
+	"           ORDER BY r.index LIMIT 100) r), '[]'::pg_catalog.jsonb))"
+
 static SpiStmt job_json_stmt = {
 	"SELECT pg_catalog.jsonb_build_object("
 	"  'job_id', j.id, 'kind', j.kind, 'operation', j.operation,"
@@ -677,7 +700,8 @@ static SpiStmt job_json_stmt = {
 	"                            j.role::pg_catalog.text),"
 	"  'submitted_at', j.submitted_at, 'started_at', j.started_at,"
 	"  'finished_at', j.finished_at,"
-	"  'results', pg_catalog.jsonb_build_object('created', " SUMMARY_JSONB("created") ","
+	"  'results', CASE WHEN j.kind" SQL_EQ "'outbound' THEN " OUTBOUND_JOB_RESULTS
+	"  ELSE pg_catalog.jsonb_build_object('created', " SUMMARY_JSONB("created") ","
 	"     'updated', " SUMMARY_JSONB("updated") ", 'deleted', " SUMMARY_JSONB("deleted") ","
 	"     'failed', " SUMMARY_JSONB("failed") ", 'errors_total', j.errors_total,"
 	"     'errors', coalesce((SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_strip_nulls("
@@ -686,7 +710,7 @@ static SpiStmt job_json_stmt = {
 	"            'message', e.message, 'sqlstate', e.sqlstate, 'detail', e.detail,"
 	"            'raw', e.raw)) ORDER BY e.pos)"
 	"          FROM (SELECT * FROM batch_ops.job_error e WHERE e.job_id" SQL_EQ "j.id"
-	"                ORDER BY e.pos LIMIT 100) e), '[]'::pg_catalog.jsonb)))"
+	"                ORDER BY e.pos LIMIT 100) e), '[]'::pg_catalog.jsonb)) END)"
 	" FROM batch_ops.job_queue j WHERE" OWN_JOB,
 	SPI_OK_SELECT, OWN_JOB_ARGS
 };

@@ -73,15 +73,23 @@ worker_exit(int code, Datum arg)
 {
 	Latch	   *latch;
 	bool		in_job;
+	bool		capped;
 
 	SpinLockAcquire(&jobs_shared->mutex);
 	in_job = MySlot->job_id != 0;
 	MySlot->in_use = false;
 	MySlot->latch = NULL;
 	MySlot->job_id = 0;
+	capped = MySlot->capped_kind[0] != '\0';
+	MySlot->capped_kind[0] = '\0';
 	latch = jobs_shared->launcher_latch;
 	SpinLockRelease(&jobs_shared->mutex);
-	if (in_job)
+
+	/*
+	 * a job cut short goes back on the pending list; a job of a capped kind
+	 * may have been left queued for this one
+	 */
+	if ((in_job || capped) && MyDatabaseId != InvalidOid)
 		jobs_wake_launcher(MyDatabaseId);
 	else if (latch)
 		SetLatch(latch);
@@ -166,6 +174,10 @@ check_candidate(const JobRow *row, const char **error)
 		*error = "the target table of the job no longer exists";
 		return "failed";
 	}
+	/* a kind with a cap on its workers: leave the job queued at the cap */
+	if (kind->max_workers &&
+		!jobs_slot_take_kind(MySlot, kind->name, kind->max_workers()))
+		return JOB_CLAIM_SKIP;
 	return NULL;
 }
 
@@ -319,6 +331,7 @@ batch_ops_job_worker_main(Datum main_arg)
 	SpinLockAcquire(&jobs_shared->mutex);
 	MySlot->pid = MyProcPid;
 	MySlot->latch = MyLatch;
+	MySlot->capped_kind[0] = '\0';
 	MySlot->job_id = 0;
 	MySlot->cancel = false;
 	SpinLockRelease(&jobs_shared->mutex);

@@ -30,6 +30,9 @@ typedef struct OutboundSocketCheck
 {
 	bool		refused;		/* the resolved address was not allowed */
 	char		address[64];	/* the address refused, for the message */
+	/* set by outbound_policy_apply(), read by the callback */
+	bool		name_listed;	/* the host is a listed name: any address */
+	bool		via_proxy;		/* the socket is the proxy's: not checked */
 } OutboundSocketCheck;
 
 /*
@@ -41,5 +44,12 @@ typedef struct OutboundSocketCheck
  */
 extern void outbound_policy_apply(CURL *handle, const char *host,
 								  OutboundSocketCheck *check);
+
+/*
+ * URL imports (source.c): only the open-socket check, and only when
+ * batch_ops.outbound_networks is set; false (nothing done) if it is not.
+ */
+extern bool outbound_policy_guard_socket(CURL *handle, const char *host,
+										 OutboundSocketCheck *check);
 
 #endif							/* BATCH_OPS_OUTBOUND_POLICY_H */

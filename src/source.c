@@ -64,6 +64,11 @@
  * and https are allowed, and redirects are not followed, so the URL
  * checked at submit time is the one fetched (url_policy.c).
  *
+ * When batch_ops.outbound_networks is set, the address each connection
+ * is opened to must also pass the outbound policy's open-socket check
+ * (outbound_policy.c): a name that resolves inside a network the policy
+ * does not list is refused when the socket opens, not only by its text.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -82,6 +87,7 @@
 #include "utils/numeric.h"
 
 #include "import_job.h"
+#include "outbound_policy.h"
 #include "source.h"
 
 /* more than libcurl ever hands over at once (CURL_MAX_READ_SIZE) */
@@ -131,6 +137,7 @@ struct Source
 	int			failcode;		/* a callback's failure, reported later */
 	char		failmsg[256];
 	char		errbuf[CURL_ERROR_SIZE];
+	OutboundSocketCheck sockcheck;	/* batch_ops.outbound_networks, if set */
 	MemoryContextCallback release;	/* frees fd and handles: see the header */
 };
 
@@ -634,6 +641,17 @@ http_open(Source *src)
 	curl_easy_setopt(src->easy, CURLOPT_WRITEFUNCTION, http_write);
 	curl_easy_setopt(src->easy, CURLOPT_WRITEDATA, src);
 	curl_easy_setopt(src->easy, CURLOPT_BUFFERSIZE, 65536L);
+	{
+		char	   *host = NULL;
+
+		if (curl_url_get(src->url, CURLUPART_HOST, &host, 0) == CURLUE_OK)
+		{
+			char	   *h = pstrdup(host);
+
+			curl_free(host);
+			(void) outbound_policy_guard_socket(src->easy, h, &src->sockcheck);
+		}
+	}
 	if (src->offset > 0)
 	{
 		/*
@@ -695,6 +713,12 @@ http_fail(Source *src)
 		ereport(ERROR,
 				(errcode(src->failcode),
 				 errmsg("could not fetch \"%s\": %s", src->location, src->failmsg)));
+	if (src->sockcheck.refused && src->result != CURLE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("could not fetch \"%s\": address %s is not allowed",
+						src->location, src->sockcheck.address),
+				 errdetail("batch_ops.outbound_networks is set, and lists neither a network that holds this address nor the URL's host name.")));
 	if (src->status >= 300)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONNECTION_FAILURE),

@@ -50,6 +50,9 @@ extern void source_close(Source *src);
 
 /* url_policy.c */
 extern void url_policy_init(void);
+extern char *url_normalize_host(const char *host);
+extern const char *url_origin(const char *url, char **scheme, char **host,
+							  int *port);
 extern bool source_is_url(const char *location);
 extern void source_check_access(const char *source, Oid role);
 extern void job_check_source_access(const char *source, Oid role);

@@ -226,8 +226,8 @@ split_path(const char *path, UrlParts *u)
 }
 
 /* The host as compared: lower case, without one trailing dot. */
-static char *
-normalize_host(const char *host)
+char *
+url_normalize_host(const char *host)
 {
 	char	   *h = pstrdup(host);
 	int			len = strlen(h);
@@ -288,13 +288,13 @@ url_parse(const char *url, UrlParts *u, const char **detail)
 
 	if (u->scheme == NULL || host == NULL || host[0] == '\0' || port == NULL)
 		return URL_INVALID;
-	u->scheme = normalize_host(u->scheme);
+	u->scheme = url_normalize_host(u->scheme);
 	if (strcmp(u->scheme, "http") != 0 && strcmp(u->scheme, "https") != 0)
 		return URL_SCHEME;
 	/* an "@" anywhere before the path is userinfo, even an empty one */
 	if (u->has_user)
 		return URL_USERINFO;
-	u->host = normalize_host(host);
+	u->host = url_normalize_host(host);
 	if (u->zoneid == NULL)
 		u->zoneid = "";
 	u->port = atoi(port);
@@ -396,6 +396,36 @@ url_parse_or_error(const char *url, UrlParts *u)
 					 errdetail("Backslashes, percent-encoded \"/\", \"\\\" or NUL, malformed percent-escapes and segments that decode to \".\" or \"..\" are refused, because servers read them differently.")));
 			break;
 	}
+}
+
+/*
+ * For outbound_policy.c: the scheme, host and port of a URL as compared
+ * here (the host canonical: see the file header), or why it is refused
+ * (NULL if it is not).  The path is not judged: outbound requests may
+ * need percent-encoded "/" (RESTCONF list keys).
+ */
+const char *
+url_origin(const char *url, char **scheme, char **host, int *port)
+{
+	UrlParts	u;
+	const char *detail;
+
+	switch (url_parse(url, &u, &detail))
+	{
+		case URL_OK:
+		case URL_AMBIGUOUS_PATH:
+			*scheme = u.scheme;
+			*host = u.host;
+			*port = u.port;
+			return NULL;
+		case URL_INVALID:
+			return detail ? psprintf("invalid URL: %s", detail) : "invalid URL";
+		case URL_SCHEME:
+			return "only http and https URLs are allowed";
+		case URL_USERINFO:
+			return "a URL must not contain a user name or password";
+	}
+	return "invalid URL";
 }
 
 /*

@@ -53,7 +53,8 @@
 # Without the outbound engine (no batch_ops.submit_outbound) the baselines
 # still run and every engine row says "n/a (no outbound engine)".
 #
-# Knobs: BENCH_OB_ROUNDS (3), BENCH_OB_HOSTS (20), BENCH_OB_REQS (1000 per
+# Knobs: BENCH_OB_ONLY (comma list of ka, dev, slow, held, fair, first,
+# cancel, mem: the measurements to run; all by default), BENCH_OB_ROUNDS (3), BENCH_OB_HOSTS (20), BENCH_OB_REQS (1000 per
 # host), BENCH_OB_DEVICES (10000), BENCH_OB_SLOW (2000), BENCH_OB_MEM
 # (100000), BENCH_OB_NGINX_WORKERS (1), BENCH_OB_PORT (5481, the
 # throwaway cluster), BENCH_NO_BUILD, BATCH_OPS_BENCH_EXISTING=1 with
@@ -71,11 +72,15 @@ DEVICES=${BENCH_OB_DEVICES:-10000}
 SLOW=${BENCH_OB_SLOW:-2000}
 MEM=${BENCH_OB_MEM:-100000}
 NGINX_WORKERS=${BENCH_OB_NGINX_WORKERS:-1}
+ONLY=${BENCH_OB_ONLY:-ka,dev,slow,held,fair,first,cancel,mem}
 NAME=outbound
 PORT=${BENCH_OB_PORT:-5481}
 # shellcheck source=test/bench/bench_server.sh
 source "$(dirname "${BASH_SOURCE[0]}")/bench_server.sh"
 
+for o in ${ONLY//,/ }; do
+	case $o in ka|dev|slow|held|fair|first|cancel|mem) ;; *) die "BENCH_OB_ONLY: unknown measurement '$o'";; esac
+done
 for v in ROUNDS HOSTS REQS DEVICES SLOW MEM NGINX_WORKERS; do
 	[[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || die "$v must be a positive integer"
 done
@@ -271,8 +276,6 @@ engine=$(psql_ -c "SELECT count(DISTINCT proname) = 3 FROM pg_catalog.pg_proc p
 	WHERE n.nspname = 'batch_ops' AND p.proname IN ('submit_outbound', 'run_outbound', 'outbound_results')")
 [[ $engine == t ]] && engine=1 || engine=
 
-declare -A fig		# measurement -> figure text
-declare -A res		# measurement -> PASS / FAIL / info / n/a
 NA="n/a (no outbound engine)"
 
 if [[ -n $engine ]]; then
@@ -320,78 +323,115 @@ job_ok() {
 	fi
 }
 
-# ---------------------------------------------------------------- keep-alive
-ka_rows=() ka_curl=() ka_ratio=() ka_xids=()
-ka_broken=
-for ((round = 1; round <= ROUNDS; round++)); do
-	c=$(curl_run "$ka_cfg" "$NKA" "$KA_C")
-	ka_curl+=("$(div "$NKA" "$c" 0)")
-	line="curl $c s (${ka_curl[-1]}/s)"
-	if [[ -n $engine ]]; then
-		out=$(job ka)
-		if job_ok ka "$NKA" "$out"; then
-			IFS='|' read -r secs _ _ _ xids _ <<<"$out"
-			ka_rows+=("$(div "$NKA" "$secs" 0)")
-			ka_ratio+=("$(div "$c" "$secs" 3)")
-			ka_xids+=("$xids")
-			line+=", batch_ops $secs s (${ka_rows[-1]}/s, ${ka_ratio[-1]} x curl, $xids XIDs)"
-		else
-			ka_broken=1
-			line+=", batch_ops: broken"
-		fi
-	fi
-	echo "bench-$NAME: keep-alive round $round: $line"
-done
+# ---------------------------------------------------------------- measurements
+# Each measurement adds its report rows (row ...) as it ends.
+verdict() { if "$@"; then echo PASS; else echo FAIL; fi; }
+rows=()
+row() { rows+=("$(printf '| %-52s | %-34s | %-18s | %-6s |' "$@")"); }
 med() { printf '%s\n' "$@" | median; }
+want() { [[ ",$ONLY," == *",$1,"* ]]; }
+# na LABEL...: rows for a measurement the engine is needed for
+na() { local m; for m in "$@"; do row "$m" "$NA" "" "n/a"; done; }
 
-# ---------------------------------------------------------------- devices
-c=$(curl_run "$dev_cfg" "$DEVICES" "$DEV_C")
-dev_curl=$(div "$DEVICES" "$c" 0)
-echo "bench-$NAME: $DEVICES devices: curl $c s ($dev_curl/s)"
-if [[ -n $engine ]]; then
+m_ka() {
+	local ka_rows=() ka_curl=() ka_ratio=() ka_xids=() broken='' round c line out secs xids
+	local label="keep-alive $HOSTS hosts x $REQS, results committed"
+	for ((round = 1; round <= ROUNDS; round++)); do
+		c=$(curl_run "$ka_cfg" "$NKA" "$KA_C")
+		ka_curl+=("$(div "$NKA" "$c" 0)")
+		line="curl $c s (${ka_curl[-1]}/s)"
+		if [[ -n $engine ]]; then
+			out=$(job ka)
+			if job_ok ka "$NKA" "$out"; then
+				IFS='|' read -r secs _ _ _ xids _ <<<"$out"
+				ka_rows+=("$(div "$NKA" "$secs" 0)")
+				ka_ratio+=("$(div "$c" "$secs" 3)")
+				ka_xids+=("$xids")
+				line+=", batch_ops $secs s (${ka_rows[-1]}/s, ${ka_ratio[-1]} x curl, $xids XIDs)"
+			else
+				broken=1
+				line+=", batch_ops: broken"
+			fi
+		fi
+		echo "bench-$NAME: keep-alive round $round: $line"
+	done
+	row "curl --parallel-max $KA_C, same $NKA URLs" "$(med "${ka_curl[@]}") req/s" "baseline" "info"
+	if [[ -z $engine ]]; then
+		na "$label" "keep-alive vs curl --parallel" "XIDs per 500 results"
+	elif [[ -n $broken ]]; then
+		row "$label" "broken (see above)" ">= 20000 req/s" FAIL
+	else
+		local ka_med ratio_med xid_med xper
+		ka_med=$(med "${ka_rows[@]}") ratio_med=$(med "${ka_ratio[@]}") xid_med=$(med "${ka_xids[@]}")
+		xper=$(div "$((xid_med * 500))" "$NKA" 2)
+		row "$label" "$ka_med req/s" ">= 20000 req/s" "$(verdict ge "$ka_med" 20000)"
+		row "keep-alive vs curl --parallel (same round)" "$ratio_med x" ">= 0.7 x" "$(verdict ge "$ratio_med" 0.7)"
+		row "XIDs per 500 results (keep-alive job)" "$xper ($xid_med for $NKA)" "<= 1" "$(verdict le "$xper" 1)"
+	fi
+}
+
+m_dev() {
+	local c dev_curl out secs rate label="one request to each of $DEVICES devices"
+	c=$(curl_run "$dev_cfg" "$DEVICES" "$DEV_C")
+	dev_curl=$(div "$DEVICES" "$c" 0)
+	echo "bench-$NAME: $DEVICES devices: curl $c s ($dev_curl/s)"
+	row "curl --parallel-max $DEV_C, same $DEVICES URLs" "$dev_curl req/s" "baseline" "info"
+	[[ -n $engine ]] || { na "$label"; return; }
 	out=$(job dev)
 	if job_ok dev "$DEVICES" "$out"; then
 		IFS='|' read -r secs _ <<<"$out"
-		dev_rate=$(div "$DEVICES" "$secs" 0)
-		echo "bench-$NAME: $DEVICES devices: batch_ops $secs s ($dev_rate/s)"
+		rate=$(div "$DEVICES" "$secs" 0)
+		echo "bench-$NAME: $DEVICES devices: batch_ops $secs s ($rate/s)"
+		row "$label" "$rate/s ($(div "$rate" "$dev_curl" 2) x curl)" ">= 5000 targets/s" "$(verdict ge "$rate" 5000)"
 	else
-		dev_rate=broken
+		row "$label" "broken (see above)" ">= 5000 targets/s" FAIL
 	fi
-fi
+}
 
-# ---------------------------------------------------------------- the rest (engine only)
-ideal=$(awk -v n="$SLOW" -v l="$SLOW_S" -v c="$SLOW_C" 'BEGIN { printf "%.2f", n * l / c }')
-if [[ -n $engine ]]; then
-	# latency-bound
+m_slow() {
+	local ideal out secs label="latency-bound $SLOW x $SLOW_S s, concurrency $SLOW_C"
+	ideal=$(awk -v n="$SLOW" -v l="$SLOW_S" -v c="$SLOW_C" 'BEGIN { printf "%.2f", n * l / c }')
+	row "latency-bound ideal: $SLOW x $SLOW_S s / $SLOW_C" "$ideal s" "baseline" "info"
+	[[ -n $engine ]] || { na "$label"; return; }
 	out=$(job slow)
 	if job_ok slow "$SLOW" "$out"; then
-		IFS='|' read -r slow_secs _ <<<"$out"
-		slow_ratio=$(div "$slow_secs" "$ideal" 2)
+		IFS='|' read -r secs _ <<<"$out"
+		echo "bench-$NAME: latency-bound: $secs s (ideal $ideal s)"
+		row "$label" "$secs s = $(div "$secs" "$ideal" 2) x ideal" "<= 1.2 x ideal" "$(verdict le "$(div "$secs" "$ideal" 3)" 1.2)"
 	else
-		slow_secs=broken
+		row "$label" "broken (see above)" "<= 1.2 x ideal" FAIL
 	fi
-	echo "bench-$NAME: latency-bound: ${slow_secs} s (ideal $ideal s)"
+}
 
-	# per-host limit: most concurrent requests per host, from nginx's log
-	: >"$ngx/held.log" 2>/dev/null || true
+# per-host limit: the most concurrent requests per host, from nginx's log
+m_held() {
+	local out secs lo hi n label="per-host limit ($HELD_HOSTS hosts x $HELD_REQS, limit $HELD_LIMIT)"
+	[[ -n $engine ]] || { na "$label"; return; }
+	: >"$ngx/held.log"
 	out=$(job held)
-	if job_ok held "$((HELD_HOSTS * HELD_REQS))" "$out"; then
-		IFS='|' read -r held_secs _ <<<"$out"
-		sleep 0.2
-		# start = end - request_time; intervals shrunk by 2 ms at each end
-		# so that the log's millisecond rounding makes no false overlap
-		held_max=$(awk '{ printf "%s %.3f 1\n%s %.3f -1\n", $3, $1 - $2 + 0.002, $3, $1 - 0.002 }' "$ngx/held.log" |
+	if ! job_ok held "$((HELD_HOSTS * HELD_REQS))" "$out"; then
+		row "$label" "broken (see above)" "== $HELD_LIMIT" FAIL
+		return
+	fi
+	IFS='|' read -r secs _ <<<"$out"
+	sleep 0.2
+	# start = end - request_time; intervals shrunk by 2 ms at each end so
+	# that the log's millisecond rounding makes no false overlap
+	IFS='|' read -r lo hi n < <(
+		awk '{ printf "%s %.3f 1\n%s %.3f -1\n", $3, $1 - $2 + 0.002, $3, $1 - 0.002 }' "$ngx/held.log" |
 			sort -k1,1 -k2,2g -k3,3n |
 			awk '$1 != h { h = $1; c = 0 } { c += $3; if (c > m[h]) m[h] = c }
 				END { n = 0; for (k in m) { n++; if (n == 1 || m[k] < lo) lo = m[k]; if (m[k] > hi) hi = m[k] } print lo "|" hi "|" n }')
-		IFS='|' read -r held_lo held_hi held_n <<<"$held_max"
-		echo "bench-$NAME: per-host: most concurrent per host $held_lo..$held_hi over $held_n hosts (limit $HELD_LIMIT), $held_secs s"
-	else
-		held_hi=broken
-	fi
+	echo "bench-$NAME: per-host: most concurrent per host $lo..$hi over $n hosts (limit $HELD_LIMIT), $secs s"
+	row "$label" "max $lo..$hi per host, $secs s" "== $HELD_LIMIT" \
+		"$(verdict test "$lo" == "$HELD_LIMIT" -a "$hi" == "$HELD_LIMIT" -a "$n" == "$HELD_HOSTS")"
+}
 
-	# fairness: two equal jobs submitted together
-	fair=$(psql_ <<-'SQL'
+# fairness: two equal jobs submitted together
+m_fair() {
+	local out st a b sa sb ratio label="two equal jobs together ($((HOSTS / 2)) x $((REQS * 2)) each)"
+	[[ -n $engine ]] || { na "$label"; return; }
+	out=$(psql_ <<-'SQL'
 	SELECT extract(epoch FROM pg_catalog.clock_timestamp()) AS t0 \gset
 	BEGIN;
 	SELECT batch_ops.submit_outbound(spec) AS a FROM bo_outbound.spec WHERE name = 'fair_a' \gset
@@ -399,20 +439,27 @@ if [[ -n $engine ]]; then
 	COMMIT;
 	SELECT bo_outbound.wait_end(:a, 600) || bo_outbound.wait_end(:b, 600) AS st \gset
 	SELECT :'st', round(max(extract(epoch FROM finished_at) - :t0) FILTER (WHERE id = :a)::numeric, 3),
-	       round(max(extract(epoch FROM finished_at) - :t0) FILTER (WHERE id = :b)::numeric, 3)
+	       round(max(extract(epoch FROM finished_at) - :t0) FILTER (WHERE id = :b)::numeric, 3),
+	       round(max(extract(epoch FROM started_at) - :t0) FILTER (WHERE id = :a)::numeric, 3),
+	       round(max(extract(epoch FROM started_at) - :t0) FILTER (WHERE id = :b)::numeric, 3)
 	  FROM batch_ops.job_queue WHERE id IN (:a, :b);
 	SQL
 	)
-	IFS='|' read -r fair_st fair_a fair_b <<<"$fair"
-	if [[ $fair_st == completedcompleted ]]; then
-		fair_ratio=$(awk -v a="$fair_a" -v b="$fair_b" 'BEGIN { printf "%.2f", (a > b ? a / b : b / a) }')
+	IFS='|' read -r st a b sa sb <<<"$out"
+	echo "bench-$NAME: fairness: finished after $a s and $b s, started after $sa s and $sb s ($st)"
+	if [[ $st == completedcompleted ]]; then
+		ratio=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", (a > b ? a / b : b / a) }')
+		row "$label" "$a s / $b s = $ratio x" "<= 1.3 x" "$(verdict le "$ratio" 1.3)"
 	else
-		fair_ratio=broken
+		row "$label" "broken ($st)" "<= 1.3 x" FAIL
 	fi
-	echo "bench-$NAME: fairness: $fair_a s and $fair_b s ($fair_st)"
+}
 
-	# first result visible
-	first=$(psql_ <<-'SQL'
+# first result visible, from before the submit (and from the job's start)
+m_first() {
+	local out ms st started label="first result visible (outbound_results)"
+	[[ -n $engine ]] || { na "$label"; return; }
+	out=$(psql_ <<-'SQL'
 	SELECT extract(epoch FROM pg_catalog.clock_timestamp()) AS t0 \gset
 	SELECT batch_ops.submit_outbound(spec) AS id FROM bo_outbound.spec WHERE name = 'first' \gset
 	SELECT bo_outbound.first_result(:id, 30) AS t1 \gset
@@ -422,11 +469,16 @@ if [[ -n $engine ]]; then
 	  FROM batch_ops.job_queue WHERE id = :id;
 	SQL
 	)
-	IFS='|' read -r first_ms first_st first_started <<<"$first"
-	echo "bench-$NAME: first result after $first_ms ms, $first_started ms after the job started ($first_st)"
+	IFS='|' read -r ms st started <<<"$out"
+	echo "bench-$NAME: first result after $ms ms, $started ms after the job started ($st)"
+	row "$label, from submit" "$ms ms ($started after the start)" "<= 250 ms" "$(verdict le "${ms:-99999}" 250)"
+}
 
-	# cancel a running job
-	cancel=$(psql_ <<-'SQL'
+# cancel a running job: from cancel_job() to the status cancelled
+m_cancel() {
+	local out ms st c ndone label="cancel of a running job, to status cancelled"
+	[[ -n $engine ]] || { na "$label"; return; }
+	out=$(psql_ <<-'SQL'
 	SELECT batch_ops.submit_outbound(spec) AS id FROM bo_outbound.spec WHERE name = 'cancel' \gset
 	SELECT bo_outbound.first_result(:id, 30) IS NOT NULL AS running \gset
 	SELECT extract(epoch FROM pg_catalog.clock_timestamp()) AS t0 \gset
@@ -436,120 +488,89 @@ if [[ -n $engine ]]; then
 	       (SELECT count(*) FROM batch_ops.outbound_results(:id) WHERE success);
 	SQL
 	)
-	IFS='|' read -r cancel_ms cancel_st cancel_c cancel_done <<<"$cancel"
-	echo "bench-$NAME: cancel: $cancel_ms ms to status $cancel_st (cancel_job $cancel_c, $cancel_done targets done)"
+	IFS='|' read -r ms st c ndone <<<"$out"
+	echo "bench-$NAME: cancel: $ms ms to status $st (cancel_job $c, $ndone targets done)"
+	row "$label" "$ms ms ($st)" "<= 1000 ms" "$(verdict test "$st" == cancelled -a "${ms:-99999}" -le 1000)"
+}
 
-	# memory of the worker: sample /proc/PID/status while the job runs
-	sampler() {
-		local id pid st key val unit hwm=0 anon=0 rss=0 shm=0 reset=no
-		while :; do
-			IFS='|' read -r pid st < <(psql_ -c "SELECT worker_pid, status FROM batch_ops.job_queue
-				WHERE kind = 'outbound' ORDER BY id DESC LIMIT 1")
-			[[ $st == running && -n $pid ]] && break
-			[[ -e $work/mem.stop ]] && { echo "0|0|0|0|nopid"; return; }
-			sleep 0.02
-		done
-		echo 5 >"/proc/$pid/clear_refs" 2>/dev/null && reset=yes
-		while [[ ! -e $work/mem.stop ]] && [[ -r /proc/$pid/status ]]; do
-			while read -r key val unit; do
-				case $key in
-				VmHWM:) ((val > hwm)) && hwm=$val ;;
-				VmRSS:) ((val > rss)) && rss=$val ;;
-				RssAnon:) ((val > anon)) && anon=$val ;;
-				RssShmem:) ((val > shm)) && shm=$val ;;
-				esac
-			done <"/proc/$pid/status" 2>/dev/null || break
-			sleep 0.05
-		done
-		echo "$hwm|$rss|$anon|$shm|$reset"
-	}
+# sampler: the job worker's memory, from /proc/PID/status while the newest
+# outbound job runs (its peak RSS reset when found); prints
+# "VmHWM|max VmRSS|max RssAnon|max RssShmem|peak reset" in kB
+sampler() {
+	local pid st key val hwm=0 anon=0 rss=0 shm=0 reset=no
+	while :; do
+		IFS='|' read -r pid st < <(psql_ -c "SELECT worker_pid, status FROM batch_ops.job_queue
+			WHERE kind = 'outbound' ORDER BY id DESC LIMIT 1")
+		[[ $st == running && -n $pid ]] && break
+		[[ -e $work/mem.stop ]] && { echo "0|0|0|0|no worker found"; return; }
+		sleep 0.02
+	done
+	echo 5 >"/proc/$pid/clear_refs" 2>/dev/null && reset=yes
+	while [[ ! -e $work/mem.stop && -r /proc/$pid/status ]]; do
+		while read -r key val _; do
+			case $key in
+			VmHWM:) ((val > hwm)) && hwm=$val ;;
+			VmRSS:) ((val > rss)) && rss=$val ;;
+			RssAnon:) ((val > anon)) && anon=$val ;;
+			RssShmem:) ((val > shm)) && shm=$val ;;
+			esac
+		done <"/proc/$pid/status" 2>/dev/null || break
+		sleep 0.05
+	done
+	echo "$hwm|$rss|$anon|$shm|$reset"
+}
+
+m_mem() {
+	local out sp secs xids hwm rss anon shm reset label="worker peak RSS (VmHWM), $MEM targets x 1 kB"
+	[[ -n $engine ]] || { na "$label"; return; }
 	rm -f "$work/mem.stop"
 	sampler >"$work/mem.out" &
-	sampler_pid=$!
+	sp=$!
 	out=$(job mem 1200)
 	touch "$work/mem.stop"
-	wait "$sampler_pid" || true
-	IFS='|' read -r mem_hwm mem_rss mem_anon mem_shm mem_reset <"$work/mem.out"
-	if job_ok mem "$MEM" "$out"; then
-		IFS='|' read -r mem_secs _ _ _ mem_xids _ <<<"$out"
-	else
-		mem_secs=broken mem_xids=broken
+	wait "$sp" || true
+	IFS='|' read -r hwm rss anon shm reset <"$work/mem.out"
+	if ! job_ok mem "$MEM" "$out"; then
+		row "$label" "broken (see above)" "<= 64 MB" FAIL
+		return
 	fi
-	echo "bench-$NAME: memory: $MEM x 1 kB in $mem_secs s ($mem_xids XIDs); worker VmHWM $((mem_hwm / 1024)) MB, peak RssAnon $((mem_anon / 1024)) MB, RssShmem $((mem_shm / 1024)) MB (peak reset: $mem_reset)"
-	settings=$(psql_ -c "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name) FROM pg_catalog.pg_settings
-		WHERE name IN ('batch_ops.outbound_concurrency', 'batch_ops.max_outbound_workers', 'batch_ops.max_workers',
-		               'shared_buffers', 'synchronous_commit')")
+	IFS='|' read -r secs _ _ _ xids _ <<<"$out"
+	echo "bench-$NAME: memory: $MEM x 1 kB in $secs s ($xids XIDs); worker VmHWM $((hwm / 1024)) MB," \
+		"peak VmRSS $((rss / 1024)) MB, RssAnon $((anon / 1024)) MB, RssShmem $((shm / 1024)) MB (peak reset: $reset)"
+	row "$label" "$((hwm / 1024)) MB (peak reset: $reset)" "<= 64 MB" "$(verdict le "$hwm" 65536)"
+	row "  of which private (peak RssAnon)" "$((anon / 1024)) MB" "" info
+	row "  that job: time, XIDs per 500 results" "$secs s, $(div "$((xids * 500))" "$MEM" 2)" "" info
+}
+
+start=$(date +%s)
+for m in ka dev slow held fair first cancel mem; do
+	want "$m" && "m_$m"
+done
+elapsed=$(($(date +%s) - start))
+if [[ -n $engine ]]; then
+	settings=$(psql_ -c "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name)
+		FROM pg_catalog.pg_settings
+		WHERE name IN ('batch_ops.outbound_concurrency', 'batch_ops.max_outbound_workers',
+		               'batch_ops.max_workers', 'shared_buffers', 'synchronous_commit')")
 fi
 
 # ---------------------------------------------------------------- report
-verdict() { if "$@"; then echo PASS; else echo FAIL; fi; }
-row() { printf '| %-52s | %-30s | %-22s | %-6s |\n' "$@"; }
-
-ka_curl_med=$(med "${ka_curl[@]}")
 report=$resdir/outbound.txt
 rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo "no commit")
 {
 	echo "batch_ops outbound benchmark — $(date -u +%Y-%m-%dT%H:%MZ), $mode_desc, source $rev"
-	echo "machine: $(nproc) cores; load average before $load_start; nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), $NGINX_WORKERS worker(s); $(curl --version | head -1 | cut -d' ' -f1-2)"
+	echo "machine: $(nproc) cores; load average before $load_start; took ${elapsed}s;" \
+		"nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), $NGINX_WORKERS worker(s); $(curl --version | head -1 | cut -d' ' -f1-2)"
 	[[ -n $engine ]] && echo "settings: $settings"
 	echo
-	row "measurement" "figure" "target" "result"
-	printf '|%s|%s|%s|%s|\n' "------------------------------------------------------" "--------------------------------" "------------------------" "--------"
-	row "curl --parallel-max $KA_C, $HOSTS hosts x $REQS keep-alive" "$ka_curl_med req/s" "baseline" "info"
-	row "curl --parallel-max $DEV_C, $DEVICES devices, new conn. each" "$dev_curl req/s" "baseline" "info"
-	row "latency-bound ideal: $SLOW x $SLOW_S s / $SLOW_C" "$ideal s" "baseline" "info"
-	if [[ -z $engine ]]; then
-		for m in "keep-alive $HOSTS x $REQS, results committed" "keep-alive vs curl --parallel" \
-			"one request to each of $DEVICES devices" "latency-bound $SLOW x $SLOW_S s, concurrency $SLOW_C" \
-			"per-host limit ($HELD_HOSTS hosts x $HELD_REQS, limit $HELD_LIMIT)" "two equal jobs together" \
-			"XIDs per 500 results" "worker peak RSS (VmHWM), $MEM x 1 kB" "first result visible" "cancel of a running job"; do
-			row "$m" "$NA" "" "n/a"
-		done
-	else
-		if [[ -n $ka_broken || ${#ka_rows[@]} == 0 ]]; then
-			row "keep-alive $HOSTS x $REQS, results committed" "broken (see above)" ">= 20000 req/s" FAIL
-		else
-			ka_med=$(med "${ka_rows[@]}") ratio_med=$(med "${ka_ratio[@]}") xid_med=$(med "${ka_xids[@]}")
-			row "keep-alive $HOSTS x $REQS, results committed" "$ka_med req/s" ">= 20000 req/s" "$(verdict ge "$ka_med" 20000)"
-			row "keep-alive vs curl --parallel (same round)" "$ratio_med x" ">= 0.7 x" "$(verdict ge "$ratio_med" 0.7)"
-			xper=$(div "$((xid_med * 500))" "$NKA" 2)
-			row "XIDs per 500 results (keep-alive job)" "$xper ($xid_med for $NKA)" "<= 1" "$(verdict le "$xper" 1)"
-		fi
-		if [[ $dev_rate == broken ]]; then
-			row "one request to each of $DEVICES devices" "broken (see above)" ">= 5000 targets/s" FAIL
-		else
-			row "one request to each of $DEVICES devices" "$dev_rate targets/s ($(div "$dev_rate" "$dev_curl" 2) x curl)" ">= 5000 targets/s" "$(verdict ge "$dev_rate" 5000)"
-		fi
-		if [[ $slow_secs == broken ]]; then
-			row "latency-bound $SLOW x $SLOW_S s, concurrency $SLOW_C" "broken (see above)" "<= 1.2 x ideal" FAIL
-		else
-			row "latency-bound $SLOW x $SLOW_S s, concurrency $SLOW_C" "$slow_secs s = $slow_ratio x ideal" "<= 1.2 x ideal" "$(verdict le "$slow_ratio" 1.2)"
-		fi
-		if [[ $held_hi == broken || -z ${held_hi:-} ]]; then
-			row "per-host limit ($HELD_HOSTS hosts x $HELD_REQS, limit $HELD_LIMIT)" "broken (see above)" "== $HELD_LIMIT" FAIL
-		else
-			row "per-host limit ($HELD_HOSTS hosts x $HELD_REQS, limit $HELD_LIMIT)" "max $held_lo..$held_hi per host" "== $HELD_LIMIT" \
-				"$(verdict test "$held_lo" == "$HELD_LIMIT" -a "$held_hi" == "$HELD_LIMIT" -a "$held_n" == "$HELD_HOSTS")"
-		fi
-		if [[ $fair_ratio == broken ]]; then
-			row "two equal jobs together" "broken ($fair_st)" "<= 1.3 x" FAIL
-		else
-			row "two equal jobs together ($((HOSTS / 2)) x $((REQS * 2)) each)" "$fair_a s / $fair_b s = $fair_ratio x" "<= 1.3 x" "$(verdict le "$fair_ratio" 1.3)"
-		fi
-		if [[ $mem_secs == broken ]]; then
-			row "worker peak RSS (VmHWM), $MEM x 1 kB" "broken (see above)" "<= 64 MB" FAIL
-		else
-			row "worker peak RSS (VmHWM), $MEM x 1 kB" "$((mem_hwm / 1024)) MB (peak reset: $mem_reset)" "<= 64 MB" "$(verdict le "$mem_hwm" 65536)"
-			row "  of which private (peak RssAnon)" "$((mem_anon / 1024)) MB" "" info
-			row "  $MEM x 1 kB job: time, XIDs per 500" "$mem_secs s, $(div "$((mem_xids * 500))" "$MEM" 2)" "" info
-		fi
-		row "first result visible (outbound_results), from submit" "$first_ms ms ($first_started after start)" "<= 250 ms" "$(verdict le "${first_ms:-99999}" 250)"
-		row "cancel of a running job, to status cancelled" "$cancel_ms ms ($cancel_st)" "<= 1000 ms" \
-			"$(verdict test "$cancel_st" == cancelled -a "${cancel_ms:-99999}" -le 1000)"
-	fi
+	printf '| %-52s | %-34s | %-18s | %-6s |\n' "measurement" "figure" "target" "result"
+	printf '|%s|%s|%s|%s|\n' "------------------------------------------------------" \
+		"------------------------------------" "--------------------" "--------"
+	printf '%s\n' "${rows[@]}"
 	echo
-	echo "keep-alive: median of $ROUNDS round(s), curl then batch_ops in each, ratio within a round;" \
-		"engine times from before submit_outbound to the job row's finished_at (results committed)."
+	echo "batch_ops figures: async jobs (driver http, plain http), timed from before submit_outbound to the"
+	echo "job row's finished_at (every result committed); keep-alive: median of $ROUNDS round(s), curl then"
+	echo "batch_ops in each, the ratio taken within a round."
 } >"$report"
 echo
 cat "$report"

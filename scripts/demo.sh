@@ -9,7 +9,7 @@
 # throwaway PostgreSQL 15 cluster in .demo/pgdata (port 5499, or
 # $BATCH_OPS_DEMO_PORT) with batch_ops preloaded, creates a small table and
 # shows batch_create (partial and atomic), batch_update, batch_delete, an
-# idempotency key and an async CSV import job.
+# idempotency key, an async CSV import job and a stored credential.
 # The cluster keeps running afterwards so you can try things yourself;
 # running the demo again starts from scratch.
 
@@ -109,6 +109,18 @@ job=$(bo_psql -At -c "SELECT batch_ops.submit_import('orders', '$csv', '{\"heade
 echo "   > SELECT batch_ops.submit_import('orders', '$csv', '{\"header\": true}');  -- job $job"
 run_sql "SELECT jsonb_pretty(batch_ops.wait_job($job, '60 s') - 'submitted_at' - 'started_at' - 'finished_at');"
 run_sql "SELECT line, error, message FROM batch_ops.job_errors($job);"
+
+step "Credentials: a key file, then a secret stored encrypted; the view shows field names, never values"
+# test/regress.conf (included by bo_cluster_start) names the key file
+# batch_ops_credential.key in the data directory; a real server keeps it
+# outside (base backups would carry it) and names it by absolute path.
+keyfile="$BATCH_OPS_CLUSTER_DIR/batch_ops_credential.key"
+echo "   \$ head -c 32 /dev/urandom > $keyfile; chmod 600 $keyfile"
+bo_as_pg sh -c 'umask 077 && head -c 32 /dev/urandom > "$1" && chmod 600 "$1"' sh "$keyfile"
+run_sql "SELECT batch_ops.credential_set('core-ro', '{\"username\": \"netops\", \"password\": \"demo-only-password\"}');"
+run_sql "SELECT batch_ops.credential_set('meraki', '{\"api_key\": \"demo-only-key\"}', '{\"header\": \"X-Cisco-Meraki-API-Key\"}');"
+bo_psql -P pager=off -c 'SELECT name, owner, fields, grantees FROM batch_ops.credentials ORDER BY name'
+run_sql "SELECT count(*) AS rows_holding_the_password FROM batch_ops.credential WHERE position(convert_to('demo-only-password', 'UTF8') in sealed) > 0;"
 
 data="$BATCH_OPS_CLUSTER_DIR"
 cat <<EOF

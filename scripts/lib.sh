@@ -60,9 +60,11 @@ BO_DEPS=(
 	gcc
 	# credentials: AES-256-GCM (libcrypto), issue #10
 	libssl-dev
-	# outbound benchmark (test/bench/outbound.sh): loopback devices
+	# outbound engine tests: a real HTTP server on loopback, issue #10
 	nginx
 	libnginx-mod-http-echo
+	# outbound drivers: test/fakedev/fakedev.py
+	python3
 )
 
 bo_log() {

@@ -468,6 +468,12 @@ secret_plaintext(Jsonb *secret, List **fields)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("secret must be a JSON object")));
+	/*
+	 * Room for everything at once: a buffer that grew would leave a copy of
+	 * the plaintext behind in freed memory.  The values are shorter than
+	 * the jsonb, and there are at most NUM_SECRET_FIELDS of them.
+	 */
+	enlargeStringInfo(plain, VARSIZE(secret) + NUM_SECRET_FIELDS * 5);
 	it = JsonbIteratorInit(&secret->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{

@@ -46,6 +46,7 @@ extern Jsonb *jb_string(const char *s, int len);
 #define SUBST_SEGMENT 2
 extern char *driver_substitute(const OutboundTarget *target, const char *tmpl,
 							   int escape);
+extern char *driver_url_escape(const char *value, int escape);
 extern char *driver_body_json(const OutboundTarget *target, Jsonb *body);
 
 /* The target's base URL (scheme://host:port) followed by path. */

@@ -14,9 +14,19 @@
  *
  * The output is the reply's JSON (null for 204).  400, 404 and 422 with
  * Meraki's {"errors": ["..."]} are a device_error whose message joins the
- * errors; every other status follows outbound_outcome_http().  Mode
- * "action_batch" is refused by check_spec (0A000) for now.  No I/O, no
- * catalog access, no locks.
+ * errors; every other status follows outbound_outcome_http().
+ *
+ * Mode "action_batch" sends the target's actions as one of the
+ * organization's own action batches: POST /organizations/{org}/actionBatches
+ * {"confirmed": true, "synchronous": false, "actions": [...]}, then polls
+ * GET /organizations/{org}/actionBatches/{id} through outcome->next (every
+ * options.poll_interval_ms, 1000 by default) until its status is completed
+ * (success, the output is the batch) or failed (device_error, its errors).
+ * The actions are target->action's "actions" (at most 100, when the engine
+ * hands over a chunk) or else target->action alone: a batch of one, which
+ * keeps one result per action with the interface as it is.  Meraki's
+ * refusal of a sixth running batch of the organization is rate_limited and
+ * retryable (nothing was created).  No I/O, no catalog access, no locks.
  *
  *-------------------------------------------------------------------------
  */
@@ -29,6 +39,7 @@
 #define MERAKI_BASE_URL "https://api.meraki.com/api/v1"
 #define MERAKI_KEY_HEADER "X-Cisco-Meraki-API-Key"
 #define MERAKI_RATE_PER_SEC 10.0
+#define MERAKI_POLL_MS 1000
 
 static void
 meraki_check_action(Jsonb *a, int i)
@@ -48,6 +59,25 @@ meraki_check_action(Jsonb *a, int i)
 				 !JsonContainerIsObject(body->val.binary.data)))
 		check_spec_bad_key(psprintf("actions[%d].body", i),
 						   "The body must be an object.");
+}
+
+/* options.poll_interval_ms: an integer of milliseconds, 10 to 600000. */
+static void
+meraki_check_poll(JsonbValue *v)
+{
+	char	   *text;
+	char	   *end;
+	long		ms;
+
+	if (v == NULL)
+		return;
+	text = jb_scalar_text(v);
+	errno = 0;
+	ms = strtol(text, &end, 10);
+	if (v->type != jbvNumeric || *end != '\0' || errno != 0 ||
+		ms < 10 || ms > 600000)
+		check_spec_bad_key("options.poll_interval_ms",
+						   "It must be an integer from 10 to 600000.");
 }
 
 static void
@@ -76,14 +106,11 @@ meraki_check_spec(Jsonb *spec)
 	if (org == NULL || (org->type != jbvString && org->type != jbvNumeric))
 		check_spec_bad_key("options.organization_id",
 						   "The meraki driver needs the organization's id.");
-	if (mode && strcmp(mode, "action_batch") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("meraki mode \"action_batch\" is not supported yet"),
-				 errhint("Use mode \"requests\".")));
-	if (mode && strcmp(mode, "requests") != 0)
+	if (mode && strcmp(mode, "requests") != 0 &&
+		strcmp(mode, "action_batch") != 0)
 		check_spec_bad_key("options.mode",
 						   "The mode must be \"requests\" or \"action_batch\".");
+	meraki_check_poll(jb_get(options, "poll_interval_ms"));
 }
 
 static void
@@ -99,14 +126,11 @@ meraki_auth(const OutboundTarget *target, OutboundRequest *req)
 		outbound_request_auth(target, req);
 }
 
-static void
-meraki_build_request(const OutboundTarget *target, OutboundRequest *req)
+/* connection_args.base_url (or Meraki's), without a trailing "/". */
+static char *
+meraki_base(const OutboundTarget *target)
 {
-	Jsonb	   *a = target->action;
 	char	   *base = jb_get_string(target->connection_args, "base_url");
-	char	   *resource = jb_get_string(a, "resource");
-	char	   *op = jb_get_string(a, "operation");
-	Jsonb	   *body = jb_get_jsonb(a, "body");
 	int			blen;
 
 	if (base == NULL)
@@ -114,16 +138,88 @@ meraki_build_request(const OutboundTarget *target, OutboundRequest *req)
 	blen = strlen(base);
 	while (blen > 0 && base[blen - 1] == '/')
 		base[--blen] = '\0';
+	return base;
+}
 
+static bool
+meraki_batch_mode(const OutboundTarget *target)
+{
+	char	   *mode = jb_get_string(target->options, "mode");
+
+	return mode && strcmp(mode, "action_batch") == 0;
+}
+
+static void
+meraki_common(const OutboundTarget *target, OutboundRequest *req)
+{
+	outbound_request_header(req, "Accept", "application/json");
+	meraki_auth(target, req);
+	req->rate_key = psprintf("meraki:%s",
+							 jb_scalar_text(jb_get(target->options,
+												   "organization_id")));
+	req->rate_per_sec = MERAKI_RATE_PER_SEC;
+}
+
+/* .../organizations/{org}/actionBatches, the escaped org id. */
+static char *
+meraki_batches_url(const OutboundTarget *target)
+{
+	char	   *org = jb_scalar_text(jb_get(target->options, "organization_id"));
+
+	return psprintf("%s/organizations/%s/actionBatches", meraki_base(target),
+					driver_url_escape(org, SUBST_SEGMENT));
+}
+
+/* The POST that creates the batch. */
+static void
+meraki_build_batch(const OutboundTarget *target, OutboundRequest *req)
+{
+	Jsonb	   *chunk = jb_get_jsonb(target->action, "actions");
+	Jsonb	   *a = target->action;
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"confirmed\": true, \"synchronous\": false, \"actions\": ");
+	if (chunk && JB_ROOT_IS_ARRAY(chunk) && !JB_ROOT_IS_SCALAR(chunk))
+		JsonbToCString(&buf, &chunk->root, VARSIZE(chunk));
+	else
+	{
+		appendStringInfoChar(&buf, '[');
+		JsonbToCString(&buf, &a->root, VARSIZE(a));
+		appendStringInfoChar(&buf, ']');
+	}
+	appendStringInfoChar(&buf, '}');
+
+	req->method = "POST";
+	req->url = meraki_batches_url(target);
+	meraki_common(target, req);
+	outbound_request_header(req, "Content-Type", "application/json");
+	req->body = buf.data;
+	req->body_len = buf.len;
+	req->is_change = true;
+}
+
+static void
+meraki_build_request(const OutboundTarget *target, OutboundRequest *req)
+{
+	Jsonb	   *a = target->action;
+	char	   *resource = jb_get_string(a, "resource");
+	char	   *op = jb_get_string(a, "operation");
+	Jsonb	   *body = jb_get_jsonb(a, "body");
+
+	if (meraki_batch_mode(target))
+	{
+		meraki_build_batch(target, req);
+		return;
+	}
 	if (op && strcmp(op, "destroy") == 0)
 		req->method = "DELETE";
 	else if (op && strcmp(op, "update") == 0)
 		req->method = "PUT";
 	else
 		req->method = "POST";
-	req->url = psprintf("%s%s", base, resource ? resource : "/");
-	outbound_request_header(req, "Accept", "application/json");
-	meraki_auth(target, req);
+	req->url = psprintf("%s%s", meraki_base(target), resource ? resource : "/");
+	meraki_common(target, req);
 	if (body && strcmp(req->method, "DELETE") != 0)
 	{
 		req->body = JsonbToCString(NULL, &body->root, VARSIZE(body));
@@ -131,10 +227,6 @@ meraki_build_request(const OutboundTarget *target, OutboundRequest *req)
 		outbound_request_header(req, "Content-Type", "application/json");
 	}
 	req->is_change = true;
-	req->rate_key = psprintf("meraki:%s",
-							 jb_scalar_text(jb_get(target->options,
-												   "organization_id")));
-	req->rate_per_sec = MERAKI_RATE_PER_SEC;
 }
 
 /* Meraki's {"errors": [...]} joined by "; ", or NULL. */
@@ -163,16 +255,80 @@ meraki_errors(const OutboundResponse *resp)
 	return buf.data;
 }
 
+/* The poll of batch id, after the interval. */
+static void
+meraki_poll(const OutboundTarget *target, const char *id, OutboundOutcome *out)
+{
+	OutboundRequest *poll = palloc0(sizeof(OutboundRequest));
+	JsonbValue *iv = jb_get(target->options, "poll_interval_ms");
+
+	poll->method = "GET";
+	poll->url = psprintf("%s/%s", meraki_batches_url(target),
+						 driver_url_escape(id, SUBST_SEGMENT));
+	meraki_common(target, poll);
+	poll->is_change = false;
+	out->next = poll;
+	/* check_spec made sure it is an integer in range */
+	out->next_delay_ms = iv && iv->type == jbvNumeric ?
+		(int) strtol(jb_scalar_text(iv), NULL, 10) : MERAKI_POLL_MS;
+}
+
+/* A batch (created or polled): done, failed, or poll again. */
+static void
+meraki_batch_state(const OutboundTarget *target, Jsonb *batch,
+				   OutboundOutcome *out)
+{
+	Jsonb	   *status = jb_get_jsonb(batch, "status");
+	JsonbValue *done = jb_get(status, "completed");
+	JsonbValue *failed = jb_get(status, "failed");
+	JsonbValue *idv = jb_get(batch, "id");
+
+	out->output = batch;
+	if (failed && failed->type == jbvBool && failed->val.boolean)
+	{
+		Jsonb	   *errors = jb_get_jsonb(status, "errors");
+		List	   *texts = jb_string_list(errors);
+		StringInfoData buf;
+		ListCell   *lc;
+
+		initStringInfo(&buf);
+		foreach(lc, texts)
+			appendStringInfo(&buf, "%s%s", lc == list_head(texts) ? "" : "; ",
+							 (char *) lfirst(lc));
+		driver_fail(out, "device_error",
+					buf.len ? buf.data : "the action batch failed");
+		out->output = batch;
+		return;
+	}
+	out->success = true;
+	if (done && done->type == jbvBool && done->val.boolean)
+		return;
+	if (idv == NULL)
+	{
+		driver_fail(out, "protocol_error", "the action batch has no id");
+		return;
+	}
+	meraki_poll(target, jb_scalar_text(idv), out);
+}
+
 static void
 meraki_parse_response(const OutboundTarget *target, const OutboundRequest *req,
 					  const OutboundResponse *resp, OutboundOutcome *out)
 {
 	long		status = resp->status_code;
+	bool		batch = meraki_batch_mode(target);
 
 	if (status == 400 || status == 404 || status == 422)
 	{
 		char	   *errors = meraki_errors(resp);
 
+		if (errors && batch && strstr(errors, "concurrently executing batches"))
+		{
+			/* Meraki's 5 running batches per organization: not created */
+			driver_fail(out, "rate_limited", errors);
+			out->retryable = true;
+			return;
+		}
 		if (errors)
 		{
 			driver_fail(out, "device_error", errors);
@@ -189,6 +345,14 @@ meraki_parse_response(const OutboundTarget *target, const OutboundRequest *req,
 			driver_fail(out, "protocol_error", "the reply is not JSON");
 			return;
 		}
+	}
+	if (batch)
+	{
+		if (out->output == NULL || !JB_ROOT_IS_OBJECT(out->output))
+			driver_fail(out, "protocol_error", "the reply is not an action batch");
+		else
+			meraki_batch_state(target, out->output, out);
+		return;
 	}
 	out->success = true;
 }

@@ -43,12 +43,14 @@
 #include "common/pg_prng.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "job_shmem.h"
 #include "outbound.h"
 #include "outbound_policy.h"
 
@@ -464,13 +466,17 @@ bucket_take(Engine *e, OutboundRequest *req, TimestampTz now, long *wait_ms)
 	memset(key, 0, sizeof(key));
 	strlcpy(key, req->rate_key, sizeof(key));
 	b = hash_search(e->buckets, key, HASH_ENTER, &found);
+	/*
+	 * No burst: requests go out evenly spaced, so that the server's own
+	 * bucket (which may also allow a burst) never runs dry from clock
+	 * skew between the two.
+	 */
 	if (!found)
 	{
-		b->tokens = Max(rate, 1.0);
+		b->tokens = 1.0;
 		b->last = now;
 	}
-	b->tokens = Min(Max(rate, 1.0),
-					b->tokens + rate * (double) (now - b->last) / 1000000.0);
+	b->tokens = Min(1.0, b->tokens + rate * (double) (now - b->last) / 1000000.0);
 	b->last = now;
 	if (b->tokens >= 1.0)
 	{
@@ -976,6 +982,59 @@ http_engine_run(OutboundSpec *spec, const OutboundHooks *hooks)
 	PG_END_TRY();
 	MemoryContextDelete(e->cxt);
 	pfree(e);
+}
+
+/* ---------------------------------------------------------------------
+ * The cluster-wide count (job_shmem.h, JobsShared.outbound_inflight)
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * The cluster-wide count of outbound requests in flight
+ * (batch_ops.outbound_concurrency).  What this process holds is given back
+ * at exit; a crash resets shared memory anyway.  Without the preload
+ * (run_outbound in a plain backend) there is no shared count: the limit
+ * is then per call.
+ */
+static int	inflight_held = 0;
+static bool inflight_exit_registered = false;
+
+void
+outbound_inflight_release(int n)
+{
+	if (jobs_shared == NULL || n <= 0)
+		return;
+	SpinLockAcquire(&jobs_shared->mutex);
+	jobs_shared->outbound_inflight = Max(jobs_shared->outbound_inflight - n, 0);
+	SpinLockRelease(&jobs_shared->mutex);
+	inflight_held = Max(inflight_held - n, 0);
+}
+
+static void
+inflight_at_exit(int code, Datum arg)
+{
+	outbound_inflight_release(inflight_held);
+}
+
+/* Take up to want slots under limit; returns how many were taken. */
+int
+outbound_inflight_acquire(int want, int limit)
+{
+	int			got;
+
+	if (jobs_shared == NULL)
+		return want;
+	if (!inflight_exit_registered)
+	{
+		before_shmem_exit(inflight_at_exit, (Datum) 0);
+		inflight_exit_registered = true;
+	}
+	SpinLockAcquire(&jobs_shared->mutex);
+	got = Max(Min(want, limit - jobs_shared->outbound_inflight), 0);
+	jobs_shared->outbound_inflight += got;
+	SpinLockRelease(&jobs_shared->mutex);
+	inflight_held += got;
+	return got;
 }
 
 /* Settings, from _PG_init. */

@@ -35,7 +35,6 @@
 #include "utils/memutils.h"
 
 #include "job_shmem.h"
-#include "outbound.h"
 
 int			batch_ops_max_workers = 2;
 
@@ -364,52 +363,4 @@ jobs_slot_take_kind(JobWorkerSlot *self, const char *kind, int limit)
 		strlcpy(self->capped_kind, kind, sizeof(self->capped_kind));
 	SpinLockRelease(&jobs_shared->mutex);
 	return n < limit;
-}
-
-/*
- * The cluster-wide count of outbound requests in flight
- * (batch_ops.outbound_concurrency).  What this process holds is given back
- * at exit; a crash resets shared memory anyway.  Without the preload
- * (run_outbound in a plain backend) there is no shared count: the limit
- * is then per call.
- */
-static int	inflight_held = 0;
-static bool inflight_exit_registered = false;
-
-void
-outbound_inflight_release(int n)
-{
-	if (jobs_shared == NULL || n <= 0)
-		return;
-	SpinLockAcquire(&jobs_shared->mutex);
-	jobs_shared->outbound_inflight = Max(jobs_shared->outbound_inflight - n, 0);
-	SpinLockRelease(&jobs_shared->mutex);
-	inflight_held = Max(inflight_held - n, 0);
-}
-
-static void
-inflight_at_exit(int code, Datum arg)
-{
-	outbound_inflight_release(inflight_held);
-}
-
-/* Take up to want slots under limit; returns how many were taken. */
-int
-outbound_inflight_acquire(int want, int limit)
-{
-	int			got;
-
-	if (jobs_shared == NULL)
-		return want;
-	if (!inflight_exit_registered)
-	{
-		before_shmem_exit(inflight_at_exit, (Datum) 0);
-		inflight_exit_registered = true;
-	}
-	SpinLockAcquire(&jobs_shared->mutex);
-	got = Max(Min(want, limit - jobs_shared->outbound_inflight), 0);
-	jobs_shared->outbound_inflight += got;
-	SpinLockRelease(&jobs_shared->mutex);
-	inflight_held += got;
-	return got;
 }

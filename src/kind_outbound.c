@@ -55,6 +55,7 @@
 #include "utils/timestamp.h"
 
 #include "credential.h"
+#include "idempotency.h"
 #include "job_kind.h"
 #include "jobs_api.h"
 #include "outbound.h"
@@ -161,12 +162,40 @@ store_secrets(int64 job_id, OutboundSpec *spec)
 	job_tables_end(&sw);
 }
 
+/*
+ * What an idempotency key of submit_outbound stands for: the spec without
+ * its inline passwords (no hash of a secret is stored), under a name no
+ * batch function uses (the key store knows batch operations on tables;
+ * InvalidOid as the table keeps the two apart).
+ */
+static Jsonb *
+idempotency_request(Jsonb *spec)
+{
+	OutboundSpec *parsed = outbound_spec_parse(spec, false, false);
+	JsonbParseState *st = NULL;
+	JsonbValue	k;
+	JsonbValue	v;
+
+	k.type = jbvString;
+	k.val.string.val = "submit_outbound";
+	k.val.string.len = strlen("submit_outbound");
+	v.type = jbvBinary;
+	v.val.binary.data = &parsed->stored->root;
+	v.val.binary.len = VARSIZE(parsed->stored) - VARHDRSZ;
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	pushJsonbValue(&st, WJB_KEY, &k);
+	pushJsonbValue(&st, WJB_VALUE, &v);
+	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
+}
+
 /* submit_outbound(spec, idempotency_key): an "outbound" job. */
 Datum
 batch_ops_submit_outbound(PG_FUNCTION_ARGS)
 {
 	JobSubmit	s;
 	int64		id;
+	char	   *key = NULL;
+	Jsonb	   *stored;
 
 	jobs_require_preload();
 	if (PG_ARGISNULL(0))
@@ -174,15 +203,22 @@ batch_ops_submit_outbound(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("spec must not be null")));
 	if (!PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("idempotency_key is not supported by submit_outbound yet")));
+	{
+		key = text_to_cstring(PG_GETARG_TEXT_PP(1));
+		stored = idempotency_claim(key, BATCH_CREATE, InvalidOid,
+								   idempotency_request(PG_GETARG_JSONB_P(0)), false);
+		if (stored)
+			PG_RETURN_INT64(job_jsonb_int(stored, "job_id", 0));
+	}
 	memset(&s, 0, sizeof(s));
 	s.options = PG_GETARG_JSONB_P(0);
 	submitted_spec = NULL;
 	id = jobs_submit("outbound", &s);
 	store_secrets(id, submitted_spec);
 	submitted_spec = NULL;
+	if (key)
+		idempotency_store(key, DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+																  CStringGetDatum(psprintf("{\"job_id\": " INT64_FORMAT "}", id)))));
 	PG_RETURN_INT64(id);
 }
 
@@ -357,6 +393,7 @@ static void
 flush(OutboundRun *run, const int *marks, int nmarks, const char *final_status,
 	  const char *error)
 {
+	MemoryContext caller = CurrentMemoryContext;
 	MemoryContext old;
 	JobCounts	delta;
 	int			i;
@@ -412,6 +449,8 @@ flush(OutboundRun *run, const int *marks, int nmarks, const char *final_status,
 	MemoryContextSwitchTo(old);
 	job_commit_chunk(run->ctx, NULL, final_status ? 100 : run_progress(run), &delta,
 					 final_status, error);
+	/* the commit left us in TopMemoryContext: back to the engine's */
+	MemoryContextSwitchTo(caller);
 	run->committing = false;
 	run->nbuf = 0;
 	run->first_buffered = 0;

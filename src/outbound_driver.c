@@ -397,6 +397,17 @@ append_value(StringInfo buf, const char *value, int escape)
 	}
 }
 
+/* value percent-encoded (SUBST_PATH or SUBST_SEGMENT) */
+char *
+driver_url_escape(const char *value, int escape)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	append_value(&buf, value, escape);
+	return buf.data;
+}
+
 /* The value of one placeholder name, or NULL if the name is unknown. */
 static char *
 placeholder_value(const OutboundTarget *target, const char *name, int len)

@@ -94,6 +94,8 @@ typedef struct HostList
 static HostList *networks = NULL;
 static HostList *insecure_hosts = NULL;
 
+static char *policy_host(const char *host);
+
 /* ---- parsing ---- */
 
 /* An address with optional [brackets]; true and *b (full length) if one. */
@@ -199,11 +201,12 @@ host_list_check(char **newval, void **extra, GucSource source)
 
 		if (parse_block(tok, &blocks[nblocks]))
 			nblocks++;
-		else if (strchr(tok, '/') == NULL && valid_host_name(name))
+		else if (strchr(tok, '/') == NULL && valid_host_name(name) &&
+				 !parse_address(policy_host(name), &blocks[nblocks]))
 		{
 			if (name != tok)
 				appendStringInfoString(&names, "*.");
-			appendStringInfoString(&names, url_normalize_host(name));
+			appendStringInfoString(&names, policy_host(name));
 			appendStringInfoChar(&names, '\0');
 			nnames++;
 		}
@@ -365,16 +368,33 @@ address_allowed(const HostList *list, int family, const unsigned char *addr,
 	return false;
 }
 
-/* The host as the lists compare it: normalized, IPv6 without brackets. */
+/* Strip the brackets of an IPv6 literal (palloc'd). */
 static char *
-policy_host(const char *host)
+unbracket(const char *h)
 {
-	char	   *h = url_normalize_host(host);
 	size_t		len = strlen(h);
 
 	if (len >= 2 && h[0] == '[' && h[len - 1] == ']')
-		h = pnstrdup(h + 1, len - 2);
-	return h;
+		return pnstrdup(h + 1, len - 2);
+	return pstrdup(h);
+}
+
+/*
+ * The host as the lists compare it: through libcurl's URL parser, as
+ * url_policy.c does, so that "0x7f.1" is 127.0.0.1 here too; IPv6
+ * without brackets.  A host the parser refuses is only normalized.
+ */
+static char *
+policy_host(const char *host)
+{
+	const char *form = strchr(host, ':') && host[0] != '[' ? "http://[%s]/" : "http://%s/";
+	char	   *scheme;
+	char	   *canonical;
+	int			port;
+
+	if (url_origin(psprintf(form, host), &scheme, &canonical, &port) == NULL)
+		return unbracket(canonical);
+	return unbracket(url_normalize_host(host));
 }
 
 /* Is the host (a name or an address literal) in the list? */
@@ -420,7 +440,7 @@ outbound_url_refusal(const char *url)
 		return problem;
 	if (networks == NULL || (networks->nblocks == 0 && networks->nnames == 0))
 		return "batch_ops.outbound_networks is empty, so no outbound request is allowed";
-	host = policy_host(host);
+	host = unbracket(host);
 	if (host_in_list(networks, host, &is_address))
 		return NULL;
 	if (!is_address && networks->nblocks > 0)

@@ -40,7 +40,11 @@ typedef struct OutboundSocketCheck
  * no redirects, proxy from batch_ops.outbound_proxy or none, TLS verified
  * unless the host is in batch_ops.outbound_tls_insecure_hosts, and the
  * open-socket callback that refuses an address outside the policy
- * (recorded in *check, which must outlive the transfer).
+ * (recorded in *check, which must outlive the transfer).  host is the
+ * host of the URL the handle fetches: a listed name lets its connection
+ * reach any address but loopback and link-local ones.  A refused address
+ * makes libcurl try the next one; check->refused says one was refused,
+ * which is the cause only if the transfer then failed to connect.
  */
 extern void outbound_policy_apply(CURL *handle, const char *host,
 								  OutboundSocketCheck *check);

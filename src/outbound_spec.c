@@ -50,7 +50,8 @@ static const char *const conn_keys[] = {
 };
 static const char *const option_keys[] = {
 	"queue_strategy", "ttl", "concurrency", "host_concurrency", "retries",
-	"retry_unsafe", "max_output_bytes", "organization_id", "mode", NULL
+	"retry_unsafe", "max_output_bytes", "organization_id", "mode",
+	"poll_interval_ms", NULL
 };
 
 static bool

@@ -30,10 +30,20 @@
 extern PGDLLEXPORT Datum batch_ops_test_credential_probe(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum batch_ops_test_seal_probe(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum batch_ops_test_outbound_fetch(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum batch_ops_test_outbound_sender(PG_FUNCTION_ARGS);
 
 PG_FUNCTION_INFO_V1(batch_ops_test_credential_probe);
 PG_FUNCTION_INFO_V1(batch_ops_test_seal_probe);
 PG_FUNCTION_INFO_V1(batch_ops_test_outbound_fetch);
+PG_FUNCTION_INFO_V1(batch_ops_test_outbound_sender);
+
+/* outbound_sender(role regrole) RETURNS bool: outbound_check_sender() */
+Datum
+batch_ops_test_outbound_sender(PG_FUNCTION_ARGS)
+{
+	outbound_check_sender(PG_GETARG_OID(0));
+	PG_RETURN_BOOL(true);
+}
 
 static void
 append_field(StringInfo out, const char *name, const char *value)

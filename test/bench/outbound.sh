@@ -507,14 +507,23 @@ m_cancel() {
 sampler() {
 	local pid st key val hwm=0 anon=0 rss=0 shm=0 reset=no
 	while :; do
+		pid='' st=''
 		IFS='|' read -r pid st < <(psql_ -c "SELECT worker_pid, status FROM batch_ops.job_queue
-			WHERE kind = 'outbound' ORDER BY id DESC LIMIT 1")
+			WHERE kind = 'outbound' ORDER BY id DESC LIMIT 1") || true
 		[[ $st == running && -n $pid ]] && break
 		[[ -e $work/mem.stop ]] && { echo "0|0|0|0|no worker found"; return; }
 		sleep 0.02
 	done
 	echo 5 >"/proc/$pid/clear_refs" 2>/dev/null && reset=yes
+	local tick=0 logged=
 	while [[ ! -e $work/mem.stop && -r /proc/$pid/status ]]; do
+		# half-way: the worker's memory contexts to the server log
+		if [[ -z $logged ]] && ((++tick % 20 == 0)) &&
+			[[ $(psql_ -c "SELECT progress >= 50 FROM batch_ops.job_queue
+				WHERE kind = 'outbound' ORDER BY id DESC LIMIT 1") == t ]]; then
+			psql_ -c "SELECT pg_catalog.pg_log_backend_memory_contexts($pid)" >/dev/null 2>&1 && logged=1
+			echo "$pid" >"$work/mem.logged"
+		fi
 		while read -r key val _; do
 			case $key in
 			VmHWM:) ((val > hwm)) && hwm=$val ;;
@@ -537,7 +546,8 @@ m_mem() {
 	out=$(job mem 1200)
 	touch "$work/mem.stop"
 	wait "$sp" || true
-	IFS='|' read -r hwm rss anon shm reset <"$work/mem.out"
+	hwm=0 rss=0 anon=0 shm=0 reset="sampler failed"
+	IFS='|' read -r hwm rss anon shm reset <"$work/mem.out" || true
 	if ! job_ok mem "$MEM" "$out"; then
 		row "$label" "broken (see above)" "<= 64 MB" FAIL
 		return
@@ -547,6 +557,17 @@ m_mem() {
 		"peak VmRSS $((rss / 1024)) MB, RssAnon $((anon / 1024)) MB, RssShmem $((shm / 1024)) MB (peak reset: $reset)"
 	row "$label" "$((hwm / 1024)) MB (peak reset: $reset)" "<= 64 MB" "$(verdict le "$hwm" 65536)"
 	row "  of which private (peak RssAnon)" "$((anon / 1024)) MB" "" info
+	# the largest memory contexts half-way (from the server log, if we have it)
+	local log=${BATCH_OPS_CLUSTER_LOG:-} lpid ctx
+	if [[ -s $work/mem.logged && -r $log ]]; then
+		lpid=$(cat "$work/mem.logged")
+		sleep 0.5
+		while IFS='|' read -r ctx val; do
+			row "  half-way, memory context $ctx" "$((val / 1048576)) MB" "" info
+		done < <(grep -F "[$lpid]" "$log" | grep -F 'level: ' |
+			sed -n 's/.*level: \([0-9]*\); \([^:]*\): \([0-9]*\) total.*/\1|\2|\3/p' |
+			awk -F'|' '$1 <= 3 && $3 >= 4194304 { print $2 "|" $3 }' | sort -t'|' -k2,2nr | head -3)
+	fi
 	row "  that job: time, XIDs per 500 results" "$secs s, $(div "$((xids * 500))" "$MEM" 2)" "" info
 }
 

@@ -114,6 +114,8 @@ REGRESS = \
 	sources
 # issue #10 (helper cred)
 REGRESS += credentials
+# outbound engine: spec validation (issue #10 items 3 and 5)
+REGRESS += outbound_spec
 
 ISOLATION = concurrent_update deadlock idempotency ratelimit_shared
 

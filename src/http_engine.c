@@ -85,6 +85,23 @@ typedef struct Bucket
 	TimestampTz last;
 } Bucket;
 
+/* A transfer in flight: only as many as requests in flight. */
+typedef struct Xfer
+{
+	CURL	   *easy;
+	struct curl_slist *hdrs;
+	char	   *buf;			/* malloc'd */
+	size_t		len;
+	size_t		cap;
+	bool		too_large;
+	int64		max_output;
+	int			retry_after_ms;
+	OutboundSocketCheck check;
+	char		errbuf[CURL_ERROR_SIZE];
+	struct Xfer *next_free;
+} Xfer;
+
+/* A target's state: kept small, there may be 100000 of them. */
 typedef struct ETarget
 {
 	OutboundTarget *t;
@@ -96,17 +113,7 @@ typedef struct ETarget
 	MemoryContext cxt;
 	OutboundRequest *req;
 	bool		marked;			/* its started mark is durable */
-	/* the transfer in flight */
-	CURL	   *easy;
-	struct curl_slist *hdrs;
-	char	   *buf;			/* malloc'd */
-	size_t		len;
-	size_t		cap;
-	bool		too_large;
-	int64		max_output;
-	int			retry_after_ms;
-	OutboundSocketCheck check;
-	char		errbuf[CURL_ERROR_SIZE];
+	Xfer	   *x;				/* the transfer in flight, or NULL */
 } ETarget;
 
 typedef struct Engine
@@ -131,6 +138,7 @@ typedef struct Engine
 	int		   *sock_what;		/* malloc'd */
 	bool		sock_dirty;
 	WaitEventSet *wes;
+	Xfer	   *free_xfers;
 } Engine;
 
 static bool curl_ready = false;
@@ -204,24 +212,24 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 	ETarget    *et = userdata;
 	size_t		n = size * nmemb;
 
-	if (et->len + n > (size_t) et->max_output)
+	if (et->x->len + n > (size_t) et->x->max_output)
 	{
-		et->too_large = true;
+		et->x->too_large = true;
 		return 0;
 	}
-	if (et->len + n > (size_t) et->cap)
+	if (et->x->len + n > (size_t) et->x->cap)
 	{
-		size_t		cap = Max(et->cap * 2, et->len + n + 1);
+		size_t		cap = Max(et->x->cap * 2, et->x->len + n + 1);
 		char	   *b;
 
-		b = realloc(et->buf, cap + 1);
+		b = realloc(et->x->buf, cap + 1);
 		if (b == NULL)
 			return 0;
-		et->buf = b;
-		et->cap = cap;
+		et->x->buf = b;
+		et->x->cap = cap;
 	}
-	memcpy(et->buf + et->len, ptr, n);
-	et->len += n;
+	memcpy(et->x->buf + et->x->len, ptr, n);
+	et->x->len += n;
 	return n;
 }
 
@@ -246,13 +254,13 @@ header_cb(char *buffer, size_t size, size_t nitems, void *userdata)
 			p++;
 		secs = strtol(p, &end, 10);
 		if (end != p && secs >= 0)
-			et->retry_after_ms = (int) Min(secs, 3600) * 1000;
+			et->x->retry_after_ms = (int) Min(secs, 3600) * 1000;
 		else
 		{
 			time_t		t = curl_getdate(p, NULL);
 
 			if (t > 0)
-				et->retry_after_ms = (int) Min(Max((long) (t - time(NULL)), 0), 3600) * 1000;
+				et->x->retry_after_ms = (int) Min(Max((long) (t - time(NULL)), 0), 3600) * 1000;
 		}
 	}
 	return n;
@@ -268,23 +276,30 @@ static Engine *current_engine = NULL;
 static void
 engine_release_transfer(Engine *e, ETarget *et)
 {
-	if (et->easy)
+	Xfer	   *x = et->x;
+
+	if (x == NULL)
+		return;
+	if (x->easy)
 	{
-		curl_multi_remove_handle(e->multi, et->easy);
-		curl_easy_cleanup(et->easy);
-		et->easy = NULL;
+		curl_multi_remove_handle(e->multi, x->easy);
+		curl_easy_cleanup(x->easy);
+		x->easy = NULL;
 	}
-	if (et->hdrs)
+	if (x->hdrs)
 	{
-		curl_slist_free_all(et->hdrs);
-		et->hdrs = NULL;
+		curl_slist_free_all(x->hdrs);
+		x->hdrs = NULL;
 	}
-	if (et->buf)
+	if (x->buf)
 	{
-		free(et->buf);
-		et->buf = NULL;
+		free(x->buf);
+		x->buf = NULL;
 	}
-	et->len = et->cap = 0;
+	x->len = x->cap = 0;
+	x->next_free = e->free_xfers;
+	e->free_xfers = x;
+	et->x = NULL;
 }
 
 /* Give back everything libcurl and the wait set hold; safe to call twice. */
@@ -369,7 +384,6 @@ engine_setup(Engine *e)
 		et->t = &e->spec->targets[i];
 		et->host = host_get(e, et->t->hostname);
 		et->state = T_PENDING;
-		et->retry_after_ms = -1;
 		if (e->hooks->skip && e->hooks->skip(e->hooks->arg, i))
 		{
 			et->state = T_DONE;
@@ -516,17 +530,24 @@ target_send(Engine *e, ETarget *et)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("could not create a libcurl handle")));
-	et->easy = easy;
-	et->len = 0;
-	et->too_large = false;
-	et->max_output = e->spec->opts.max_output_bytes;
-	et->retry_after_ms = -1;
-	et->errbuf[0] = '\0';
-	memset(&et->check, 0, sizeof(et->check));
+	if (e->free_xfers)
+	{
+		et->x = e->free_xfers;
+		e->free_xfers = et->x->next_free;
+	}
+	else
+		et->x = MemoryContextAllocZero(e->cxt, sizeof(Xfer));
+	et->x->easy = easy;
+	et->x->len = 0;
+	et->x->too_large = false;
+	et->x->max_output = e->spec->opts.max_output_bytes;
+	et->x->retry_after_ms = -1;
+	et->x->errbuf[0] = '\0';
+	memset(&et->x->check, 0, sizeof(et->x->check));
 	curl_easy_setopt(easy, CURLOPT_URL, req->url);
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(easy, CURLOPT_USERAGENT, "batch_ops/" BATCH_OPS_VERSION);
-	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, et->errbuf);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, et->x->errbuf);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, et);
 	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, header_cb);
@@ -538,16 +559,16 @@ target_send(Engine *e, ETarget *et)
 					 (curl_off_t) e->spec->opts.max_output_bytes);
 	foreach(lc, req->headers)
 	{
-		struct curl_slist *l = curl_slist_append(et->hdrs, (char *) lfirst(lc));
+		struct curl_slist *l = curl_slist_append(et->x->hdrs, (char *) lfirst(lc));
 
 		if (l == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_OUT_OF_MEMORY),
 					 errmsg("out of memory")));
-		et->hdrs = l;
+		et->x->hdrs = l;
 	}
-	if (et->hdrs)
-		curl_easy_setopt(easy, CURLOPT_HTTPHEADER, et->hdrs);
+	if (et->x->hdrs)
+		curl_easy_setopt(easy, CURLOPT_HTTPHEADER, et->x->hdrs);
 	if (strcmp(req->method, "GET") == 0)
 		curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
 	else if (strcmp(req->method, "HEAD") == 0)
@@ -559,7 +580,7 @@ target_send(Engine *e, ETarget *et)
 		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
 		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body);
 	}
-	outbound_policy_apply(easy, et->t->hostname, &et->check);
+	outbound_policy_apply(easy, et->t->hostname, &et->x->check);
 	if (curl_multi_add_handle(e->multi, easy) != CURLM_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
@@ -732,29 +753,29 @@ transfer_failed(Engine *e, ETarget *et, CURLcode rc)
 	char	   *msg;
 	bool		retry = false;
 
-	if (et->check.refused)
+	if (et->x->check.refused)
 	{
 		target_finish(e, et, false, 0, NULL, "not_allowed",
 					  psprintf("address %s is not allowed by batch_ops.outbound_networks",
-							   et->check.address));
+							   et->x->check.address));
 		return;
 	}
-	if (et->too_large || rc == CURLE_FILESIZE_EXCEEDED ||
-		(rc == CURLE_WRITE_ERROR && et->len >= (size_t) o->max_output_bytes))
+	if (et->x->too_large || rc == CURLE_FILESIZE_EXCEEDED ||
+		(rc == CURLE_WRITE_ERROR && et->x->len >= (size_t) o->max_output_bytes))
 	{
 		target_finish(e, et, false, 0, NULL, "response_too_large",
 					  psprintf("the response exceeds max_output_bytes (" INT64_FORMAT ")",
 							   o->max_output_bytes));
 		return;
 	}
-	msg = pstrdup(et->errbuf[0] ? et->errbuf : curl_easy_strerror(rc));
+	msg = pstrdup(et->x->errbuf[0] ? et->x->errbuf : curl_easy_strerror(rc));
 	if (rc == CURLE_COULDNT_CONNECT)
 		retry = true;
 	else if (rc == CURLE_OPERATION_TIMEDOUT)
 	{
 		curl_off_t	connected = 0;
 
-		curl_easy_getinfo(et->easy, CURLINFO_CONNECT_TIME_T, &connected);
+		curl_easy_getinfo(et->x->easy, CURLINFO_CONNECT_TIME_T, &connected);
 		/* a change may have reached the device once the connection was up */
 		retry = !et->req->is_change || o->retry_unsafe || connected == 0;
 	}
@@ -777,7 +798,7 @@ transfer_answered(Engine *e, ETarget *et)
 	char	   *ctype = NULL;
 	MemoryContext old;
 
-	if (et->len > (size_t) o->max_output_bytes)
+	if (et->x->len > (size_t) o->max_output_bytes)
 	{
 		target_finish(e, et, false, 0, NULL, "response_too_large",
 					  psprintf("the response exceeds max_output_bytes (" INT64_FORMAT ")",
@@ -787,12 +808,12 @@ transfer_answered(Engine *e, ETarget *et)
 	old = MemoryContextSwitchTo(et->cxt);
 	memset(&resp, 0, sizeof(resp));
 	memset(&out, 0, sizeof(out));
-	curl_easy_getinfo(et->easy, CURLINFO_RESPONSE_CODE, &resp.status_code);
-	curl_easy_getinfo(et->easy, CURLINFO_CONTENT_TYPE, &ctype);
+	curl_easy_getinfo(et->x->easy, CURLINFO_RESPONSE_CODE, &resp.status_code);
+	curl_easy_getinfo(et->x->easy, CURLINFO_CONTENT_TYPE, &ctype);
 	resp.content_type = ctype ? pstrdup(ctype) : NULL;
-	resp.body_len = et->len;
-	resp.body = et->buf ? pnstrdup(et->buf, et->len) : pstrdup("");
-	resp.retry_after_ms = et->retry_after_ms;
+	resp.body_len = et->x->len;
+	resp.body = et->x->buf ? pnstrdup(et->x->buf, et->x->len) : pstrdup("");
+	resp.retry_after_ms = et->x->retry_after_ms;
 	e->spec->driver->parse_response(et->t, et->req, &resp, &out);
 	MemoryContextSwitchTo(old);
 
@@ -877,11 +898,19 @@ rebuild_wait_set(Engine *e)
 	e->sock_dirty = false;
 }
 
+/*
+ * The loop.  What a round allocates in passing (the policy's checks, error
+ * messages, the hooks' scratch) goes into loop_cxt, reset every round;
+ * what outlives a round is allocated in e->cxt or a target's context
+ * explicitly.
+ */
 static void
 engine_loop(Engine *e)
 {
 	WaitEvent  *events = NULL;
 	int			nevents_alloc = 0;
+	MemoryContext loop_cxt = AllocSetContextCreate(e->cxt, "batch_ops outbound round",
+												   ALLOCSET_DEFAULT_SIZES);
 
 	while (e->ndone < e->n)
 	{
@@ -892,6 +921,8 @@ engine_loop(Engine *e)
 		int			still;
 		bool		acted = false;
 
+		MemoryContextSwitchTo(loop_cxt);
+		MemoryContextReset(loop_cxt);
 		CHECK_FOR_INTERRUPTS();
 		if (e->hooks->tick)
 			e->hooks->tick(e->hooks->arg);
@@ -916,7 +947,7 @@ engine_loop(Engine *e)
 		{
 			nevents_alloc = e->nsock + 2;
 			events = events ? repalloc(events, sizeof(WaitEvent) * nevents_alloc) :
-				palloc(sizeof(WaitEvent) * nevents_alloc);
+				MemoryContextAlloc(e->cxt, sizeof(WaitEvent) * nevents_alloc);
 		}
 		nev = WaitEventSetWait(e->wes, timeout, events, nevents_alloc,
 							   PG_WAIT_EXTENSION);

@@ -25,12 +25,15 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "credential.h"
@@ -169,9 +172,16 @@ get_number(Jsonb *obj, const char *where, const char *key, double dflt,
 static int
 get_int(Jsonb *obj, const char *where, const char *key, int dflt, int min, int max)
 {
-	double		d = get_number(obj, where, key, dflt, min, max);
+	JsonbValue *v = get_key(obj, key);
+	double		d;
 
-	if (d != (double) (int64) d)
+	if (v == NULL || v->type == jbvNull)
+		return dflt;
+	if (v->type != jbvNumeric)
+		bad_key(where, key, psprintf("an integer between %d and %d", min, max));
+	d = DatumGetFloat8(DirectFunctionCall1(numeric_float8,
+										   NumericGetDatum(v->val.numeric)));
+	if (!(d >= min && d <= max) || d != floor(d))
 		bad_key(where, key, psprintf("an integer between %d and %d", min, max));
 	return (int) d;
 }
@@ -342,14 +352,63 @@ delete_path(Jsonb *j, const char *a, const char *b, const char *c)
 											  PointerGetDatum(path)));
 }
 
+/* What every device shares unless it overrides it (parsed once). */
+typedef struct SpecDefaults
+{
+	Jsonb	   *spec_ca;		/* the spec's connection_args */
+	Jsonb	   *merged_ca;		/* those, merged, without a password */
+	Jsonb	   *command;
+	Jsonb	   *config;
+	Jsonb	   *request;
+} SpecDefaults;
+
+/* An inline password, kept where the spec lives. */
 static void
 add_secret(OutboundSpec *spec, int index, char *password)
 {
+	MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(spec));
 	OutboundInlineSecret *s = palloc(sizeof(OutboundInlineSecret));
 
 	s->index = index;
-	s->password = password;
+	s->password = pstrdup(password);
 	spec->secrets = lappend(spec->secrets, s);
+	MemoryContextSwitchTo(old);
+}
+
+static Jsonb *
+jsonb_copy(Jsonb *j)
+{
+	return j ? DatumGetJsonbPCopy(JsonbPGetDatum(j)) : NULL;
+}
+
+static char *
+str_copy(const char *s)
+{
+	return s ? pstrdup(s) : NULL;
+}
+
+/*
+ * Copy what a device's target keeps out of the scratch context it was
+ * parsed in (into the current one); what it shares with the spec is not
+ * copied.
+ */
+static void
+keep_target(OutboundSpec *spec, SpecDefaults *d, int i)
+{
+	OutboundTarget *t = &spec->targets[i];
+
+	t->hostname = str_copy(t->hostname);
+	t->scheme = str_copy(t->scheme);
+	if (t->connection_args != d->merged_ca)
+		t->connection_args = jsonb_copy(t->connection_args);
+	if (t->command != d->command)
+		t->command = jsonb_copy(t->command);
+	if (t->config != d->config)
+		t->config = jsonb_copy(t->config);
+	if (t->request != d->request)
+		t->request = jsonb_copy(t->request);
+	spec->credential[i] = str_copy(spec->credential[i]);
+	spec->username[i] = str_copy(spec->username[i]);
 }
 
 /* scheme://host:port of a target, for the policy's check at submit. */
@@ -466,10 +525,13 @@ check_count(int n, bool sync, const char *key)
 }
 
 /* A device's target. */
+
 static void
-device_target(OutboundSpec *spec, Jsonb *specj, Jsonb *spec_ca, Jsonb *device,
+device_target(OutboundSpec *spec, SpecDefaults *d, Jsonb *device,
 			  int i, bool cli, bool rest)
 {
+	Jsonb	   *spec_ca = d->spec_ca;
+	bool		own_conn = false;
 	OutboundTarget *t = &spec->targets[i];
 	char	   *where = psprintf("devices[%d].", i);
 	char	   *host = get_string(device, where, "host");
@@ -500,26 +562,30 @@ device_target(OutboundSpec *spec, Jsonb *specj, Jsonb *spec_ca, Jsonb *device,
 			key = pnstrdup(k.val.string.val, k.val.string.len);
 			if (!key_in(key, conn_keys))
 				continue;
+			own_conn = true;
 			pushJsonbValue(&st, WJB_KEY, &k);
 			pushJsonbValue(&st, WJB_VALUE, &v);
 		}
-		check_conn_args(JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL)),
-						where);
+		if (own_conn)
+			check_conn_args(JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL)),
+							where);
 	}
 	check_conn_args(dev_ca, psprintf("devices[%d].connection_args.", i));
 
 	t->index = i;
 	t->device = device;
-	t->connection_args = merge_conn_args(spec_ca, device, dev_ca);
+	/* most devices override nothing: they share the spec's arguments */
+	t->connection_args = (own_conn || dev_ca) ?
+		merge_conn_args(spec_ca, device, dev_ca) : d->merged_ca;
 	target_transport(t, host);
 	t->command = get_commands(device, where, "command");
 	t->config = get_commands(device, where, "config");
 	t->request = get_object(device, where, "request");
 	if (!t->command && !t->config && !t->request)
 	{
-		t->command = get_commands(specj, "", "command");
-		t->config = get_commands(specj, "", "config");
-		t->request = get_object(specj, "", "request");
+		t->command = d->command;
+		t->config = d->config;
+		t->request = d->request;
 	}
 	if (cli && (t->command == NULL) == (t->config == NULL))
 		ereport(ERROR,
@@ -543,6 +609,57 @@ device_target(OutboundSpec *spec, Jsonb *specj, Jsonb *spec_ca, Jsonb *device,
 }
 
 /*
+ * The spec with every device's inline password removed (its
+ * connection_args' too), in one pass: the stored copy of a job.
+ */
+static Jsonb *
+strip_device_passwords(Jsonb *stored, OutboundSpec *spec)
+{
+	JsonbParseState *st = NULL;
+	JsonbValue *arr;
+	Datum		path[1];
+	int			i;
+
+	pushJsonbValue(&st, WJB_BEGIN_ARRAY, NULL);
+	for (i = 0; i < spec->ntargets; i++)
+	{
+		Jsonb	   *dev = spec->targets[i].device;
+		JsonbIterator *it = JsonbIteratorInit(&dev->root);
+		JsonbValue	k;
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+
+		pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+		while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+		{
+			if (tok != WJB_KEY)
+				continue;
+			(void) JsonbIteratorNext(&it, &v, true);
+			if (k.val.string.len == 8 && strncmp(k.val.string.val, "password", 8) == 0)
+				continue;
+			if (k.val.string.len == 15 &&
+				strncmp(k.val.string.val, "connection_args", 15) == 0 &&
+				v.type == jbvBinary)
+			{
+				Jsonb	   *ca = delete_path(value_jsonb(&v), "password", NULL, NULL);
+
+				v.val.binary.data = &ca->root;
+				v.val.binary.len = VARSIZE(ca) - VARHDRSZ;
+			}
+			pushJsonbValue(&st, WJB_KEY, &k);
+			pushJsonbValue(&st, WJB_VALUE, &v);
+		}
+		pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+	}
+	arr = pushJsonbValue(&st, WJB_END_ARRAY, NULL);
+	path[0] = CStringGetTextDatum("devices");
+	return DatumGetJsonbP(DirectFunctionCall4(jsonb_set, JsonbPGetDatum(stored),
+											  PointerGetDatum(construct_array(path, 1, TEXTOID, -1, false, TYPALIGN_INT)),
+											  JsonbPGetDatum(JsonbValueToJsonb(arr)),
+											  BoolGetDatum(false)));
+}
+
+/*
  * Parse and check a spec.  sync: run_outbound's limit; stored: the copy
  * a worker reads (may carry options.expires_at).
  */
@@ -550,6 +667,8 @@ OutboundSpec *
 outbound_spec_parse(Jsonb *specj, bool sync, bool stored)
 {
 	OutboundSpec *spec = palloc0(sizeof(OutboundSpec));
+	SpecDefaults defaults;
+	bool		with_password = false;
 	Jsonb	   *spec_ca;
 	Jsonb	   *options;
 	JsonbValue *devices;
@@ -588,9 +707,11 @@ outbound_spec_parse(Jsonb *specj, bool sync, bool stored)
 	check_conn_args(spec_ca, "connection_args.");
 	options = get_object(specj, "", "options");
 	parse_options(options, stored, &spec->opts);
-	(void) get_commands(specj, "", "command");
-	(void) get_commands(specj, "", "config");
-	(void) get_object(specj, "", "request");
+	defaults.spec_ca = spec_ca;
+	defaults.merged_ca = merge_conn_args(spec_ca, NULL, NULL);
+	defaults.command = get_commands(specj, "", "command");
+	defaults.config = get_commands(specj, "", "config");
+	defaults.request = get_object(specj, "", "request");
 
 	devices = get_key(specj, "devices");
 	actions = get_key(specj, "actions");
@@ -645,6 +766,9 @@ outbound_spec_parse(Jsonb *specj, bool sync, bool stored)
 		char	   *mscheme = NULL;
 		int			mport = 443;
 		char	   *mhost = actions ? meraki_host(spec_ca, &mscheme, &mport) : NULL;
+		MemoryContext scratch = AllocSetContextCreate(CurrentMemoryContext,
+													  "batch_ops outbound device",
+													  ALLOCSET_SMALL_SIZES);
 
 		while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
 		{
@@ -660,7 +784,7 @@ outbound_spec_parse(Jsonb *specj, bool sync, bool stored)
 				t->index = i;
 				t->action = obj;
 				t->device = obj;
-				t->connection_args = merge_conn_args(spec_ca, NULL, NULL);
+				t->connection_args = defaults.merged_ca;
 				target_transport(t, mhost);
 				t->scheme = mscheme;
 				t->port = mport;
@@ -669,20 +793,24 @@ outbound_spec_parse(Jsonb *specj, bool sync, bool stored)
 			}
 			else
 			{
-				device_target(spec, specj, spec_ca, obj, i, cli, rest);
-				if (get_key(obj, "password"))
-					spec->stored = delete_path(spec->stored, "devices",
-											   psprintf("%d", i), "password");
-				if (get_key(obj, "connection_args") &&
-					get_key(get_object(obj, "", "connection_args"), "password"))
-					spec->stored = delete_path(spec->stored, "devices",
-											   psprintf("%d", i),
-											   "connection_args");
+				/* the checks' garbage goes with scratch; what stays is copied */
+				MemoryContext keep = MemoryContextSwitchTo(scratch);
+
+				device_target(spec, &defaults, obj, i, cli, rest);
+				if (get_key(obj, "password") ||
+					(get_key(obj, "connection_args") &&
+					 get_key(get_object(obj, "", "connection_args"), "password")))
+					with_password = true;
+				MemoryContextSwitchTo(keep);
+				keep_target(spec, &defaults, i);
+				MemoryContextReset(scratch);
 			}
 			spec->targets[i].options = options;
 			i++;
 		}
 	}
+	if (with_password)
+		spec->stored = strip_device_passwords(spec->stored, spec);
 	return spec;
 }
 

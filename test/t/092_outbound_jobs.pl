@@ -63,6 +63,17 @@ is($node->safe_psql('postgres', "SELECT output #>> '{}' FROM batch_ops.outbound_
 is($node->safe_psql('postgres', "SELECT count(*) FROM batch_ops.outbound_secret WHERE job_id = $id"),
 	'0', 'the sealed password is gone once the job ended');
 
+# a device's own password, and one in a device's connection_args
+$id = $node->safe_psql('postgres', "SELECT batch_ops.submit_outbound('"
+	  . spec(qq({"host": "127.0.0.1", "username": "d1", "password": "pw-dev-1", "request": {"path": "/auth"}},
+	            {"host": "127.0.0.2", "connection_args": {"username": "d2", "password": "pw-dev-2"}, "request": {"path": "/auth"}})) . "')");
+unlike($node->safe_psql('postgres', "SELECT options::text FROM batch_ops.job_queue WHERE id = $id"),
+	qr/pw-dev/, "the stored spec has no device's password");
+is(bo_wait_job($node, $id), 'completed', 'job with device passwords completed');
+is($node->safe_psql('postgres', "SELECT string_agg(output #>> '{}', '' ORDER BY index) FROM batch_ops.outbound_results($id)"),
+	'Basic ' . encode_base64('d1:pw-dev-1', '') . "\n" . 'Basic ' . encode_base64('d2:pw-dev-2', '') . "\n",
+	'each device received its own password');
+
 # 3. credentials
 $node->safe_psql('postgres', <<'SQL');
 CREATE ROLE alice LOGIN IN ROLE batch_ops_outbound;

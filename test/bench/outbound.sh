@@ -44,7 +44,9 @@
 #   memory        100,000 targets of GET /kb (1 kB output): the job
 #                 worker's peak RSS (VmHWM of /proc/PID/status, the peak
 #                 reset when the job starts) <= 64 MB; its peak RssAnon
-#                 (private memory, without shared buffers) for information.
+#                 (private memory, without shared buffers) and, half-way,
+#                 its largest memory contexts (pg_log_backend_memory_contexts
+#                 into the server log) for information.
 #   first result  a 2,000-target job: from before the submit until
 #                 outbound_results() shows a row: <= 250 ms.
 #   cancel        a running job of slow targets: from cancel_job() until
@@ -54,10 +56,11 @@
 # still run and every engine row says "n/a (no outbound engine)".
 #
 # Knobs: BENCH_OB_ONLY (comma list of ka, dev, slow, held, fair, first,
-# cancel, mem: the measurements to run; all by default), BENCH_OB_ROUNDS (3), BENCH_OB_HOSTS (20), BENCH_OB_REQS (1000 per
-# host), BENCH_OB_DEVICES (10000), BENCH_OB_SLOW (2000), BENCH_OB_MEM
-# (100000), BENCH_OB_DEV_CURL (1; 0: no curl over the 10,000 devices, which
-# takes curl minutes on a busy machine), BENCH_OB_NGINX_WORKERS (1), BENCH_OB_PORT (5481, the
+# cancel, mem: the measurements to run; all by default), BENCH_OB_ROUNDS
+# (3), BENCH_OB_HOSTS (20), BENCH_OB_REQS (1000 per host), BENCH_OB_DEVICES
+# (10000), BENCH_OB_SLOW (2000), BENCH_OB_MEM (100000), BENCH_OB_DEV_CURL
+# (1; 0: no curl over the 10,000 devices, which takes curl minutes on a
+# busy machine), BENCH_OB_NGINX_WORKERS (1), BENCH_OB_PORT (5481, the
 # throwaway cluster), BENCH_NO_BUILD, BATCH_OPS_BENCH_EXISTING=1 with
 # PGHOST/PGPORT: use that server.  batch_ops.outbound_networks must allow
 # 127.0.0.0/8: the script sets it with ALTER SYSTEM (and resets it at the

@@ -3,6 +3,7 @@
 --
 -- test/regress.conf names the key file batch_ops_credential.key in the
 -- data directory; it does not exist yet.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS batch_ops;
 CREATE ROLE regress_cred_a;
 CREATE ROLE regress_cred_b;
@@ -57,6 +58,7 @@ SELECT batch_ops.credential_set('x', '{"token": "t"}', '{"header": "X: evil\r\nY
 SELECT batch_ops.credential_set('x', '{"token": "t"}', '{"header": 1}');
 SELECT batch_ops.credential_set('', '{"token": "t"}');
 SELECT batch_ops.credential_set(repeat('n', 201), '{"token": "t"}');
+SELECT batch_ops.credential_set('a.b', '{"token": "t"}');
 SELECT batch_ops.credential_set(NULL, '{"token": "t"}');
 SELECT batch_ops.credential_set('x', NULL);
 SELECT batch_ops.credential_grant('core-ro', NULL);
@@ -105,9 +107,9 @@ SELECT name, owner, fields, grantees FROM batch_ops.credentials ORDER BY owner, 
 SELECT batch_ops.credential_drop('regress_cred_b.core-ro');
 SELECT batch_ops.credential_drop('regress_cred_b.core-ro');
 
--- drop by the owner
+-- drop by the owner (also as owner.name)
 SET ROLE regress_cred_a;
-SELECT batch_ops.credential_drop('meraki');
+SELECT batch_ops.credential_drop('regress_cred_a.meraki');
 SELECT batch_ops.credential_drop('meraki');
 SELECT name FROM batch_ops.credentials;
 SELECT batch_ops.credential_drop('core-ro');

@@ -37,12 +37,13 @@
  *
  * Who may use a credential: its owner, a role with the privileges of a
  * grantee, a superuser; for anyone else it does not exist (42704), with
- * the very message a missing one gets.  A name is looked up as: the
- * caller's own credential of that name; else the one credential of that
- * name the caller may use (two or more: ambiguous); else, for "owner.name",
- * that owner's credential "name" if the caller may use it.  Dropping,
- * granting and revoking are for the owner (superusers may name another
- * owner's credential as "owner.name").
+ * the very message a missing one gets.  Credential names have no ".", so
+ * "owner.name" always means the credential "name" of the role "owner"
+ * (split at the last ".": role names may have one).  A plain name means
+ * the caller's own credential of that name, else the one credential of
+ * that name the caller may use (two or more: ambiguous, 42P08).
+ * Dropping, granting and revoking are for the owner (superusers may name
+ * another owner's credential as "owner.name").
  *
  * Locking: the row is written with one INSERT ... ON CONFLICT, UPDATE or
  * DELETE; concurrent calls on one credential serialize on its row.
@@ -425,6 +426,11 @@ check_name(const char *name)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("credential name must not contain control characters")));
+	if (strchr(name, '.') != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("credential name must not contain \".\""),
+				 errdetail("\"owner.name\" names the credential \"name\" of the role \"owner\".")));
 }
 
 static char *
@@ -474,6 +480,8 @@ secret_plaintext(Jsonb *secret, List **fields)
 	 * the jsonb, and there are at most NUM_SECRET_FIELDS of them.
 	 */
 	enlargeStringInfo(plain, VARSIZE(secret) + NUM_SECRET_FIELDS * 5);
+	/* wiped with its context, also when an ERROR ends the call midway */
+	wipe_on_reset(plain->data, plain->maxlen);
 	it = JsonbIteratorInit(&secret->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
@@ -617,12 +625,11 @@ static SpiStmt set_stmt = {
 	SPI_OK_INSERT, 5, {OIDOID, TEXTOID, TEXTARRAYOID, JSONBOID, BYTEAOID}
 };
 
-/* the candidates for a name: $1 the name, $2/$3 the "owner.name" split */
+/* the credentials of a name, whoever owns them */
 static SpiStmt find_stmt = {
-	"SELECT c.owner, c.name, c.grantees, c.options, c.sealed"
-	" FROM batch_ops.credential c"
-	" WHERE c.name" SQL_EQ "$1 OR (c.owner" SQL_EQ "$2 AND c.name" SQL_EQ "$3)",
-	SPI_OK_SELECT, 3, {TEXTOID, OIDOID, TEXTOID}
+	"SELECT c.owner, c.grantees, c.name, c.options, c.sealed"
+	" FROM batch_ops.credential c WHERE c.name" SQL_EQ "$1",
+	SPI_OK_SELECT, 1, {TEXTOID}
 };
 
 static SpiStmt exists_stmt = {
@@ -667,11 +674,14 @@ static SpiStmt list_stmt = {
 	SPI_OK_SELECT, 2, {OIDOID, BOOLOID}
 };
 
-/* "owner.name": the owner (InvalidOid if no such role) and the name. */
+/*
+ * "owner.name": the owner (InvalidOid if no such role, or no ".") and the
+ * name.  Names have no ".", role names may: split at the last one.
+ */
 static Oid
 split_qualified(const char *name, char **rest)
 {
-	const char *dot = strchr(name, '.');
+	const char *dot = strrchr(name, '.');
 	Oid			owner;
 
 	*rest = "";
@@ -684,34 +694,30 @@ split_qualified(const char *name, char **rest)
 }
 
 /*
- * The credential the caller manages under this name: its own, or for a
- * superuser "owner.name".  ERROR 42704 if none (run connected to SPI).
+ * The credential the caller manages under this name: its own "name", or
+ * "owner.name" if the caller is that owner or a superuser.  ERROR 42704
+ * if there is none (run connected to SPI).
  */
 static void
 managed_credential(const char *name, Oid caller, Oid *owner, char **cname)
 {
 	Datum		values[2];
 
-	values[0] = ObjectIdGetDatum(caller);
-	values[1] = CStringGetTextDatum(name);
-	if (spi_exec(&exists_stmt, values, NULL) == 1)
+	if (strchr(name, '.') == NULL)
 	{
 		*owner = caller;
 		*cname = pstrdup(name);
-		return;
 	}
-	if (superuser_arg(caller))
+	else
 	{
 		*owner = split_qualified(name, cname);
-		if (OidIsValid(*owner))
-		{
-			values[0] = ObjectIdGetDatum(*owner);
-			values[1] = CStringGetTextDatum(*cname);
-			if (spi_exec(&exists_stmt, values, NULL) == 1)
-				return;
-		}
+		if (*owner != caller && !superuser_arg(caller))
+			credential_not_found(name);
 	}
-	credential_not_found(name);
+	values[0] = ObjectIdGetDatum(*owner);
+	values[1] = CStringGetTextDatum(*cname);
+	if (!OidIsValid(*owner) || spi_exec(&exists_stmt, values, NULL) != 1)
+		credential_not_found(name);
 }
 
 /* May the role use a credential with this owner and these grantees? */
@@ -763,17 +769,10 @@ batch_ops_credential_set(PG_FUNCTION_ARGS)
 		check_options(options, &header);
 	plain = secret_plaintext(secret, &fields);
 	aad = credential_aad(caller, name);
-	PG_TRY();
-	{
-		sealed = seal((unsigned char *) plain->data, plain->len,
-					  (unsigned char *) aad->data, aad->len);
-	}
-	PG_FINALLY();
-	{
-		explicit_bzero(plain->data, plain->maxlen);
-	}
-	PG_END_TRY();
-	pfree(plain->data);
+	sealed = seal((unsigned char *) plain->data, plain->len,
+				  (unsigned char *) aad->data, aad->len);
+	/* now, and again by its reset callback (so not pfree'd) */
+	explicit_bzero(plain->data, plain->maxlen);
 
 	field_datums = palloc(sizeof(Datum) * list_length(fields));
 	foreach(lc, fields)
@@ -897,7 +896,7 @@ found_copy(HeapTuple tup, TupleDesc desc, FoundCredential *f)
 	bool		isnull;
 
 	f->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
-	f->name = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
+	f->name = TextDatumGetCString(SPI_getbinval(tup, desc, 3, &isnull));
 	f->options = DatumGetJsonbPCopy(SPI_getbinval(tup, desc, 4, &isnull));
 	f->sealed = DatumGetByteaPCopy(SPI_getbinval(tup, desc, 5, &isnull));
 }
@@ -911,19 +910,22 @@ find_usable(const char *name, Oid role, FoundCredential *result)
 {
 	MemoryContext caller_cxt = CurrentMemoryContext;
 	RoleSwitch	sw;
-	Datum		values[3];
-	char	   *rest;
-	Oid			qual_owner = split_qualified(name, &rest);
+	Datum		values[1];
+	char	   *cname = (char *) name;
+	Oid			only_owner = InvalidOid;
 	int			own = -1;
 	int			other = -1;
-	int			qualified = -1;
 	int			n_other = 0;
 	int			pick;
 	uint64		r;
 
-	values[0] = CStringGetTextDatum(name);
-	values[1] = ObjectIdGetDatum(qual_owner);
-	values[2] = CStringGetTextDatum(rest);
+	if (strchr(name, '.') != NULL)
+	{
+		only_owner = split_qualified(name, &cname);
+		if (!OidIsValid(only_owner))
+			credential_not_found(name);
+	}
+	values[0] = CStringGetTextDatum(cname);
 	credential_table_begin(&sw);
 	spi_exec(&find_stmt, values, NULL);
 	for (r = 0; r < SPI_processed; r++)
@@ -932,20 +934,17 @@ find_usable(const char *name, Oid role, FoundCredential *result)
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
 		Oid			owner = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
-		char	   *cname = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
-		Datum		grantees = SPI_getbinval(tup, desc, 3, &isnull);
+		Datum		grantees = SPI_getbinval(tup, desc, 2, &isnull);
 
-		if (strcmp(cname, name) == 0 && owner == role)
-			own = r;
-		else if (!may_use(role, owner, grantees))
+		if (OidIsValid(only_owner) && owner != only_owner)
 			continue;
-		else if (strcmp(cname, name) == 0)
+		if (owner == role)
+			own = r;
+		else if (may_use(role, owner, grantees))
 		{
 			other = r;
 			n_other++;
 		}
-		else
-			qualified = r;
 	}
 	if (own < 0 && n_other > 1)
 		ereport(ERROR,
@@ -953,12 +952,9 @@ find_usable(const char *name, Oid role, FoundCredential *result)
 				 errmsg("credential name \"%s\" is ambiguous", name),
 				 errdetail("More than one role has a credential of this name that you may use."),
 				 errhint("Name it as owner.name.")));
-	pick = own >= 0 ? own : other >= 0 ? other : qualified;
+	pick = own >= 0 ? own : other;
 	if (pick < 0)
-	{
-		credential_table_end(&sw);
 		credential_not_found(name);
-	}
 	{
 		MemoryContext spi_cxt = MemoryContextSwitchTo(caller_cxt);
 

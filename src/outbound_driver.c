@@ -757,7 +757,8 @@ check_request_level(Jsonb *spec, JsonbValue *req, const char *prefix)
 
 /*
  * http and restconf: "request" in the spec or in each device (a device's
- * own replaces the spec's); path_required for restconf.
+ * own replaces the spec's whole, as outbound_spec.c merges them);
+ * path_required for restconf.
  */
 void
 check_request_spec(Jsonb *spec, bool path_required)
@@ -775,7 +776,7 @@ check_request_spec(Jsonb *spec, bool path_required)
 		bool		path = spec_path;
 
 		if (dreq)
-			path = check_request_level(spec, dreq, prefix) || spec_path;
+			path = check_request_level(spec, dreq, prefix);
 		else if (req == NULL)
 			check_spec_bad_key(psprintf("%srequest", prefix),
 							   "The driver needs \"request\", in the spec or in each device.");

@@ -187,6 +187,14 @@ like($r->{err}, qr/HINT:.*owner\.name/s, '... the hint says how to name one');
 like(sq(q{SELECT credential_probe('bob.core', 'carol')}), qr/^token=/,
 	'... owner.name picks one');
 
+# a role name with a "." (credential names have none: split at the last)
+sq(q{CREATE ROLE "first.last"});
+$node->safe_psql('postgres',
+	q{SET ROLE "first.last"; SELECT batch_ops.credential_set('core', '{"token": "fl"}');
+	  SELECT batch_ops.credential_grant('core', 'bob')});
+is(sq(q{SELECT credential_probe('first.last.core', 'bob')}), 'token=' . md5_hex('fl'),
+	'owner.name with a "." in the owner');
+
 sq(q{SET ROLE alice; SELECT batch_ops.credential_revoke('core', 'bob')});
 is(probe_err('alice.core', 'bob')->{sqlstate}, '42704', 'revoked: gone again');
 

@@ -122,6 +122,11 @@ my @bad = (
 	[ 'nxapi', { command => ['show clock ;reload'] }, 'command[0]' ],
 	[ 'restconf', { request => { method => 'GET' } }, 'request.path' ],
 	[ 'restconf', { request => { path => 'no-slash' } }, 'request.path' ],
+	[
+		'restconf',
+		{ request => { path => '/a:b' }, devices => [ { host => 'a', request => { method => 'DELETE' } } ] },
+		'devices[0].request.path'
+	],
 	[ 'http', { devices => [ { host => 'a' } ] }, 'devices[0].request' ],
 	[ 'http', { request => { method => 'FETCH' } }, 'request.method' ],
 	[ 'http', { request => { headers => { 'Content-Length' => '3' } } },

@@ -288,3 +288,9 @@ fi
 if [[ ${BENCH_JOBS:-1} == 1 ]]; then
 	BATCH_OPS_BENCH_EXISTING=1 "$here/jobs.sh"
 fi
+
+# ---------------------------------------------------------------- outbound batches
+# HTTP to loopback nginx devices vs curl --parallel (test/bench/outbound.sh), on this server.
+if [[ ${BENCH_OUTBOUND:-1} == 1 ]]; then
+	BATCH_OPS_BENCH_EXISTING=1 "$here/outbound.sh"
+fi

@@ -45,6 +45,9 @@ OBJS = \
 	src/copy_path.o \
 	src/kind_import.o \
 	src/kind_batch.o \
+	src/resource.o \
+	src/action_batch.o \
+	src/kind_action_batch.o \
 	src/drop_guard.o
 
 # make TEST_MODULES=1: the test build (scripts/test.sh), with the test-only

@@ -243,9 +243,13 @@ jsonb_from_cstring(const char *s)
  * ---------------------------------------------------------------------
  */
 
-/* One failed action: the engine's error object plus resource and operation. */
+/*
+ * One failed action: the engine's error object (its "item" is what the
+ * engine ran: body and path variables) plus resource and operation.
+ */
 static Jsonb *
-action_error_json(const ResolvedAction *a, int index, const ItemError *err)
+action_error_json(const ResolvedAction *a, int index, const ItemError *err,
+				  JsonbValue *item)
 {
 	JsonbParseState *st = NULL;
 
@@ -259,6 +263,11 @@ action_error_json(const ResolvedAction *a, int index, const ItemError *err)
 	push_string(&st, "detail", err->detail, true);
 	push_string(&st, "constraint", err->constraint, true);
 	push_string(&st, "column", err->column, true);
+	push_key(&st, "item");
+	if (item)
+		pushJsonbValue(&st, WJB_VALUE, item);
+	else
+		push_jsonb(&st, WJB_VALUE, a->item);
 	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
 }
 
@@ -421,7 +430,7 @@ actions_run(ResourceSet *set, ResolvedAction *acts, int n, bool *failed,
 			if (err)
 			{
 				MemoryContextSwitchTo(caller);
-				errors = lappend(errors, action_error_json(&acts[i], i, err));
+				errors = lappend(errors, action_error_json(&acts[i], i, err, NULL));
 				MemoryContextSwitchTo(group_cxt);
 			}
 			else
@@ -436,7 +445,8 @@ actions_run(ResourceSet *set, ResolvedAction *acts, int n, bool *failed,
 		{
 			int			a = members[r->errors[i].index];
 
-			errors = lappend(errors, action_error_json(&acts[a], a, r->errors[i].error));
+			errors = lappend(errors, action_error_json(&acts[a], a, r->errors[i].error,
+															r->errors[i].item));
 		}
 		if (op == BATCH_CREATE && r->rows)
 			for (i = 0; i < m; i++)

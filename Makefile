@@ -94,7 +94,8 @@ REGRESS = \
 	ratelimit \
 	jobs \
 	job_options \
-	sources
+	sources \
+	action_batches
 
 ISOLATION = concurrent_update deadlock idempotency ratelimit_shared
 

@@ -494,9 +494,12 @@ action_batch_failure_status(const char *name, const char *message)
 	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
 }
 
-/* Resolve every action of the array (as the current user), or ERROR. */
+/*
+ * Resolve every action of the array (as the current user), or ERROR;
+ * pinned (or NULL): each action's table at confirmation.
+ */
 static ResolvedAction *
-actions_resolve(ResourceSet *set, Jsonb *actions, int *n)
+actions_resolve(ResourceSet *set, Jsonb *actions, const Oid *pinned, int *n)
 {
 	ResolvedAction *acts;
 	JsonbIterator *it;
@@ -510,7 +513,7 @@ actions_resolve(ResourceSet *set, Jsonb *actions, int *n)
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 		if (tok == WJB_ELEM)
 		{
-			resource_resolve(set, i, &v, &acts[i]);
+			resource_resolve(set, i, &v, pinned ? pinned[i] : InvalidOid, &acts[i]);
 			i++;
 		}
 	return acts;
@@ -521,11 +524,11 @@ actions_resolve(ResourceSet *set, Jsonb *actions, int *n)
  * transaction, rolled back if any action failed (or on any error).
  */
 static Jsonb *
-actions_run_atomic(Jsonb *actions, bool *failed, ActionCounts *counts)
+actions_run_atomic(Jsonb *actions, const Oid *pinned, bool *failed, ActionCounts *counts)
 {
 	ResourceSet *set = resource_set_load();
 	int			n;
-	ResolvedAction *acts = actions_resolve(set, actions, &n);
+	ResolvedAction *acts = actions_resolve(set, actions, pinned, &n);
 	Subxact		all;
 	Jsonb	   *status = NULL;
 
@@ -546,11 +549,29 @@ actions_run_atomic(Jsonb *actions, bool *failed, ActionCounts *counts)
 	return status;
 }
 
-/* For the kind: the same, as the job's role. */
+/*
+ * For the kind: the same, as the job's role, each action on the table
+ * it named when the batch was confirmed (options "tables").
+ */
 Jsonb *
-action_batch_execute(Jsonb *actions, bool *failed, ActionCounts *counts)
+action_batch_execute(Jsonb *actions, Jsonb *options, bool *failed, ActionCounts *counts)
 {
-	return actions_run_atomic(actions, failed, counts);
+	int			n = JB_ROOT_COUNT(actions);
+	Oid		   *pinned = palloc0(sizeof(Oid) * Max(n, 1));
+	JsonbValue	tables;
+	int			i;
+
+	if (getKeyJsonValueFromContainer(&options->root, "tables", 6, &tables) &&
+		tables.type == jbvBinary && JsonContainerIsArray(tables.val.binary.data))
+		for (i = 0; i < n && i < JsonContainerSize(tables.val.binary.data); i++)
+		{
+			JsonbValue *v = getIthJsonbValueFromContainer(tables.val.binary.data, i);
+
+			if (v && v->type == jbvNumeric)
+				pinned[i] = DatumGetObjectId(DirectFunctionCall1(numeric_int8,
+																 NumericGetDatum(v->val.numeric)));
+		}
+	return actions_run_atomic(actions, pinned, failed, counts);
 }
 
 /* ---------------------------------------------------------------------
@@ -997,7 +1018,7 @@ run_sync(Jsonb *actions, const char **state)
 				 errdetail("The limit is set by batch_ops.max_running_action_batches."),
 				 errhint("Retry when one has finished, or submit the batch as asynchronous: it waits its turn.")));
 	ratelimit_consume(JB_ROOT_COUNT(actions));
-	status = actions_run_atomic(actions, &failed, &counts);
+	status = actions_run_atomic(actions, NULL, &failed, &counts);
 	action_slot_release(role, slot, false);
 	*state = failed ? "failed" : "completed";
 	return status;
@@ -1009,8 +1030,9 @@ submit_async(int64 id, Jsonb *actions)
 {
 	ResourceSet *set = resource_set_load();
 	int			n;
-	ResolvedAction *acts = actions_resolve(set, actions, &n);
+	ResolvedAction *acts = actions_resolve(set, actions, NULL, &n);
 	JobSubmit	s;
+	StringInfoData opts;
 	int			i;
 	TimestampTz deadline = GetCurrentTransactionStartTimestamp() +
 		(int64) batch_ops_action_batch_timeout * USECS_PER_SEC;
@@ -1025,9 +1047,14 @@ submit_async(int64 id, Jsonb *actions)
 			job_check_target_privilege(acts[i].relid, ACL_DELETE, "DELETE");
 	}
 	memset(&s, 0, sizeof(s));
-	s.options = jsonb_from_cstring(psprintf("{\"batch_id\": " INT64_FORMAT
-											", \"actions\": %d, \"deadline\": " INT64_FORMAT "}",
-											id, n, (int64) deadline));
+	initStringInfo(&opts);
+	appendStringInfo(&opts, "{\"batch_id\": " INT64_FORMAT ", \"actions\": %d, "
+					 "\"timeout\": %d, \"deadline\": " INT64_FORMAT ", \"tables\": [",
+					 id, n, batch_ops_action_batch_timeout, (int64) deadline);
+	for (i = 0; i < n; i++)
+		appendStringInfo(&opts, "%s%u", i ? ", " : "", acts[i].relid);
+	appendStringInfoString(&opts, "]}");
+	s.options = jsonb_from_cstring(opts.data);
 	return jobs_submit("action_batch", &s);
 }
 
@@ -1091,7 +1118,7 @@ batch_ops_create_action_batch(PG_FUNCTION_ARGS)
 		/* a draft is checked now, and again when it is confirmed */
 		int			n;
 
-		(void) actions_resolve(resource_set_load(), w.actions, &n);
+		(void) actions_resolve(resource_set_load(), w.actions, NULL, &n);
 		w.state = "draft";
 		id = store_insert(&w);
 	}
@@ -1163,7 +1190,7 @@ batch_ops_update_action_batch(PG_FUNCTION_ARGS)
 	w.callback = row.callback;
 	w.state = "draft";
 	check_actions(w.actions, w.synchronous);
-	(void) actions_resolve(resource_set_load(), w.actions, &n);
+	(void) actions_resolve(resource_set_load(), w.actions, NULL, &n);
 
 	if (!PG_ARGISNULL(1) && PG_GETARG_BOOL(1))
 	{

@@ -36,12 +36,14 @@ extern void action_batch_init(void);
  * For the kind.  action_batch_load: the actions of batch_id, which must
  * belong to role (as the tables' owner).  action_batch_execute: resolve
  * and run them as the current user, in one subtransaction that is rolled
- * back if any action failed; returns the status object.
+ * back if any action failed, each on the table it named at confirmation
+ * (the job's options); returns the status object.
  * action_batch_finish: record the end and send its NOTIFY.  The running
  * slot: at most max_running_action_batches of a role at once.
  */
 extern Jsonb *action_batch_load(int64 batch_id, Oid role);
-extern Jsonb *action_batch_execute(Jsonb *actions, bool *failed, ActionCounts *counts);
+extern Jsonb *action_batch_execute(Jsonb *actions, Jsonb *options, bool *failed,
+								   ActionCounts *counts);
 extern void action_batch_finish(int64 batch_id, const char *state, Jsonb *status);
 extern Jsonb *action_batch_failure_status(const char *name, const char *message);
 extern bool action_slot_try(Oid role, int limit, bool session, int *slot);

@@ -4,7 +4,9 @@
  *	  The "action_batch" kind: a confirmed asynchronous action batch
  *	  (action_batch.c), run by a job worker as the role that confirmed it.
  *
- * The job's options name the batch ({"batch_id", "actions", "deadline"}).
+ * The job's options name the batch ({"batch_id", "actions", "timeout",
+ * "deadline", "tables"}: the table of each action when the batch was confirmed, as
+ * the session's search_path found it).
  * run() waits for the role's rate limit (one token per action) and for
  * one of the role's running slots (batch_ops.max_running_action_batches,
  * shared with synchronous batches), then runs every action in one
@@ -75,10 +77,10 @@ fail_batch(JobContext *ctx, int64 batch_id, const char *job_status,
 }
 
 static char *
-timeout_message(int64 batch_id)
+timeout_message(JobContext *ctx, int64 batch_id)
 {
-	return psprintf("action batch " INT64_FORMAT " did not finish within batch_ops.action_batch_timeout (%d s) of its confirmation",
-					batch_id, batch_ops_action_batch_timeout);
+	return psprintf("action batch " INT64_FORMAT " did not finish within batch_ops.action_batch_timeout (" INT64_FORMAT " s) of its confirmation",
+					batch_id, job_jsonb_int(job_info(ctx)->options, "timeout", 0));
 }
 
 /* Run the batch's actions in the chunk's transaction, and commit. */
@@ -99,7 +101,7 @@ run_actions(JobContext *ctx, int64 batch_id, TimestampTz deadline)
 																	  deadline)));
 	actions = action_batch_load(batch_id, job->role);
 	job_as_role_begin(ctx, &rs);
-	status = action_batch_execute(actions, &failed, &counts);
+	status = action_batch_execute(actions, job->options, &failed, &counts);
 	job_as_role_end(&rs);
 	disable_timeout(STATEMENT_TIMEOUT, false);
 
@@ -129,7 +131,7 @@ action_run_job(JobContext *ctx)
 	ratelimit_wait(job->role, nactions);
 	if (!wait_for_slot(ctx, job->role, deadline, &slot))
 	{
-		fail_batch(ctx, batch_id, "failed", "timeout", timeout_message(batch_id));
+		fail_batch(ctx, batch_id, "failed", "timeout", timeout_message(ctx, batch_id));
 		return;
 	}
 	PG_TRY();
@@ -155,7 +157,7 @@ action_run_job(JobContext *ctx)
 		if (job_context_finished(ctx))
 			ReThrowError(edata);
 		if (timed_out)
-			fail_batch(ctx, batch_id, "failed", "timeout", timeout_message(batch_id));
+			fail_batch(ctx, batch_id, "failed", "timeout", timeout_message(ctx, batch_id));
 		else if (cancelled)
 			fail_batch(ctx, batch_id, "cancelled", "cancelled",
 					   psprintf("the job of action batch " INT64_FORMAT " was cancelled",

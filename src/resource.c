@@ -394,9 +394,15 @@ typedef struct PathVars
 	char	  **vals;
 } PathVars;
 
-/* Find the template or the default table that the path names. */
+/*
+ * Find the template or the default table that the path names.  pinned,
+ * if valid, is the table the path named when the batch was confirmed (a
+ * job resolves again, with the role's search_path rather than the
+ * session's): only a template of that table, or that table, will do.
+ */
 static void
-resolve_path(ResourceSet *set, int index, ResolvedAction *a, PathVars *vars)
+resolve_path(ResourceSet *set, int index, ResolvedAction *a, PathVars *vars,
+			 Oid pinned)
 {
 	int			i;
 
@@ -408,7 +414,8 @@ resolve_path(ResourceSet *set, int index, ResolvedAction *a, PathVars *vars)
 		ResourceTemplate *t = &set->t[i];
 		int			s;
 
-		if (!template_match(t, a->nsegs, a->segs))
+		if (!template_match(t, a->nsegs, a->segs) ||
+			(OidIsValid(pinned) && t->target != pinned))
 			continue;
 		a->tmpl = i;
 		a->relid = t->target;
@@ -423,7 +430,12 @@ resolve_path(ResourceSet *set, int index, ResolvedAction *a, PathVars *vars)
 	}
 
 	a->tmpl = -1;
-	a->relid = (a->nsegs <= 2) ? default_table(a->segs[0]) : InvalidOid;
+	if (a->nsegs > 2)
+		a->relid = InvalidOid;
+	else if (OidIsValid(pinned))
+		a->relid = SearchSysCacheExists1(RELOID, ObjectIdGetDatum(pinned)) ? pinned : InvalidOid;
+	else
+		a->relid = default_table(a->segs[0]);
 	if (!OidIsValid(a->relid))
 		action_error(ERRCODE_UNDEFINED_OBJECT, index, errdetail("No registered path template matches it, and it does not name a table as /<table> or /<table>/<key>."), "unknown resource \"%s\"",
 					 a->resource);
@@ -570,10 +582,12 @@ build_item(int index, ResolvedAction *a, PathVars *vars, JsonbValue *body)
 
 /*
  * Resolve one action (an element of the actions array) as the caller:
- * ERROR with the action's index if it is not valid.
+ * ERROR with the action's index if it is not valid.  pinned: see
+ * resolve_path().
  */
 void
-resource_resolve(ResourceSet *set, int index, JsonbValue *action, ResolvedAction *out)
+resource_resolve(ResourceSet *set, int index, JsonbValue *action, Oid pinned,
+				 ResolvedAction *out)
 {
 	JsonbValue	body;
 	bool		has_body;
@@ -604,7 +618,7 @@ resource_resolve(ResourceSet *set, int index, JsonbValue *action, ResolvedAction
 	{
 		PathVars	vars;
 
-		resolve_path(set, index, out, &vars);
+		resolve_path(set, index, out, &vars, pinned);
 		if (out->op != BATCH_CREATE && out->nkeys == 0)
 			action_error(ERRCODE_INVALID_PARAMETER_VALUE, index, errdetail("Update and destroy find rows by primary key."),
 						 "table \"%s\" has no primary key",
@@ -733,6 +747,14 @@ resource_created_uri(ResourceSet *set, const ResolvedAction *a, JsonbValue *row,
  * SQL functions
  * ---------------------------------------------------------------------
  */
+/* A template whose table was dropped gives way to a new one. */
+static SpiStmt stale_stmt = {
+	"DELETE FROM batch_ops.action_resource r"
+	" WHERE (r.path" SQL_EQ "$1 OR r.shape" SQL_EQ "$2)"
+	" AND NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid" SQL_EQ "r.target)",
+	SPI_OK_DELETE, 2, {TEXTOID, TEXTOID}
+};
+
 static SpiStmt register_stmt = {
 	"INSERT INTO batch_ops.action_resource (path, shape, target, variables, registered_by)"
 	" VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
@@ -829,6 +851,7 @@ batch_ops_register_resource(PG_FUNCTION_ARGS)
 	values[3] = template_variables(&t, relid);
 	values[4] = ObjectIdGetDatum(GetUserId());
 	resources_begin(&sw);
+	spi_exec(&stale_stmt, values, NULL);
 	if (spi_exec(&register_stmt, values, NULL) == 0)
 	{
 		char	   *other = "?";

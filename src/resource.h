@@ -56,7 +56,7 @@ typedef struct ResolvedAction
 
 extern ResourceSet *resource_set_load(void);
 extern void resource_resolve(ResourceSet *set, int index, JsonbValue *action,
-							 ResolvedAction *out);
+							 Oid pinned, ResolvedAction *out);
 extern char *resource_created_uri(ResourceSet *set, const ResolvedAction *a,
 								  JsonbValue *row, char **id);
 extern char *jsonb_scalar_text(JsonbValue *v);

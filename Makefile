@@ -97,7 +97,7 @@ REGRESS = \
 	sources \
 	action_batches
 
-ISOLATION = concurrent_update deadlock idempotency ratelimit_shared
+ISOLATION = concurrent_update deadlock idempotency ratelimit_shared action_batch_confirm
 
 # Every suite runs on a throwaway cluster of its own that preloads batch_ops
 # (pg_cron's way): pg_regress's --temp-instance initdbs it with the installed

@@ -1013,9 +1013,10 @@ run_sync(Jsonb *actions, const char **state)
 	if (!action_slot_try(role, batch_ops_max_running_action_batches, false, &slot))
 		ereport(ERROR,
 				(errcode(ERRCODE_BATCH_OPS_RATE_LIMITED),
-				 errmsg("%d action batches of role \"%s\" are running",
-						batch_ops_max_running_action_batches, GetUserNameFromId(role, false)),
-				 errdetail("The limit is set by batch_ops.max_running_action_batches."),
+				 errmsg("too many action batches of role \"%s\" are running",
+						GetUserNameFromId(role, false)),
+				 errdetail("At most %d may run at once (batch_ops.max_running_action_batches).",
+						   batch_ops_max_running_action_batches),
 				 errhint("Retry when one has finished, or submit the batch as asynchronous: it waits its turn.")));
 	ratelimit_consume(JB_ROOT_COUNT(actions));
 	status = actions_run_atomic(actions, NULL, &failed, &counts);

@@ -49,10 +49,10 @@ CREATE TABLE batch_ops.action_batch (
 	finished_at  timestamptz
 );
 
-CREATE INDEX action_batch_role ON batch_ops.action_batch (role);
+-- Lookups are by id; purge() finds drafts by age.  No other index: each
+-- synchronous batch inserts a row, and every index would cost it.
 CREATE INDEX action_batch_drafts ON batch_ops.action_batch (created_at)
 	WHERE state = 'draft';
-CREATE INDEX action_batch_finished ON batch_ops.action_batch (finished_at);
 
 COMMENT ON TABLE batch_ops.action_batch IS
 'action batches of this database (see batch_ops.action_batches); not accessible to PUBLIC';

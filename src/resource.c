@@ -32,6 +32,13 @@
  * the view batch_ops.resources shows the templates a role registered or
  * whose table it may use.
  *
+ * Cache: every call needs the templates, so a backend keeps them (in
+ * CacheMemoryContext) until a relcache invalidation of the template table
+ * says they changed: register_resource and unregister_resource send one
+ * with their commit (and their own backend sees it at once), as do DDL on
+ * the table and DROP EXTENSION.  Change templates only through these
+ * functions.
+ *
  * Locking: the tables actions name are opened with AccessShareLock while
  * resolving (the engine takes its own locks when it writes); the template
  * table is read without locks and written with ordinary row locks.
@@ -50,8 +57,10 @@
 #include "nodes/makefuncs.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
 #include "utils/syscache.h"
@@ -266,21 +275,69 @@ static SpiStmt load_stmt = {
 	"SELECT path, target FROM batch_ops.action_resource", SPI_OK_SELECT, 0, {0}
 };
 
+/* The templates as last read, in their own context; NULL: read again. */
+static ResourceSet *cached_set = NULL;
+static MemoryContext cached_cxt = NULL;
+static Oid	cached_table = InvalidOid;	/* batch_ops.action_resource */
+
+/* Relcache callback: the template table (or everything) changed. */
+static void
+resource_inval(Datum arg, Oid relid)
+{
+	if (!OidIsValid(relid) || relid == cached_table)
+		cached_set = NULL;
+}
+
+/* The OID of batch_ops.action_resource (InvalidOid if none). */
+static Oid
+template_table(void)
+{
+	Oid			nsp = get_namespace_oid("batch_ops", true);
+
+	return OidIsValid(nsp) ? get_relname_relid("action_resource", nsp) : InvalidOid;
+}
+
+/* Tell every backend (this one at once) that the templates changed. */
+static void
+resource_changed(void)
+{
+	Oid			relid = template_table();
+
+	if (OidIsValid(relid))
+		CacheInvalidateRelcacheByRelid(relid);
+	cached_set = NULL;
+}
+
 /*
- * Every template whose table still exists, in the current memory
- * context, the most specific first.
+ * Every template (read-only: the backend's cache), the most specific
+ * first.  A template whose table was dropped is skipped when resolving.
  */
 ResourceSet *
 resource_set_load(void)
 {
+	static bool registered = false;
 	MemoryContext caller = CurrentMemoryContext;
-	ResourceSet *set = palloc0(sizeof(ResourceSet));
+	ResourceSet *set;
 	RoleSwitch	sw;
 	uint64		r;
 
+	if (!registered)
+	{
+		CacheRegisterRelcacheCallback(resource_inval, (Datum) 0);
+		registered = true;
+	}
+	if (cached_set != NULL)
+		return cached_set;
+	if (cached_cxt == NULL)
+		cached_cxt = AllocSetContextCreate(CacheMemoryContext, "batch_ops resources",
+										   ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(cached_cxt);
+	cached_table = template_table();
+
 	resources_begin(&sw);
 	spi_exec(&load_stmt, NULL, NULL);
-	MemoryContextSwitchTo(caller);
+	MemoryContextSwitchTo(cached_cxt);
+	set = palloc0(sizeof(ResourceSet));
 	set->t = palloc0(sizeof(ResourceTemplate) * Max(SPI_processed, 1));
 	for (r = 0; r < SPI_processed; r++)
 	{
@@ -291,8 +348,6 @@ resource_set_load(void)
 															&isnull));
 		const char *why;
 
-		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(target)))
-			continue;
 		if (!template_parse(path, &set->t[set->n], NULL, &why))
 			continue;
 		set->t[set->n++].target = target;
@@ -300,6 +355,7 @@ resource_set_load(void)
 	resources_end(&sw);
 	MemoryContextSwitchTo(caller);
 	qsort(set->t, set->n, sizeof(ResourceTemplate), template_cmp);
+	cached_set = set;
 	return set;
 }
 
@@ -415,7 +471,8 @@ resolve_path(ResourceSet *set, int index, ResolvedAction *a, PathVars *vars,
 		int			s;
 
 		if (!template_match(t, a->nsegs, a->segs) ||
-			(OidIsValid(pinned) && t->target != pinned))
+			(OidIsValid(pinned) && t->target != pinned) ||
+			!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(t->target)))
 			continue;
 		a->tmpl = i;
 		a->relid = t->target;
@@ -866,6 +923,7 @@ batch_ops_register_resource(PG_FUNCTION_ARGS)
 				 errhint("Unregister it first with batch_ops.unregister_resource().")));
 	}
 	resources_end(&sw);
+	resource_changed();
 	PG_RETURN_VOID();
 }
 
@@ -919,5 +977,7 @@ batch_ops_unregister_resource(PG_FUNCTION_ARGS)
 		spi_exec(&unregister_stmt, values, NULL);
 	}
 	resources_end(&sw);
+	if (found)
+		resource_changed();
 	PG_RETURN_BOOL(found);
 }

@@ -207,6 +207,24 @@ SELECT b->>'state' AS state, b->'status' AS status
   FROM batch_ops.wait_action_batch(:id, '1 min') AS b;
 SELECT j.status, j.error FROM batch_ops.jobs j
  WHERE j.job_id = (batch_ops.action_batch(:id)->'job_id')::bigint;
+-- cancel_job() on its job ends a running batch as failed, "cancelled"
+SELECT (batch_ops.create_action_batch('[{"resource": "/slow_rows", "operation": "create", "body": {"id": 2}}]',
+                                      true)->'id')::bigint AS id \gset
+DO $$
+BEGIN
+    FOR i IN 1..3000 LOOP
+        PERFORM pg_stat_clear_snapshot();
+        EXIT WHEN EXISTS (SELECT FROM pg_stat_activity
+                           WHERE wait_event = 'PgSleep' AND backend_type = 'batch_ops job worker');
+        PERFORM pg_sleep(0.01);
+    END LOOP;
+END $$;
+SELECT batch_ops.cancel_job((batch_ops.action_batch(:id)->'job_id')::bigint);
+SELECT b->>'state' AS state, b->'status' AS status
+  FROM batch_ops.wait_action_batch(:id, '1 min') AS b;
+SELECT j.status FROM batch_ops.jobs j
+ WHERE j.job_id = (batch_ops.action_batch(:id)->'job_id')::bigint;
+SELECT count(*) AS slow_rows FROM slow_rows;
 
 --
 -- Idempotency keys: the same request replays its answer, another is refused.

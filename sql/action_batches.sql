@@ -7,7 +7,9 @@
 -- Batch ids, job ids and times are never shown (other tests may create
 -- batches and jobs in the same database): show() drops them.
 --
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS batch_ops;
+RESET client_min_messages;
 \set SHOW_CONTEXT never
 CREATE SCHEMA bo_ab;
 SET search_path = bo_ab, public;

@@ -52,6 +52,7 @@
 #include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/datetime.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -248,7 +249,7 @@ jsonb_from_cstring(const char *s)
  * engine ran: body and path variables) plus resource and operation.
  */
 static Jsonb *
-action_error_json(const ResolvedAction *a, int index, const ItemError *err,
+action_error_json(ResolvedAction *a, int index, const ItemError *err,
 				  JsonbValue *item)
 {
 	JsonbParseState *st = NULL;
@@ -267,7 +268,7 @@ action_error_json(const ResolvedAction *a, int index, const ItemError *err,
 	if (item)
 		pushJsonbValue(&st, WJB_VALUE, item);
 	else
-		push_jsonb(&st, WJB_VALUE, a->item);
+		push_jsonb(&st, WJB_VALUE, resource_action_item(a));
 	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
 }
 
@@ -378,17 +379,23 @@ check_path_row(ResolvedAction *a)
 	return err;
 }
 
-/* The items of actions [from, to) that passed their checks, as an array. */
+/*
+ * The items of a group's actions that passed their checks, as one array:
+ * their trees side by side, encoded once.
+ */
 static Jsonb *
 group_items(ResolvedAction *acts, const int *members, int n)
 {
-	JsonbParseState *st = NULL;
+	JsonbValue	array;
 	int			i;
 
-	pushJsonbValue(&st, WJB_BEGIN_ARRAY, NULL);
+	array.type = jbvArray;
+	array.val.array.rawScalar = false;
+	array.val.array.nElems = n;
+	array.val.array.elems = palloc(sizeof(JsonbValue) * Max(n, 1));
 	for (i = 0; i < n; i++)
-		push_jsonb(&st, WJB_ELEM, acts[members[i]].item);
-	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_ARRAY, NULL));
+		array.val.array.elems[i] = *acts[members[i]].itemv;
+	return JsonbValueToJsonb(&array);
 }
 
 /*
@@ -419,7 +426,8 @@ actions_run(ResourceSet *set, ResolvedAction *acts, int n, bool *failed,
 		int			m = 0;
 		int			i;
 
-		for (end = g + 1; end < n && strcmp(acts[end].shape, acts[g].shape) == 0; end++)
+		for (end = g + 1; end < n && acts[end].shapelen == acts[g].shapelen &&
+			 memcmp(acts[end].shape, acts[g].shape, acts[g].shapelen) == 0; end++)
 			;
 		MemoryContextReset(group_cxt);
 		MemoryContextSwitchTo(group_cxt);
@@ -509,6 +517,7 @@ actions_resolve(ResourceSet *set, Jsonb *actions, const Oid *pinned, int *n)
 
 	*n = JB_ROOT_COUNT(actions);
 	acts = palloc0(sizeof(ResolvedAction) * Max(*n, 1));
+	resource_lookups_reset();
 	it = JsonbIteratorInit(&actions->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 		if (tok == WJB_ELEM)
@@ -602,31 +611,20 @@ notify_finished(int64 id, const char *state)
 }
 
 /*
- * The answer of a batch row with no job (a draft or a synchronous batch),
- * as batch_ops.action_batch_info builds it: INSERT ... RETURNING it saves
- * a query on the common paths.
+ * A new batch row.  Its times are given (now() and clock_timestamp() as
+ * SQL would take them), so that the answer of a draft or a synchronous
+ * batch is built here, as batch_ops.action_batch_info builds it, without
+ * reading the row back.
  */
-#define ROW_ANSWER \
-	"pg_catalog.jsonb_build_object('id', id, 'state', state, 'confirmed', confirmed," \
-	" 'synchronous', synchronous," \
-	" 'status', coalesce(status, '{\"completed\": false, \"failed\": false, \"errors\": []," \
-	"   \"createdResources\": []}'::pg_catalog.jsonb)," \
-	" 'actions', actions, 'job_id', job_id, 'callback', callback," \
-	" 'submitted_by', coalesce(pg_catalog.pg_get_userbyid(role)::pg_catalog.text," \
-	"   role::pg_catalog.text)," \
-	" 'created_at', created_at, 'confirmed_at', confirmed_at, 'finished_at', finished_at)"
-
 static SpiStmt insert_stmt = {
 	"INSERT INTO batch_ops.action_batch"
 	" (role, state, confirmed, synchronous, actions, callback, status,"
-	"  confirmed_at, finished_at)"
-	" VALUES ($1, $2, $3, $4, $5, $6, $7,"
-	"  CASE WHEN $3 THEN pg_catalog.now() END,"
-	"  CASE WHEN $2" SQL_EQ "ANY ('{completed,failed}'::pg_catalog.text[])"
-	"   THEN pg_catalog.clock_timestamp() END)"
-	" RETURNING id, " ROW_ANSWER,
-	SPI_OK_INSERT_RETURNING, 7,
-	{OIDOID, TEXTOID, BOOLOID, BOOLOID, JSONBOID, JSONBOID, JSONBOID}
+	"  created_at, confirmed_at, finished_at)"
+	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+	" RETURNING id",
+	SPI_OK_INSERT_RETURNING, 10,
+	{OIDOID, TEXTOID, BOOLOID, BOOLOID, JSONBOID, JSONBOID, JSONBOID,
+	TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
 };
 
 static SpiStmt update_stmt = {
@@ -661,16 +659,84 @@ typedef struct BatchWrite
 	int64		job_id;			/* 0: none */
 } BatchWrite;
 
+/* "key": a Jsonb document, or null */
+static void
+push_doc(JsonbParseState **st, const char *key, Jsonb *doc)
+{
+	push_key(st, key);
+	if (doc)
+		push_jsonb(st, WJB_VALUE, doc);
+	else
+	{
+		JsonbValue	null;
+
+		null.type = jbvNull;
+		pushJsonbValue(st, WJB_VALUE, &null);
+	}
+}
+
+/* "key": a time as jsonb writes timestamptz, or null for 0 */
+static void
+push_time(JsonbParseState **st, const char *key, TimestampTz t)
+{
+	char		buf[MAXDATELEN + 1];
+
+	push_string(st, key,
+				t ? JsonEncodeDateTime(buf, TimestampTzGetDatum(t), TIMESTAMPTZOID, NULL) : NULL,
+				false);
+}
+
+/* The status of a batch that has not run. */
+static Jsonb *
+status_not_run(void)
+{
+	JsonbParseState *st = NULL;
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	push_bool(&st, "completed", false);
+	push_bool(&st, "failed", false);
+	push_array(&st, "errors", NIL);
+	push_array(&st, "createdResources", NIL);
+	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
+}
+
+/* The answer of a batch without a job (action_batch_info's, in C). */
+static Jsonb *
+answer_build(int64 id, const BatchWrite *w, TimestampTz created,
+			 TimestampTz confirmed, TimestampTz finished)
+{
+	JsonbParseState *st = NULL;
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	push_number(&st, "id", id);
+	push_string(&st, "state", w->state, false);
+	push_bool(&st, "confirmed", w->confirmed);
+	push_bool(&st, "synchronous", w->synchronous);
+	push_doc(&st, "status", w->status ? w->status : status_not_run());
+	push_doc(&st, "actions", w->actions);
+	push_doc(&st, "job_id", NULL);
+	push_doc(&st, "callback", w->callback);
+	push_string(&st, "submitted_by", GetUserNameFromId(GetUserId(), false), false);
+	push_time(&st, "created_at", created);
+	push_time(&st, "confirmed_at", confirmed);
+	push_time(&st, "finished_at", finished);
+	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
+}
+
 /* Insert the row; returns its id, and its answer in *answer if asked. */
 static int64
 store_insert(const BatchWrite *w, Jsonb **answer)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	RoleSwitch	sw;
-	Datum		values[7];
-	char		nulls[7] = "       ";
+	Datum		values[10];
+	char		nulls[10] = "          ";
 	bool		isnull;
 	int64		id;
+	TimestampTz created = GetCurrentTransactionStartTimestamp();
+	TimestampTz confirmed = w->confirmed ? created : 0;
+	TimestampTz finished = (strcmp(w->state, "completed") == 0 ||
+							strcmp(w->state, "failed") == 0) ? GetCurrentTimestamp() : 0;
 
 	values[0] = ObjectIdGetDatum(GetUserId());
 	values[1] = CStringGetTextDatum(w->state);
@@ -685,18 +751,18 @@ store_insert(const BatchWrite *w, Jsonb **answer)
 		values[6] = JsonbPGetDatum(w->status);
 	else
 		nulls[6] = 'n';
+	values[7] = TimestampTzGetDatum(created);
+	values[8] = TimestampTzGetDatum(confirmed);
+	nulls[8] = confirmed ? ' ' : 'n';
+	values[9] = TimestampTzGetDatum(finished);
+	nulls[9] = finished ? ' ' : 'n';
 	store_begin(&sw);
 	spi_exec(&insert_stmt, values, nulls);
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	if (answer)
-	{
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-
-		MemoryContextSwitchTo(caller);
-		*answer = DatumGetJsonbPCopy(d);
-	}
 	store_end(&sw);
 	MemoryContextSwitchTo(caller);
+	if (answer)
+		*answer = answer_build(id, w, created, confirmed, finished);
 	return id;
 }
 

@@ -242,6 +242,78 @@ default_table(const char *seg)
 	return RangeVarGetRelid(rv, NoLock, true);
 }
 
+/*
+ * Lookups of one batch: the tables its default paths name and the keys of
+ * its tables, remembered from one action to the next (a batch mostly
+ * names one or two tables), forgotten by resource_lookups_reset() before
+ * each batch is resolved, so that nothing outlives the caller's
+ * search_path or a change of key.
+ */
+#define LOOKUP_SLOTS 8
+
+typedef struct Lookup
+{
+	char	   *name;			/* a default path's first segment */
+	Oid			relid;
+	int			nkeys;
+	char	  **keys;
+} Lookup;
+
+static Lookup name_lookups[LOOKUP_SLOTS];
+static int	n_name_lookups = 0;
+static Lookup key_lookups[LOOKUP_SLOTS];
+static int	n_key_lookups = 0;
+
+/* Forget the lookups (their memory is the caller's, gone with its context). */
+void
+resource_lookups_reset(void)
+{
+	n_name_lookups = 0;
+	n_key_lookups = 0;
+}
+
+/* default_table(), remembered for the batch. */
+static Oid
+default_table_cached(const char *seg)
+{
+	Oid			relid;
+	int			i;
+
+	for (i = 0; i < n_name_lookups; i++)
+		if (strcmp(name_lookups[i].name, seg) == 0)
+			return name_lookups[i].relid;
+	relid = default_table(seg);
+	if (n_name_lookups < LOOKUP_SLOTS)
+	{
+		name_lookups[n_name_lookups].name = pstrdup(seg);
+		name_lookups[n_name_lookups++].relid = relid;
+	}
+	return relid;
+}
+
+/* key_columns(), remembered for the batch. */
+static char **
+key_columns_cached(Oid relid, int *n)
+{
+	char	  **keys;
+	int			i;
+
+	for (i = 0; i < n_key_lookups; i++)
+		if (key_lookups[i].relid == relid)
+		{
+			*n = key_lookups[i].nkeys;
+			return key_lookups[i].keys;
+		}
+	keys = key_columns(relid, n);
+	if (n_key_lookups < LOOKUP_SLOTS)
+	{
+		key_lookups[n_key_lookups].relid = relid;
+		key_lookups[n_key_lookups].nkeys = *n;
+		key_lookups[n_key_lookups++].keys = keys;
+	}
+	return keys;
+}
+
 /* ---------------------------------------------------------------------
  * The template table
  * ---------------------------------------------------------------------
@@ -482,7 +554,7 @@ resolve_path(ResourceSet *set, int index, ResolvedAction *a, PathVars *vars,
 				vars->cols[vars->n] = t->segs[s];
 				vars->vals[vars->n++] = a->segs[s];
 			}
-		a->keys = key_columns(a->relid, &a->nkeys);
+		a->keys = key_columns_cached(a->relid, &a->nkeys);
 		return;
 	}
 
@@ -492,11 +564,11 @@ resolve_path(ResourceSet *set, int index, ResolvedAction *a, PathVars *vars,
 	else if (OidIsValid(pinned))
 		a->relid = SearchSysCacheExists1(RELOID, ObjectIdGetDatum(pinned)) ? pinned : InvalidOid;
 	else
-		a->relid = default_table(a->segs[0]);
+		a->relid = default_table_cached(a->segs[0]);
 	if (!OidIsValid(a->relid))
 		action_error(ERRCODE_UNDEFINED_OBJECT, index, errdetail("No registered path template matches it, and it does not name a table as /<table> or /<table>/<key>."), "unknown resource \"%s\"",
 					 a->resource);
-	a->keys = key_columns(a->relid, &a->nkeys);
+	a->keys = key_columns_cached(a->relid, &a->nkeys);
 	if (a->nsegs == 1 && a->op != BATCH_CREATE)
 		action_error(ERRCODE_INVALID_PARAMETER_VALUE, index, errhint("Write the resource as /%s/<key>.", a->segs[0]),
 					 "%s needs the key in the path",
@@ -536,8 +608,12 @@ cstring_cmp(const void *a, const void *b)
 
 /*
  * Merge path variables and body into the item: a body key that is a
- * variable must give the same text.  The item's keys, sorted, make the
- * shape; destroy keeps the key columns only.
+ * variable must give the same text.  The item is kept as a JsonbValue
+ * tree (action_batch.c puts the trees of a group into one array, without
+ * a round trip through Jsonb).  The item's keys, sorted, make the shape
+ * (NUL-separated: a JSON key in jsonb has no NUL); destroy keeps the key
+ * columns only.  The check object is built only when the path has
+ * variables that are not key columns.
  */
 static void
 build_item(int index, ResolvedAction *a, PathVars *vars, JsonbValue *body)
@@ -550,23 +626,29 @@ build_item(int index, ResolvedAction *a, PathVars *vars, JsonbValue *body)
 	bool		check_extra = false;
 	int			i;
 
+	if (a->op != BATCH_CREATE)
+		for (i = 0; i < vars->n; i++)
+			check_extra |= !name_in(vars->cols[i], a->keys, a->nkeys);
+
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	pushJsonbValue(&cstate, WJB_BEGIN_OBJECT, NULL);
+	if (check_extra)
+		pushJsonbValue(&cstate, WJB_BEGIN_OBJECT, NULL);
 	for (i = 0; i < vars->n; i++)
 	{
 		JsonbValue	k = string_value(vars->cols[i]);
 		JsonbValue	v = string_value(vars->vals[i]);
-		bool		is_key = name_in(vars->cols[i], a->keys, a->nkeys);
 
-		if (a->op != BATCH_DELETE || is_key)
+		if (a->op != BATCH_DELETE || name_in(vars->cols[i], a->keys, a->nkeys))
 		{
 			pushJsonbValue(&state, WJB_KEY, &k);
 			pushJsonbValue(&state, WJB_VALUE, &v);
 			names[nnames++] = vars->cols[i];
 		}
-		pushJsonbValue(&cstate, WJB_KEY, &k);
-		pushJsonbValue(&cstate, WJB_VALUE, &v);
-		check_extra |= !is_key;
+		if (check_extra)
+		{
+			pushJsonbValue(&cstate, WJB_KEY, &k);
+			pushJsonbValue(&cstate, WJB_VALUE, &v);
+		}
 	}
 	if (body)
 	{
@@ -594,19 +676,20 @@ build_item(int index, ResolvedAction *a, PathVars *vars, JsonbValue *body)
 				char	   *text = jsonb_scalar_text(&v);
 
 				if (text == NULL || strcmp(text, vars->vals[j]) != 0)
-					action_error(ERRCODE_INVALID_PARAMETER_VALUE, index, errdetail("The path \"%s\" gives \"%s\" the value \"%s\", the body %s.",
+					action_error(ERRCODE_INVALID_PARAMETER_VALUE, index,
+								 errdetail("The path \"%s\" gives \"%s\" the value \"%s\", the body %s.",
 										   a->resource, name, vars->vals[j],
 										   text ? psprintf("\"%s\"", text) : "null"),
 								 "the body contradicts the path");
 				continue;
 			}
 			if (a->op == BATCH_DELETE && !is_key)
-				action_error(ERRCODE_INVALID_PARAMETER_VALUE, index, errdetail("The body of a destroy can give only key columns."),
-							 "destroy takes no column \"%s\"",
-							 name);
+				action_error(ERRCODE_INVALID_PARAMETER_VALUE, index,
+							 errdetail("The body of a destroy can give only key columns."),
+							 "destroy takes no column \"%s\"", name);
 			pushJsonbValue(&state, WJB_KEY, &k);
 			pushJsonbValue(&state, WJB_VALUE, &v);
-			if (is_key)
+			if (check_extra && is_key)
 			{
 				pushJsonbValue(&cstate, WJB_KEY, &k);
 				pushJsonbValue(&cstate, WJB_VALUE, &v);
@@ -614,27 +697,37 @@ build_item(int index, ResolvedAction *a, PathVars *vars, JsonbValue *body)
 			names[nnames++] = name;
 		}
 	}
-	a->item = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
-	a->check = NULL;
-	if (check_extra && a->op != BATCH_CREATE)
-		a->check = JsonbValueToJsonb(pushJsonbValue(&cstate, WJB_END_OBJECT, NULL));
+	a->itemv = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	a->item = NULL;
+	a->check = check_extra ?
+		JsonbValueToJsonb(pushJsonbValue(&cstate, WJB_END_OBJECT, NULL)) : NULL;
 
 	if (a->op != BATCH_CREATE)
 		for (i = 0; i < a->nkeys; i++)
 			if (!name_in(a->keys[i], names, nnames))
-				action_error(ERRCODE_INVALID_PARAMETER_VALUE, index, errdetail("Neither the path \"%s\" nor the body gives it.", a->resource),
+				action_error(ERRCODE_INVALID_PARAMETER_VALUE, index,
+							 errdetail("Neither the path \"%s\" nor the body gives it.", a->resource),
 							 "%s needs the key column \"%s\" of table \"%s\"",
 							 a->opname, a->keys[i], get_rel_name(a->relid));
 
-	qsort(names, nnames, sizeof(char *), cstring_cmp);
+	if (nnames > 1)
+		qsort(names, nnames, sizeof(char *), cstring_cmp);
 	initStringInfo(&shape);
-	appendStringInfo(&shape, "%u %d", a->relid, (int) a->op);
+	appendBinaryStringInfo(&shape, (char *) &a->relid, sizeof(Oid));
+	appendBinaryStringInfo(&shape, (char *) &a->op, sizeof(BatchOp));
 	for (i = 0; i < nnames; i++)
-	{
-		appendStringInfoChar(&shape, ' ');
-		appendStringInfoString(&shape, quote_identifier(names[i]));
-	}
+		appendBinaryStringInfo(&shape, names[i], strlen(names[i]) + 1);
 	a->shape = shape.data;
+	a->shapelen = shape.len;
+}
+
+/* The item as Jsonb (made on first use: only errors need it). */
+Jsonb *
+resource_action_item(ResolvedAction *a)
+{
+	if (a->item == NULL)
+		a->item = JsonbValueToJsonb(a->itemv);
+	return a->item;
 }
 
 /*

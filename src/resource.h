@@ -41,12 +41,15 @@ typedef struct ResolvedAction
 	const char *opname;			/* create, update or destroy */
 	BatchOp		op;
 	Oid			relid;
-	Jsonb	   *item;			/* create/update: body and path variables;
-								 * destroy: the key */
+	JsonbValue *itemv;			/* create/update: body and path variables;
+								 * destroy: the key (a jbvObject tree) */
+	Jsonb	   *item;			/* the same as Jsonb, once made
+								 * (resource_action_item) */
 	Jsonb	   *check;			/* update/destroy: key and the path's other
 								 * variables, which the row must have; NULL
 								 * when the path gives only key columns */
-	char	   *shape;			/* actions of one shape run as one batch */
+	char	   *shape;			/* actions of one shape run as one batch: */
+	int			shapelen;		/* table, operation, sorted column names */
 	int			tmpl;			/* template matched, -1: /<table>[/<key>] */
 	int			nsegs;			/* the resource's path segments */
 	char	  **segs;
@@ -55,11 +58,13 @@ typedef struct ResolvedAction
 } ResolvedAction;
 
 extern ResourceSet *resource_set_load(void);
+extern void resource_lookups_reset(void);
 extern void resource_resolve(ResourceSet *set, int index, JsonbValue *action,
 							 Oid pinned, ResolvedAction *out);
 extern char *resource_created_uri(ResourceSet *set, const ResolvedAction *a,
 								  JsonbValue *row, char **id);
 extern char *jsonb_scalar_text(JsonbValue *v);
+extern Jsonb *resource_action_item(ResolvedAction *a);
 
 /* SQL */
 extern PGDLLEXPORT Datum batch_ops_register_resource(PG_FUNCTION_ARGS);

@@ -15,10 +15,12 @@
 #               wait_action_batch() returns, and the server's (created_at to
 #               finished_at).  Target: <= 500 ms.
 #
-# sync20 and ungrouped: BENCH_AB_CALLS calls of each per round, one psql
-# session per loop, synchronous_commit off in every session alike (so the
-# figures are the work, not the WAL flush, which would make every ratio
-# look close to 1).  Each figure is the median of BENCH_AB_ROUNDS rounds.
+# sync20 and ungrouped: BENCH_AB_CALLS calls of each per round, interleaved
+# in one psql session and each timed by the client (\timing), so that the
+# three see the same load; synchronous_commit off (so the figures are the
+# work, not the WAL flush, which would make every ratio look close to 1).
+# Each figure is the median of BENCH_AB_ROUNDS rounds; the ratios are the
+# median of each round's.
 #
 # Knobs: BENCH_AB_CALLS (200), BENCH_AB_ROUNDS (5), BENCH_AB_ASYNC (10 batches),
 # BENCH_NO_BUILD, BATCH_OPS_BENCH_EXISTING=1 with PGHOST/PGPORT: use that server.
@@ -83,21 +85,20 @@ items_json() {
 	printf ']'
 }
 
-for what in actions items alt; do
-	for ((c = 1; c <= CALLS; c++)); do
-		case $what in
-			actions) echo "SELECT batch_ops.create_action_batch('$(actions_json $c bo_ab_bench.devices)', true, true) IS NOT NULL;" ;;
-			items) echo "SELECT batch_ops.batch_update('bo_ab_bench.devices', '$(items_json $c)') IS NOT NULL;" ;;
-			alt) echo "SELECT batch_ops.create_action_batch('$(actions_json $c alt)', true, true) IS NOT NULL;" ;;
-		esac
-	done >"$work/$what.sql"
-done
+# One file per round: the three kinds of call interleaved (action batch,
+# batch_update, ungrouped, action batch, ...), each timed by psql's
+# \timing, so that all three see the same load on a shared machine.
+for ((c = 1; c <= CALLS; c++)); do
+	echo "SELECT batch_ops.create_action_batch('$(actions_json $c bo_ab_bench.devices)', true, true) IS NOT NULL;"
+	echo "SELECT batch_ops.batch_update('bo_ab_bench.devices', '$(items_json $c)') IS NOT NULL;"
+	echo "SELECT batch_ops.create_action_batch('$(actions_json $c alt)', true, true) IS NOT NULL;"
+done >"$work/round.sql"
 
-run_file() {
-	local t0
-	t0=$(now_ms)
-	PGOPTIONS='-c synchronous_commit=off' psql_ -f "$work/$1.sql" >/dev/null
-	echo $(($(now_ms) - t0))
+# run the round's file; print the total ms of each of the three kinds
+run_round() {
+	PGOPTIONS='-c synchronous_commit=off' psql -X -q -At -v ON_ERROR_STOP=1 \
+		-c '\timing on' -f "$work/round.sql" |
+		awk '/^Time: / { t[n++ % 3] += $2 } END { if (n != 3 * '"$CALLS"') exit 1; printf "%.3f %.3f %.3f\n", t[0], t[1], t[2] }'
 }
 
 # check once that the batches complete (and warm the caches)
@@ -106,16 +107,14 @@ ok=$(psql_ -c "SELECT batch_ops.create_action_batch('$(actions_json 1 bo_ab_benc
 ok=$(psql_ -c "SELECT batch_ops.create_action_batch('$(actions_json 1 alt)', true, true) #>> '{status,completed}'")
 [[ $ok == true ]] || die "an ungrouped batch did not complete: $ok"
 
-act_rows=() upd_rows=() alt_rows=()
+act_rows=() upd_rows=() alt_rows=() ratio_rows=() speed_rows=()
 for ((round = 1; round <= ROUNDS; round++)); do
-	# alternate the order, so that neither always runs on a warmer server
-	if ((round % 2)); then
-		a=$(run_file actions); u=$(run_file items); g=$(run_file alt)
-	else
-		g=$(run_file alt); u=$(run_file items); a=$(run_file actions)
-	fi
+	read -r a u g < <(run_round) || true
+	[[ -n ${g:-} ]] || die "round $round: a call failed"
 	act_rows+=("$(div "$a" "$CALLS")") upd_rows+=("$(div "$u" "$CALLS")") alt_rows+=("$(div "$g" "$CALLS")")
-	echo "bench-action_batches: round $round: action batch ${act_rows[-1]} ms, batch_update ${upd_rows[-1]} ms, ungrouped ${alt_rows[-1]} ms per call of 20"
+	ratio_rows+=("$(div "$a" "$u")") speed_rows+=("$(div "$g" "$a")")
+	echo "bench-action_batches: round $round: action batch ${act_rows[-1]} ms, batch_update ${upd_rows[-1]} ms, ungrouped ${alt_rows[-1]} ms per call of 20 (ratio ${ratio_rows[-1]})"
+	unset a u g
 done
 
 # async100: submit, then wait, in one session: the client's time from
@@ -142,8 +141,8 @@ SQL
 done
 
 act=$(med "${act_rows[@]}") upd=$(med "${upd_rows[@]}") alt=$(med "${alt_rows[@]}")
-ratio=$(awk -v a="$act" -v b="$upd" 'BEGIN { printf "%.2f", a / b }')
-speedup=$(awk -v a="$alt" -v b="$act" 'BEGIN { printf "%.2f", a / b }')
+# ratios within a round (the same load), then their median
+ratio=$(med "${ratio_rows[@]}") speedup=$(med "${speed_rows[@]}")
 ac=$(med "${async_client[@]}") as=$(med "${async_server[@]}")
 verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v <= t) ? "PASS" : "FAIL" }'; }
 
@@ -161,8 +160,9 @@ report=$resdir/action_batches.txt
 	printf '| %-58s | %9s ms | %-14s |\n' "async batch of 100 creates, submit to completed (client)" "$ac" "<= 500 $(verdict "$ac" 500)"
 	printf '| %-58s | %9s ms | %-14s |\n' "the same, created_at to finished_at (server)" "$as" "info"
 	echo
-	echo "sync: median of $ROUNDS round(s) of $CALLS calls each, synchronous_commit off; range (ms):" \
-		"action batch $(range "${act_rows[@]}"), batch_update $(range "${upd_rows[@]}"), ungrouped $(range "${alt_rows[@]}")"
+	echo "sync: median of $ROUNDS round(s) of $CALLS calls of each, interleaved, synchronous_commit off; ratios: median of" \
+		"each round's; range: ratio $(range "${ratio_rows[@]}"), action batch $(range "${act_rows[@]}") ms," \
+		"batch_update $(range "${upd_rows[@]}") ms, ungrouped $(range "${alt_rows[@]}") ms"
 	echo "async: median of $ASYNC batches; client range $(range "${async_client[@]}") ms, server range $(range "${async_server[@]}") ms"
 } >"$report"
 cat "$report"

@@ -229,6 +229,25 @@ SELECT j.status FROM batch_ops.jobs j
 SELECT count(*) AS slow_rows FROM slow_rows;
 
 --
+-- A batch inside a batch: a trigger that runs one for each row written.
+--
+CREATE TABLE audit (id serial PRIMARY KEY, note text NOT NULL);
+CREATE TABLE tickets (id integer PRIMARY KEY, title text NOT NULL);
+CREATE FUNCTION audit_ticket() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM batch_ops.create_action_batch(jsonb_build_array(jsonb_build_object(
+        'resource', '/audit', 'operation', 'create',
+        'body', jsonb_build_object('note', 'ticket ' || NEW.id))), true, true);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER audit_ticket AFTER INSERT ON tickets FOR EACH ROW EXECUTE FUNCTION audit_ticket();
+SELECT b->'status'->'completed' AS completed, b->'status'->'createdResources' AS created
+  FROM batch_ops.create_action_batch('[
+    {"resource": "/tickets", "operation": "create", "body": {"id": 1, "title": "a"}},
+    {"resource": "/tickets", "operation": "create", "body": {"id": 2, "title": "b"}}]', true, true) AS b;
+SELECT note FROM audit ORDER BY id;
+
+--
 -- Idempotency keys: the same request replays its answer, another is refused.
 --
 SELECT batch_ops.create_action_batch('[{"resource": "/orders", "operation": "create", "body": {"qty": 7}}]',

@@ -59,6 +59,17 @@ COMMENT ON TABLE batch_ops.action_batch IS
 COMMENT ON COLUMN batch_ops.action_batch.status IS
 'Meraki''s status object once the batch has run: completed, failed, errors, createdResources';
 
+-- Every synchronous batch writes its actions and status: lz4 compresses
+-- them several times faster than pglz (as for idempotency_keys.response).
+DO $$
+BEGIN
+	ALTER TABLE batch_ops.action_batch ALTER COLUMN actions SET COMPRESSION lz4,
+		ALTER COLUMN status SET COMPRESSION lz4;
+EXCEPTION WHEN feature_not_supported THEN
+	NULL;
+END
+$$;
+
 REVOKE ALL ON batch_ops.action_resource, batch_ops.action_batch FROM PUBLIC;
 REVOKE ALL ON SEQUENCE batch_ops.action_batch_id_seq FROM PUBLIC;
 

@@ -37,7 +37,8 @@
  * says they changed: register_resource and unregister_resource send one
  * with their commit (and their own backend sees it at once), as do DDL on
  * the table and DROP EXTENSION.  Change templates only through these
- * functions.
+ * functions.  A set replaced while a call still uses it is freed at the
+ * end of the transaction.
  *
  * Locking: the tables actions name are opened with AccessShareLock while
  * resolving (the engine takes its own locks when it writes); the template
@@ -49,6 +50,7 @@
 
 #include "access/relation.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_index.h"
@@ -347,10 +349,28 @@ static SpiStmt load_stmt = {
 	"SELECT path, target FROM batch_ops.action_resource", SPI_OK_SELECT, 0, {0}
 };
 
-/* The templates as last read, in their own context; NULL: read again. */
+/*
+ * The templates as last read, in their own context; NULL: read again.  A
+ * set that gives way to a new one may still be in use by a call in
+ * progress (a trigger can run an action batch inside another), so its
+ * context is retired, not freed: retired contexts go at the end of the
+ * transaction.
+ */
 static ResourceSet *cached_set = NULL;
 static MemoryContext cached_cxt = NULL;
+static MemoryContext retired_cxt = NULL;
 static Oid	cached_table = InvalidOid;	/* batch_ops.action_resource */
+
+/* Transaction end: no call is using a retired set any more. */
+static void
+resource_xact_end(XactEvent event, void *arg)
+{
+	if (retired_cxt != NULL &&
+		(event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		 event == XACT_EVENT_PREPARE || event == XACT_EVENT_PARALLEL_COMMIT ||
+		 event == XACT_EVENT_PARALLEL_ABORT))
+		MemoryContextDeleteChildren(retired_cxt);
+}
 
 /* Relcache callback: the template table (or everything) changed. */
 static void
@@ -396,14 +416,17 @@ resource_set_load(void)
 	if (!registered)
 	{
 		CacheRegisterRelcacheCallback(resource_inval, (Datum) 0);
+		RegisterXactCallback(resource_xact_end, NULL);
+		retired_cxt = AllocSetContextCreate(CacheMemoryContext, "batch_ops retired resources",
+											ALLOCSET_SMALL_SIZES);
 		registered = true;
 	}
 	if (cached_set != NULL)
 		return cached_set;
-	if (cached_cxt == NULL)
-		cached_cxt = AllocSetContextCreate(CacheMemoryContext, "batch_ops resources",
-										   ALLOCSET_SMALL_SIZES);
-	MemoryContextReset(cached_cxt);
+	if (cached_cxt != NULL)
+		MemoryContextSetParent(cached_cxt, retired_cxt);
+	cached_cxt = AllocSetContextCreate(CacheMemoryContext, "batch_ops resources",
+									   ALLOCSET_SMALL_SIZES);
 	cached_table = template_table();
 
 	resources_begin(&sw);

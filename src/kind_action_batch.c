@@ -79,7 +79,8 @@ fail_batch(JobContext *ctx, int64 batch_id, const char *job_status,
 static char *
 timeout_message(JobContext *ctx, int64 batch_id)
 {
-	return psprintf("action batch " INT64_FORMAT " did not finish within batch_ops.action_batch_timeout (" INT64_FORMAT " s) of its confirmation",
+	return psprintf("action batch " INT64_FORMAT " did not finish within "
+					"batch_ops.action_batch_timeout (" INT64_FORMAT " s) of its confirmation",
 					batch_id, job_jsonb_int(job_info(ctx)->options, "timeout", 0));
 }
 

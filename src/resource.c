@@ -517,7 +517,8 @@ check_action_keys(int index, JsonbValue *action)
 		if (!((v.val.string.len == 8 && strncmp(v.val.string.val, "resource", 8) == 0) ||
 			  (v.val.string.len == 9 && strncmp(v.val.string.val, "operation", 9) == 0) ||
 			  (v.val.string.len == 4 && strncmp(v.val.string.val, "body", 4) == 0)))
-			action_error(ERRCODE_INVALID_PARAMETER_VALUE, index, errhint("An action has the keys resource, operation and body."),
+			action_error(ERRCODE_INVALID_PARAMETER_VALUE, index,
+						 errhint("An action has the keys resource, operation and body."),
 						 "unknown key \"%s\"",
 						 pnstrdup(v.val.string.val, v.val.string.len));
 	}
@@ -533,7 +534,9 @@ action_op(int index, const char *opname)
 		return BATCH_UPDATE;
 	if (strcmp(opname, "destroy") == 0)
 		return BATCH_DELETE;
-	action_error(ERRCODE_UNDEFINED_OBJECT, index, errhint("The operations are create, update and destroy."), "unknown operation \"%s\"", opname);
+	action_error(ERRCODE_UNDEFINED_OBJECT, index,
+				 errhint("The operations are create, update and destroy."),
+				 "unknown operation \"%s\"", opname);
 	return BATCH_CREATE;		/* keep the compiler quiet */
 }
 
@@ -589,20 +592,25 @@ resolve_path(ResourceSet *set, int index, ResolvedAction *a, PathVars *vars,
 	else
 		a->relid = default_table_cached(a->segs[0]);
 	if (!OidIsValid(a->relid))
-		action_error(ERRCODE_UNDEFINED_OBJECT, index, errdetail("No registered path template matches it, and it does not name a table as /<table> or /<table>/<key>."), "unknown resource \"%s\"",
+		action_error(ERRCODE_UNDEFINED_OBJECT, index,
+					 errdetail("No registered path template matches it, and it does not name a table as /<table> or /<table>/<key>."),
+					 "unknown resource \"%s\"",
 					 a->resource);
 	a->keys = key_columns_cached(a->relid, &a->nkeys);
 	if (a->nsegs == 1 && a->op != BATCH_CREATE)
-		action_error(ERRCODE_INVALID_PARAMETER_VALUE, index, errhint("Write the resource as /%s/<key>.", a->segs[0]),
+		action_error(ERRCODE_INVALID_PARAMETER_VALUE, index,
+					 errhint("Write the resource as /%s/<key>.", a->segs[0]),
 					 "%s needs the key in the path",
 					 a->opname);
 	if (a->nsegs == 2 && a->op == BATCH_CREATE)
-		action_error(ERRCODE_INVALID_PARAMETER_VALUE, index, errhint("Write the resource as /%s.", a->segs[0]),
+		action_error(ERRCODE_INVALID_PARAMETER_VALUE, index,
+					 errhint("Write the resource as /%s.", a->segs[0]),
 					 "create takes the table's path, not a row's");
 	if (a->nsegs == 2)
 	{
 		if (a->nkeys != 1)
-			action_error(ERRCODE_INVALID_PARAMETER_VALUE, index, errhint("Register a path template that names every key column with batch_ops.register_resource()."),
+			action_error(ERRCODE_INVALID_PARAMETER_VALUE, index,
+						 errhint("Register a path template that names every key column with batch_ops.register_resource()."),
 						 "table \"%s\" has no single-column primary key for the path \"%s\"",
 						 get_rel_name(a->relid), a->resource);
 		vars->cols[0] = a->keys[0];
@@ -644,7 +652,8 @@ build_item(int index, ResolvedAction *a, PathVars *vars, JsonbValue *body)
 	JsonbParseState *state = NULL;
 	JsonbParseState *cstate = NULL;
 	int			nnames = 0;
-	char	  **names = palloc(sizeof(char *) * (vars->n + (body ? JsonContainerSize(body->val.binary.data) : 0) + 1));
+	int			nbody = body ? JsonContainerSize(body->val.binary.data) : 0;
+	char	  **names = palloc(sizeof(char *) * (vars->n + nbody + 1));
 	StringInfoData shape;
 	bool		check_extra = false;
 	int			i;
@@ -768,24 +777,30 @@ resource_resolve(ResourceSet *set, int index, JsonbValue *action, Oid pinned,
 
 	memset(out, 0, sizeof(ResolvedAction));
 	if (action->type != jbvBinary || !JsonContainerIsObject(action->val.binary.data))
-		action_error(ERRCODE_INVALID_PARAMETER_VALUE, index, errhint("An action is {\"resource\": \"/orders/17\", \"operation\": \"update\", \"body\": {...}}."), "not a JSON object");
+		action_error(ERRCODE_INVALID_PARAMETER_VALUE, index,
+					 errhint("An action is {\"resource\": \"/orders/17\", \"operation\": \"update\", \"body\": {...}}."),
+					 "not a JSON object");
 	check_action_keys(index, action);
 	out->resource = action_string(action, "resource");
 	out->opname = action_string(action, "operation");
 	if (out->resource == NULL || out->opname == NULL)
-		action_error(ERRCODE_INVALID_PARAMETER_VALUE, index, errhint("An action is {\"resource\": \"/orders/17\", \"operation\": \"update\", \"body\": {...}}."),
+		action_error(ERRCODE_INVALID_PARAMETER_VALUE, index,
+					 errhint("An action is {\"resource\": \"/orders/17\", \"operation\": \"update\", \"body\": {...}}."),
 					 "\"resource\" and \"operation\" are required");
 	out->op = action_op(index, out->opname);
 	if (!path_split(out->resource, &out->nsegs, &out->segs, &why))
-		action_error(ERRCODE_INVALID_PARAMETER_VALUE, index, errdetail("The path is not valid: %s.", why),
+		action_error(ERRCODE_INVALID_PARAMETER_VALUE, index,
+					 errdetail("The path is not valid: %s.", why),
 					 "resource \"%s\" is not a path", out->resource);
 	has_body = getKeyJsonValueFromContainer(action->val.binary.data, "body", 4, &body) &&
 		body.type != jbvNull;
 	if (has_body && (body.type != jbvBinary || !JsonContainerIsObject(body.val.binary.data)))
-		action_error(ERRCODE_INVALID_PARAMETER_VALUE, index, errdetail("Its keys are column names."),
+		action_error(ERRCODE_INVALID_PARAMETER_VALUE, index,
+					 errdetail("Its keys are column names."),
 					 "\"body\" must be a JSON object");
 	if (!has_body && out->op == BATCH_UPDATE)
-		action_error(ERRCODE_INVALID_PARAMETER_VALUE, index, errdetail("Its keys are the columns to change."),
+		action_error(ERRCODE_INVALID_PARAMETER_VALUE, index,
+					 errdetail("Its keys are the columns to change."),
 					 "update needs a body");
 
 	{
@@ -793,7 +808,8 @@ resource_resolve(ResourceSet *set, int index, JsonbValue *action, Oid pinned,
 
 		resolve_path(set, index, out, &vars, pinned);
 		if (out->op != BATCH_CREATE && out->nkeys == 0)
-			action_error(ERRCODE_INVALID_PARAMETER_VALUE, index, errdetail("Update and destroy find rows by primary key."),
+			action_error(ERRCODE_INVALID_PARAMETER_VALUE, index,
+						 errdetail("Update and destroy find rows by primary key."),
 						 "table \"%s\" has no primary key",
 						 get_rel_name(out->relid));
 		build_item(index, out, &vars, has_body ? &body : NULL);

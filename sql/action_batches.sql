@@ -334,8 +334,32 @@ SELECT batch_ops.create_action_batch('[{"resource": "/orders/1", "operation": "d
 SELECT batch_ops.action_batch(-1);
 SELECT batch_ops.wait_action_batch(-1);
 
--- purge() keeps what is young; unregister
-SELECT batch_ops.purge() >= 0 AS purged;
+-- an asynchronous batch runs as the role that confirmed it
+CREATE ROLE regress_bo_ab_clerk;
+GRANT USAGE ON SCHEMA bo_ab TO regress_bo_ab_clerk;
+CREATE TABLE signed (id integer PRIMARY KEY, who text NOT NULL DEFAULT current_user,
+                     sess text NOT NULL DEFAULT session_user);
+GRANT SELECT, INSERT ON signed TO regress_bo_ab_clerk;
+SET ROLE regress_bo_ab_clerk;
+SELECT (batch_ops.create_action_batch('[{"resource": "/signed", "operation": "create", "body": {"id": 1}}]',
+                                      true)->'id')::bigint AS id \gset
+SELECT batch_ops.wait_action_batch(:id)->>'state' AS state;
+RESET ROLE;
+SELECT * FROM signed;
+SELECT batch_ops.action_batch(:id)->>'submitted_by' AS submitted_by;
+DELETE FROM batch_ops.action_batch WHERE role = 'regress_bo_ab_clerk'::regrole;
+DELETE FROM batch_ops.job_queue WHERE role = 'regress_bo_ab_clerk'::regrole;
+DROP TABLE signed;
+REVOKE USAGE ON SCHEMA bo_ab FROM regress_bo_ab_clerk;
+DROP ROLE regress_bo_ab_clerk;
+
+-- purge() deletes drafts older than batch_ops.action_draft_ttl (7 days),
+-- and keeps younger ones
+SELECT (batch_ops.create_action_batch('[{"resource": "/orders/1", "operation": "destroy"}]')->'id')::bigint AS old_draft \gset
+SELECT (batch_ops.create_action_batch('[{"resource": "/orders/1", "operation": "destroy"}]')->'id')::bigint AS new_draft \gset
+UPDATE batch_ops.action_batch SET created_at = now() - interval '8 days' WHERE id = :old_draft;
+SELECT batch_ops.purge() >= 1 AS purged;
+SELECT id = :new_draft AS kept FROM batch_ops.action_batch WHERE id IN (:old_draft, :new_draft);
 SELECT batch_ops.unregister_resource('/networks/{network_id}/devices');
 SELECT batch_ops.unregister_resource('/networks/{network_id}/devices');
 SELECT batch_ops.unregister_resource(path) FROM batch_ops.resources

@@ -298,14 +298,19 @@ COMMENT ON VIEW batch_ops.jobs IS
 -- batch is a job of kind 'action_batch' (needs shared_preload_libraries).
 -- ====================================================================
 
+-- regclass and regrole, so that pg_dump writes the table's and the role's
+-- names: the templates are configuration, dumped with the database
+-- (pg_extension_config_dump below) and restored after its tables.
 CREATE TABLE batch_ops.action_resource (
 	path          text COLLATE "C" PRIMARY KEY,
 	shape         text COLLATE "C" NOT NULL UNIQUE,
-	target        oid NOT NULL,
+	target        regclass NOT NULL,
 	variables     text[] NOT NULL,
-	registered_by oid NOT NULL,
+	registered_by regrole NOT NULL,
 	registered_at timestamptz NOT NULL DEFAULT now()
 );
+
+SELECT pg_catalog.pg_extension_config_dump('batch_ops.action_resource', '');
 
 COMMENT ON TABLE batch_ops.action_resource IS
 'path templates of action batches (see batch_ops.resources); not accessible to PUBLIC';

@@ -45,6 +45,9 @@ OBJS = \
 	src/copy_path.o \
 	src/kind_import.o \
 	src/kind_batch.o \
+	src/resource.o \
+	src/action_batch.o \
+	src/kind_action_batch.o \
 	src/drop_guard.o
 
 # Outbound drivers (issue #10 item 4)
@@ -113,13 +116,14 @@ REGRESS = \
 	ratelimit \
 	jobs \
 	job_options \
-	sources
+	sources \
+	action_batches
 # issue #10 (helper cred)
 REGRESS += credentials
 # outbound engine: spec validation (issue #10 items 3 and 5)
 REGRESS += outbound_spec
 
-ISOLATION = concurrent_update deadlock idempotency ratelimit_shared
+ISOLATION = concurrent_update deadlock idempotency ratelimit_shared action_batch_confirm
 
 # Every suite runs on a throwaway cluster of its own that preloads batch_ops
 # (pg_cron's way): pg_regress's --temp-instance initdbs it with the installed

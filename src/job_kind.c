@@ -17,12 +17,14 @@
 extern const JobKind import_job_kind;	/* kind_import.c */
 extern const JobKind batch_job_kind;	/* kind_batch.c */
 extern const JobKind outbound_job_kind; /* kind_outbound.c */
+extern const JobKind action_batch_job_kind; /* kind_action_batch.c */
 extern const JobKind sleep_job_kind;	/* test/kinds/kind_sleep.c, make TEST_MODULES=1 */
 
 static const JobKind *const job_kinds[] = {
 	&import_job_kind,
 	&batch_job_kind,
 	&outbound_job_kind,
+	&action_batch_job_kind,
 #ifdef BATCH_OPS_TEST_KINDS
 	&sleep_job_kind,
 #endif
@@ -51,4 +53,17 @@ job_kinds_init(void)
 	for (i = 0; i < lengthof(job_kinds); i++)
 		if (job_kinds[i]->init)
 			job_kinds[i]->init();
+}
+
+/* Each kind's purge, for batch_ops.purge(). */
+int64
+job_kinds_purge(void)
+{
+	int64		n = 0;
+	int			i;
+
+	for (i = 0; i < lengthof(job_kinds); i++)
+		if (job_kinds[i]->purge)
+			n += job_kinds[i]->purge();
+	return n;
 }

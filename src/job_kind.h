@@ -42,6 +42,8 @@ typedef struct JobKind
 	void		(*init) (void);
 	/* optional: at most this many workers run jobs of the kind at once */
 	int			(*max_workers) (void);
+	/* optional: delete the kind's own expired rows (batch_ops.purge()) */
+	int64		(*purge) (void);
 } JobKind;
 
 /* The kind named so, or NULL if this build has none. */
@@ -52,5 +54,8 @@ extern const JobKind *job_kind_lookup(const char *name);
 
 /* _PG_init: every kind's init. */
 extern void job_kinds_init(void);
+
+/* batch_ops.purge(): every kind's purge; how many rows they deleted. */
+extern int64 job_kinds_purge(void);
 
 #endif							/* BATCH_OPS_JOB_KIND_H */

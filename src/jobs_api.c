@@ -155,8 +155,9 @@ batch_ops_submit_batch(PG_FUNCTION_ARGS)
 /*
  * batch_ops.purge() RETURNS bigint
  *
- * Deletes the expired idempotency keys of every role and the finished jobs
- * past batch_ops.job_ttl of every role; returns how many of both.  Expired
+ * Deletes the expired idempotency keys of every role, the finished jobs
+ * past batch_ops.job_ttl of every role and what the kinds expire (action
+ * batches: drafts past batch_ops.action_draft_ttl); returns how many.  Expired
  * keys are already ignored by the batch functions, so this only reclaims
  * space.  Not executable by PUBLIC.
  */
@@ -165,6 +166,7 @@ batch_ops_purge(PG_FUNCTION_ARGS)
 {
 	int64		n = idempotency_purge();
 
+	n += job_kinds_purge();
 	PG_RETURN_INT64(n + job_store_purge());
 }
 

@@ -294,3 +294,10 @@ fi
 if [[ ${BENCH_OUTBOUND:-1} == 1 ]]; then
 	BATCH_OPS_BENCH_EXISTING=1 "$here/outbound.sh"
 fi
+
+# ---------------------------------------------------------------- action batches
+# Synchronous action batches vs batch_update, grouping, and an asynchronous
+# batch of 100 from submit to completed (test/bench/action_batches.sh).
+if [[ ${BENCH_ACTION_BATCHES:-1} == 1 ]]; then
+	BATCH_OPS_BENCH_EXISTING=1 "$here/action_batches.sh"
+fi

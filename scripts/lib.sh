@@ -63,8 +63,11 @@ BO_DEPS=(
 	# outbound engine tests: a real HTTP server on loopback, issue #10
 	nginx
 	libnginx-mod-http-echo
-	# outbound drivers: test/fakedev/fakedev.py
+	# outbound drivers: test/fakedev/fakedev.py (its TLS certificate made
+	# with the openssl command), the tests' and benchmarks' curl
 	python3
+	openssl
+	curl
 )
 
 bo_log() {

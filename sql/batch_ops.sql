@@ -438,7 +438,6 @@ BEGIN
 	END IF;
 END
 $$;
-=======
 -- Action batches (the Cisco Meraki model, issue #11): resources (path
 -- templates mapped to tables) and action batches (drafts, confirmed
 -- synchronous or asynchronous batches of create/update/destroy actions).

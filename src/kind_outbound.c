@@ -44,6 +44,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -451,6 +452,14 @@ flush(OutboundRun *run, const int *marks, int nmarks, const char *final_status,
 	MemoryContextSwitchTo(old);
 	job_commit_chunk(run->ctx, NULL, final_status ? 100 : run_progress(run), &delta,
 					 final_status, error);
+
+	/*
+	 * A chunk commits without waiting for its WAL (job_runtime.c), but a
+	 * change's started mark must be durable before the change is sent:
+	 * lost in a crash, the resumed job would send the change again.
+	 */
+	if (nmarks > 0)
+		XLogFlush(GetXLogInsertRecPtr());
 	/* the commit left us in TopMemoryContext: back to the engine's */
 	MemoryContextSwitchTo(caller);
 	run->committing = false;

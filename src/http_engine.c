@@ -709,6 +709,12 @@ start_ready(Engine *e)
 		else if (et->host->running >= o->host_concurrency)
 			continue;
 
+		if (e->spec->credential_error && e->spec->credential_error[i])
+		{
+			target_finish(e, et, false, 0, NULL, "credential_error",
+						  pstrdup(e->spec->credential_error[i]));
+			continue;
+		}
 		target_build(e, et);
 		why = outbound_url_refusal(et->req->url);
 		if (why)

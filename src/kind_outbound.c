@@ -671,7 +671,7 @@ outbound_run_job(JobContext *ctx)
 	run->marked = palloc0(sizeof(bool) * run->spec->ntargets);
 	run->successful = job_jsonb_int(job->summary, "successful", 0);
 	secrets = load_state(run, job->id);
-	outbound_spec_attach_secrets(run->spec, job->role, secrets);
+	outbound_spec_attach_secrets(run->spec, job->role, secrets, true);
 	set_summary(run);
 	MemoryContextSwitchTo(job_cxt);
 	job_commit_chunk(ctx, NULL, run_progress(run), NULL, NULL, NULL);
@@ -824,7 +824,7 @@ batch_ops_run_outbound(PG_FUNCTION_ARGS)
 	spec = outbound_spec_parse(PG_GETARG_JSONB_P(0), true, false);
 	outbound_spec_check_urls(spec);
 	ratelimit_consume(spec->ntargets);
-	outbound_spec_attach_secrets(spec, GetUserId(), spec->secrets);
+	outbound_spec_attach_secrets(spec, GetUserId(), spec->secrets, false);
 	if (spec->opts.ttl > 0)
 		spec->opts.expires_at = GetCurrentTimestamp() + (int64) spec->opts.ttl * USECS_PER_SEC;
 

@@ -19,7 +19,9 @@
  *
  * Nothing here does I/O or takes a lock; credential names are resolved
  * by outbound_spec_attach_secrets() in a transaction, as the role that
- * submitted the job.
+ * submitted the job; in the worker, each name in a subtransaction of its
+ * own, so that a credential that cannot be used fails only its targets
+ * (credential_error).
  *
  *-------------------------------------------------------------------------
  */
@@ -27,6 +29,7 @@
 
 #include <math.h>
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "utils/array.h"
@@ -34,6 +37,7 @@
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "credential.h"
@@ -883,8 +887,58 @@ outbound_spec_check_urls(OutboundSpec *spec)
  * its inline username and password (inline_secrets: the spec's, or the
  * ones read back from batch_ops.outbound_secret).
  */
+/*
+ * A target's named credential, in a subtransaction: an ERROR (the
+ * credential was dropped since the submit, the key file changed) fails
+ * this target only, "credential_error" with the error's message.  A
+ * cancel, and anything worse than ERROR, still stops the job.
+ */
+static OutboundSecret *
+fetch_credential(OutboundSpec *spec, int i, Oid role)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	OutboundSecret *volatile secret = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		secret = credential_fetch(spec->credential[i], role);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN ||
+			edata->elevel > ERROR)
+			PG_RE_THROW();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (spec->credential_error == NULL)
+			spec->credential_error = palloc0(sizeof(char *) * spec->ntargets);
+		spec->credential_error[i] = edata->message;
+		secret = NULL;
+	}
+	PG_END_TRY();
+	return secret;
+}
+
+/*
+ * per_target_errors: a named credential that cannot be fetched fails its
+ * targets (the worker); else it is the caller's ERROR (run_outbound).
+ */
 void
-outbound_spec_attach_secrets(OutboundSpec *spec, Oid role, List *inline_secrets)
+outbound_spec_attach_secrets(OutboundSpec *spec, Oid role, List *inline_secrets,
+							 bool per_target_errors)
 {
 	char	   *all_pw = NULL;
 	char	  **pw = palloc0(sizeof(char *) * spec->ntargets);
@@ -914,8 +968,16 @@ outbound_spec_attach_secrets(OutboundSpec *spec, Oid role, List *inline_secrets)
 				if (spec->credential[j] &&
 					strcmp(spec->credential[j], spec->credential[i]) == 0)
 					break;
-			t->secret = j < i ? spec->targets[j].secret :
-				credential_fetch(spec->credential[i], role);
+			if (j < i)
+			{
+				t->secret = spec->targets[j].secret;
+				if (spec->credential_error)
+					spec->credential_error[i] = spec->credential_error[j];
+			}
+			else if (per_target_errors)
+				t->secret = fetch_credential(spec, i, role);
+			else
+				t->secret = credential_fetch(spec->credential[i], role);
 		}
 		else if (spec->username[i] || p)
 		{

@@ -37,7 +37,9 @@
  * Secrets.  Inline passwords are sealed (credential_seal) into
  * batch_ops.outbound_secret at submit, never stored in the job's options,
  * and deleted with the job's final chunk; credential names are resolved
- * in the worker as the submitter (credential_fetch).
+ * in the worker as the submitter (credential_fetch), each in a
+ * subtransaction: one that cannot be used (dropped since the submit, the
+ * key changed) fails its targets, "credential_error", not the job.
  *
  *-------------------------------------------------------------------------
  */

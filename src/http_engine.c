@@ -76,7 +76,18 @@ typedef struct Host
 	int		   *order;			/* pinned: the host's targets, in order */
 	int			norder;
 	int			pos;			/* pinned: next in order */
+	int			nports;			/* ports[]: targets not yet sent, per port */
+	struct HostPort *ports;		/* NULL: untracked (too many ports) */
 } Host;
+
+/* A host's port and how many of its targets have not been sent yet. */
+typedef struct HostPort
+{
+	int			port;
+	int			left;
+} HostPort;
+
+#define MAX_TRACKED_PORTS	16
 
 typedef struct Bucket
 {
@@ -349,8 +360,39 @@ host_get(Engine *e, const char *name)
 		h->order = NULL;
 		h->norder = 0;
 		h->pos = 0;
+		h->nports = 0;
+		h->ports = NULL;
 	}
 	return h;
+}
+
+/*
+ * The count of a host's targets on a port not sent yet: +1 at setup, -1
+ * at the first send.  Returns the entry (NULL: not tracked, the host has
+ * more than MAX_TRACKED_PORTS ports).
+ */
+static HostPort *
+host_port(Engine *e, Host *h, int port, bool add)
+{
+	int			i;
+
+	for (i = 0; i < h->nports; i++)
+		if (h->ports[i].port == port)
+			return &h->ports[i];
+	if (!add || h->nports < 0)
+		return NULL;
+	if (h->nports == MAX_TRACKED_PORTS)
+	{
+		h->nports = -1;			/* stop tracking: never forbid reuse */
+		return NULL;
+	}
+	if (h->ports == NULL)
+		h->ports = MemoryContextAlloc(e->cxt, sizeof(HostPort));
+	else if ((h->nports & (h->nports - 1)) == 0)
+		h->ports = repalloc(h->ports, sizeof(HostPort) * h->nports * 2);
+	h->ports[h->nports].port = port;
+	h->ports[h->nports].left = 0;
+	return &h->ports[h->nports++];
 }
 
 static void
@@ -389,6 +431,12 @@ engine_setup(Engine *e)
 			et->state = T_DONE;
 			e->ndone++;
 			continue;
+		}
+		{
+			HostPort   *hp = host_port(e, et->host, et->t->port, true);
+
+			if (hp)
+				hp->left++;
 		}
 		if (e->spec->opts.pinned)
 		{
@@ -580,6 +628,25 @@ target_send(Engine *e, ETarget *et)
 		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);
 		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body);
 	}
+	/*
+	 * libcurl 7.88 prunes its DNS cache by walking every entry at each
+	 * name lookup, IP literals included: with thousands of devices that is
+	 * quadratic (most of the worker's time).  Timeout 0 keeps only the
+	 * entries in use; a kept-alive connection needs no lookup anyway.
+	 */
+	curl_easy_setopt(easy, CURLOPT_DNS_CACHE_TIMEOUT, 0L);
+	/*
+	 * The last target for a host and port: nothing would reuse its
+	 * connection, so close it at once rather than park it in the multi's
+	 * connection cache (and have libcurl close the oldest there later).
+	 */
+	if (et->attempts == 0)
+	{
+		HostPort   *hp = host_port(e, et->host, et->t->port, false);
+
+		if (hp && --hp->left <= 0)
+			curl_easy_setopt(easy, CURLOPT_FORBID_REUSE, 1L);
+	}
 	outbound_policy_apply(easy, et->t->hostname, &et->x->check);
 	if (curl_multi_add_handle(e->multi, easy) != CURLM_OK)
 		ereport(ERROR,
@@ -642,6 +709,12 @@ start_ready(Engine *e)
 		else if (et->host->running >= o->host_concurrency)
 			continue;
 
+		if (e->spec->credential_error && e->spec->credential_error[i])
+		{
+			target_finish(e, et, false, 0, NULL, "credential_error",
+						  pstrdup(e->spec->credential_error[i]));
+			continue;
+		}
 		target_build(e, et);
 		why = outbound_url_refusal(et->req->url);
 		if (why)

@@ -17,9 +17,11 @@
  *
  * Results.  Each target's result is a row of batch_ops.outbound_result,
  * written as the tables' owner in the job's chunk transactions: at most
- * every RESULT_BATCH results or RESULT_DELAY_MS after the first one
- * waiting, whichever comes first (<= 1 XID per 500 results, the first
- * result visible within 250 ms).  A failed target is also a job error
+ * every RESULT_BATCH (1,000) results or RESULT_DELAY_MS after the first
+ * one waiting, whichever comes first: fast results take about one XID
+ * per 1,000 (the target is <= 1 per 500, and the job's own transactions
+ * count too), slow ones at most four chunks a second, and the first
+ * result is visible within 250 ms.  A failed target is also a job error
  * (job_errors(), the summary's "failed").  The summary counts total,
  * successful and failed; job() shows the first 100 targets
  * (job_store.c).
@@ -35,13 +37,16 @@
  * Secrets.  Inline passwords are sealed (credential_seal) into
  * batch_ops.outbound_secret at submit, never stored in the job's options,
  * and deleted with the job's final chunk; credential names are resolved
- * in the worker as the submitter (credential_fetch).
+ * in the worker as the submitter (credential_fetch), each in a
+ * subtransaction: one that cannot be used (dropped since the submit, the
+ * key changed) fails its targets, "credential_error", not the job.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -63,7 +68,7 @@
 #include "ratelimit.h"
 #include "sql_quote.h"
 
-#define RESULT_BATCH		500
+#define RESULT_BATCH		1000
 #define RESULT_DELAY_MS		250
 
 int			batch_ops_max_outbound_workers = -1;
@@ -449,6 +454,14 @@ flush(OutboundRun *run, const int *marks, int nmarks, const char *final_status,
 	MemoryContextSwitchTo(old);
 	job_commit_chunk(run->ctx, NULL, final_status ? 100 : run_progress(run), &delta,
 					 final_status, error);
+
+	/*
+	 * A chunk commits without waiting for its WAL (job_runtime.c), but a
+	 * change's started mark must be durable before the change is sent:
+	 * lost in a crash, the resumed job would send the change again.
+	 */
+	if (nmarks > 0)
+		XLogFlush(GetXLogInsertRecPtr());
 	/* the commit left us in TopMemoryContext: back to the engine's */
 	MemoryContextSwitchTo(caller);
 	run->committing = false;
@@ -660,7 +673,7 @@ outbound_run_job(JobContext *ctx)
 	run->marked = palloc0(sizeof(bool) * run->spec->ntargets);
 	run->successful = job_jsonb_int(job->summary, "successful", 0);
 	secrets = load_state(run, job->id);
-	outbound_spec_attach_secrets(run->spec, job->role, secrets);
+	outbound_spec_attach_secrets(run->spec, job->role, secrets, true);
 	set_summary(run);
 	MemoryContextSwitchTo(job_cxt);
 	job_commit_chunk(ctx, NULL, run_progress(run), NULL, NULL, NULL);
@@ -813,7 +826,7 @@ batch_ops_run_outbound(PG_FUNCTION_ARGS)
 	spec = outbound_spec_parse(PG_GETARG_JSONB_P(0), true, false);
 	outbound_spec_check_urls(spec);
 	ratelimit_consume(spec->ntargets);
-	outbound_spec_attach_secrets(spec, GetUserId(), spec->secrets);
+	outbound_spec_attach_secrets(spec, GetUserId(), spec->secrets, false);
 	if (spec->opts.ttl > 0)
 		spec->opts.expires_at = GetCurrentTimestamp() + (int64) spec->opts.ttl * USECS_PER_SEC;
 

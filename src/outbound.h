@@ -56,6 +56,11 @@ typedef struct OutboundSpec
 	const char **credential;
 	/* inline usernames per target (NULL: none) */
 	const char **username;
+	/*
+	 * per target: why its named credential cannot be used in the worker
+	 * (NULL: none, or the array NULL); the target fails "credential_error"
+	 */
+	const char **credential_error;
 	List	   *secrets;		/* of OutboundInlineSecret *, found inline */
 	Jsonb	   *stored;			/* the spec without its inline secrets */
 } OutboundSpec;
@@ -65,7 +70,8 @@ extern void outbound_spec_init(void);
 extern OutboundSpec *outbound_spec_parse(Jsonb *spec, bool sync, bool stored);
 extern void outbound_spec_check_urls(OutboundSpec *spec);
 extern void outbound_spec_attach_secrets(OutboundSpec *spec, Oid role,
-										 List *inline_secrets);
+										 List *inline_secrets,
+										 bool per_target_errors);
 
 /* One target's result. */
 typedef struct OutboundResult

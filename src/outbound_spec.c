@@ -19,7 +19,9 @@
  *
  * Nothing here does I/O or takes a lock; credential names are resolved
  * by outbound_spec_attach_secrets() in a transaction, as the role that
- * submitted the job.
+ * submitted the job; in the worker, each name in a subtransaction of its
+ * own, so that a credential that cannot be used fails only its targets
+ * (credential_error).
  *
  *-------------------------------------------------------------------------
  */
@@ -27,6 +29,7 @@
 
 #include <math.h>
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "utils/array.h"
@@ -34,6 +37,7 @@
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "credential.h"
@@ -360,6 +364,8 @@ typedef struct SpecDefaults
 	Jsonb	   *command;
 	Jsonb	   *config;
 	Jsonb	   *request;
+	Jsonb	   *last_ca;		/* the last device's own merged arguments */
+	const char *last_host;		/* the last device's host */
 } SpecDefaults;
 
 /* An inline password, kept where the spec lives. */
@@ -392,15 +398,41 @@ str_copy(const char *s)
  * parsed in (into the current one); what it shares with the spec is not
  * copied.
  */
+static bool
+jsonb_same(Jsonb *a, Jsonb *b)
+{
+	return a && b && VARSIZE(a) == VARSIZE(b) && memcmp(a, b, VARSIZE(a)) == 0;
+}
+
+/*
+ * Memory: there may be 100,000 targets, kept for the whole job.  Equal
+ * merged arguments of consecutive devices (every device giving the same
+ * port, say), and equal host names, are kept once; the scheme is one of
+ * two constants.
+ */
 static void
 keep_target(OutboundSpec *spec, SpecDefaults *d, int i)
 {
 	OutboundTarget *t = &spec->targets[i];
 
-	t->hostname = str_copy(t->hostname);
-	t->scheme = str_copy(t->scheme);
-	if (t->connection_args != d->merged_ca)
-		t->connection_args = jsonb_copy(t->connection_args);
+	if (d->last_host && strcmp(d->last_host, t->hostname) == 0)
+		t->hostname = d->last_host;
+	else
+		t->hostname = d->last_host = str_copy(t->hostname);
+	if (strcmp(t->scheme, "https") == 0)
+		t->scheme = "https";
+	else if (strcmp(t->scheme, "http") == 0)
+		t->scheme = "http";
+	else
+		t->scheme = str_copy(t->scheme);
+	if (t->connection_args == d->merged_ca)
+		;
+	else if (jsonb_same(t->connection_args, d->merged_ca))
+		t->connection_args = d->merged_ca;
+	else if (jsonb_same(t->connection_args, d->last_ca))
+		t->connection_args = d->last_ca;
+	else
+		t->connection_args = d->last_ca = jsonb_copy(t->connection_args);
 	if (t->command != d->command)
 		t->command = jsonb_copy(t->command);
 	if (t->config != d->config)
@@ -712,6 +744,8 @@ outbound_spec_parse(Jsonb *specj, bool sync, bool stored)
 	defaults.command = get_commands(specj, "", "command");
 	defaults.config = get_commands(specj, "", "config");
 	defaults.request = get_object(specj, "", "request");
+	defaults.last_ca = NULL;
+	defaults.last_host = NULL;
 
 	devices = get_key(specj, "devices");
 	actions = get_key(specj, "actions");
@@ -742,9 +776,22 @@ outbound_spec_parse(Jsonb *specj, bool sync, bool stored)
 	}
 	check_count(n, sync, actions ? "actions" : "devices");
 
-	/* the driver's own checks (22023 naming the key) */
+	/*
+	 * The driver's own checks (22023 naming the key), in a context of
+	 * their own: they may allocate per device, which the job would
+	 * otherwise keep (20 MB for 100,000 devices).
+	 */
 	if (spec->driver->check_spec)
+	{
+		MemoryContext check = AllocSetContextCreate(CurrentMemoryContext,
+													"batch_ops outbound spec check",
+													ALLOCSET_DEFAULT_SIZES);
+		MemoryContext old = MemoryContextSwitchTo(check);
+
 		spec->driver->check_spec(specj);
+		MemoryContextSwitchTo(old);
+		MemoryContextDelete(check);
+	}
 
 	spec->ntargets = n;
 	spec->targets = palloc0(sizeof(OutboundTarget) * n);
@@ -840,8 +887,58 @@ outbound_spec_check_urls(OutboundSpec *spec)
  * its inline username and password (inline_secrets: the spec's, or the
  * ones read back from batch_ops.outbound_secret).
  */
+/*
+ * A target's named credential, in a subtransaction: an ERROR (the
+ * credential was dropped since the submit, the key file changed) fails
+ * this target only, "credential_error" with the error's message.  A
+ * cancel, and anything worse than ERROR, still stops the job.
+ */
+static OutboundSecret *
+fetch_credential(OutboundSpec *spec, int i, Oid role)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	OutboundSecret *volatile secret = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		secret = credential_fetch(spec->credential[i], role);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN ||
+			edata->elevel > ERROR)
+			PG_RE_THROW();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (spec->credential_error == NULL)
+			spec->credential_error = palloc0(sizeof(char *) * spec->ntargets);
+		spec->credential_error[i] = edata->message;
+		secret = NULL;
+	}
+	PG_END_TRY();
+	return secret;
+}
+
+/*
+ * per_target_errors: a named credential that cannot be fetched fails its
+ * targets (the worker); else it is the caller's ERROR (run_outbound).
+ */
 void
-outbound_spec_attach_secrets(OutboundSpec *spec, Oid role, List *inline_secrets)
+outbound_spec_attach_secrets(OutboundSpec *spec, Oid role, List *inline_secrets,
+							 bool per_target_errors)
 {
 	char	   *all_pw = NULL;
 	char	  **pw = palloc0(sizeof(char *) * spec->ntargets);
@@ -871,8 +968,16 @@ outbound_spec_attach_secrets(OutboundSpec *spec, Oid role, List *inline_secrets)
 				if (spec->credential[j] &&
 					strcmp(spec->credential[j], spec->credential[i]) == 0)
 					break;
-			t->secret = j < i ? spec->targets[j].secret :
-				credential_fetch(spec->credential[i], role);
+			if (j < i)
+			{
+				t->secret = spec->targets[j].secret;
+				if (spec->credential_error)
+					spec->credential_error[i] = spec->credential_error[j];
+			}
+			else if (per_target_errors)
+				t->secret = fetch_credential(spec, i, role);
+			else
+				t->secret = credential_fetch(spec->credential[i], role);
 		}
 		else if (spec->username[i] || p)
 		{

@@ -1,6 +1,7 @@
 # Sourced by the benchmark scripts of test/bench that run on a server of
 # their own (idempotency.sh, jobs.sh): before sourcing, set NAME (for
-# messages and directories) and PORT; this sets here, root, resdir, work,
+# messages and directories) and PORT (and BENCH_CONF: postgresql.conf
+# lines for the throwaway cluster, if any); this sets here, root, resdir, work,
 # die, psql_ and mode_desc, and starts a throwaway cluster in
 # .test-run/bench-NAME unless BATCH_OPS_BENCH_EXISTING=1 with PGHOST and
 # PGPORT names a server to use.  The cluster and the scratch directory go
@@ -37,7 +38,14 @@ bench_server_start() {
 		bo_ensure_deps
 		[[ ${BENCH_NO_BUILD:-0} == 1 ]] || bo_build_install
 		cluster_started=1
-		BATCH_OPS_FSYNC=on bo_cluster_start "$RUNDIR" "$PORT"
+		if [[ -n ${BENCH_CONF:-} ]]; then
+			# settings of this benchmark's cluster (postgresql.conf lines)
+			printf '%s\n' "$BENCH_CONF" >"$work/bench.conf"
+			chmod a+r "$work" "$work/bench.conf"
+			BATCH_OPS_FSYNC=on bo_cluster_start "$RUNDIR" "$PORT" "$work/bench.conf"
+		else
+			BATCH_OPS_FSYNC=on bo_cluster_start "$RUNDIR" "$PORT"
+		fi
 		mode_desc="throwaway cluster (.test-run/bench-$NAME, port $PORT)"
 	fi
 }

@@ -79,6 +79,11 @@ NGINX_WORKERS=${BENCH_OB_NGINX_WORKERS:-1}
 ONLY=${BENCH_OB_ONLY:-ka,dev,slow,held,fair,first,cancel,mem}
 NAME=outbound
 PORT=${BENCH_OB_PORT:-5481}
+# Three job workers: batch_ops.max_outbound_workers (max_workers - 1)
+# lets two outbound jobs run at once (fairness) and still keeps one
+# worker for imports.  With the default 2, the second job would wait.
+# BENCH_OB_CONF replaces these postgresql.conf lines (empty: none).
+BENCH_CONF=${BENCH_OB_CONF-batch_ops.max_workers = 3}
 # shellcheck source=test/bench/bench_server.sh
 source "$(dirname "${BASH_SOURCE[0]}")/bench_server.sh"
 

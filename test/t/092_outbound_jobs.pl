@@ -6,12 +6,16 @@
 #   2. with a key file: the job's stored spec has no password, the device
 #      receives it, and the sealed copy is deleted when the job ends;
 #   3. a credential named in the spec is used (as the submitter); another
-#      role's credential "does not exist" (42704) at submit;
+#      role's credential "does not exist" (42704) at submit; a credential
+#      dropped after the submit fails its targets only (credential_error);
 #   4. the same idempotency key returns the same job, once;
 #   5. batch_ops.outbound_concurrency = 1: never two requests at once;
 #   6. batch_ops.max_outbound_workers (max_workers 2 -> 1): a second
 #      outbound job waits queued while the first runs, and a batch job
-#      submitted after it runs meanwhile.
+#      submitted after it runs meanwhile;
+#   7. targets count as items for the role's rate limit: more than the
+#      burst is 54000, and run_outbound and submit_outbound drain the
+#      same bucket (BO429).
 use strict;
 use warnings;
 use MIME::Base64;
@@ -88,6 +92,24 @@ like(bo_sql_error($node, "SELECT batch_ops.submit_outbound('"
 		  . spec($auth_dev, ', "credential": "dev"') . "')", 'alice'),
 	qr/^42704: credential "dev" does not exist/, "another role's credential does not exist");
 
+# a credential that is gone when the worker runs fails its targets only
+# (submitted and dropped in one transaction: the worker sees neither before)
+($id) = grep { /^\d+$/ } split /\n/, $node->safe_psql('postgres', "BEGIN;
+SELECT batch_ops.credential_set('tmp', '{\"username\": \"u3\", \"password\": \"p3\"}');
+SELECT batch_ops.submit_outbound('"
+	  . spec(qq({"host": "127.0.0.1", "credential": "tmp", "request": {"path": "/auth"}},
+	            {"host": "127.0.0.2", "credential": "dev", "request": {"path": "/auth"}},
+	            {"host": "127.0.0.3", "credential": "tmp", "request": {"path": "/auth"}})) . "');
+SELECT batch_ops.credential_drop('tmp');
+COMMIT;");
+is(bo_wait_job($node, $id), 'completed', 'job with a credential dropped after the submit completed');
+is($node->safe_psql('postgres', "SELECT string_agg(index || ':' || success || ':' || coalesce(error, '') || ':'
+	  || coalesce(message, output #>> '{}'), E'\n' ORDER BY index) FROM batch_ops.outbound_results($id)"),
+	"0:false:credential_error:credential \"tmp\" does not exist\n"
+	  . '1:true::Basic ' . encode_base64('u2:p2', '') . "\n\n"
+	  . "2:false:credential_error:credential \"tmp\" does not exist",
+	'the dropped credential fails its targets (credential_error), the other target runs');
+
 # 4. idempotency
 my $before = $node->safe_psql('postgres', 'SELECT count(*) FROM batch_ops.job_queue');
 my $id1 = $node->safe_psql('postgres', "SELECT batch_ops.submit_outbound('" . spec($auth_dev) . "', 'k1')");
@@ -129,6 +151,20 @@ is($node->safe_psql('postgres', "SELECT status FROM batch_ops.jobs WHERE job_id 
 is(bo_wait_job($node, $b, 'postgres', 30), 'completed', 'and runs once the first has ended');
 is($node->safe_psql('postgres', "SELECT (SELECT started_at FROM batch_ops.jobs WHERE job_id = $b) >= (SELECT finished_at FROM batch_ops.jobs WHERE job_id = $a)"),
 	't', 'never two outbound jobs at once');
+
+# 7. targets count as items for the role's rate limit (ratelimit.c): a
+# burst of 3, refilled at one a second
+my $rl = 'SET batch_ops.rate_limit = 1; SET batch_ops.rate_limit_burst = 3;';
+my $two = join(', ', map { qq({"host": "127.0.0.$_", "request": {"path": "/ok"}}) } 1, 2);
+like(bo_sql_error($node, "$rl SELECT batch_ops.run_outbound('"
+		  . spec(join(', ', map { qq({"host": "127.0.0.$_", "request": {"path": "/ok"}}) } 1 .. 4)) . "')"),
+	qr/^54000/, 'rate limit: 4 targets never fit a burst of 3 (54000)');
+like(bo_sql_error($node, "$rl SELECT batch_ops.run_outbound('" . spec($two) . "');
+	SELECT batch_ops.submit_outbound('" . spec($two) . "')"),
+	qr/^BO429/, 'rate limit: 2 targets of run_outbound, then 2 of submit_outbound: BO429');
+like(bo_sql_error($node, "$rl SELECT pg_sleep(3); SELECT batch_ops.submit_outbound('" . spec($two) . "');
+	SELECT batch_ops.run_outbound('" . spec($two) . "')"),
+	qr/^BO429/, 'rate limit: 2 targets of submit_outbound, then 2 of run_outbound: BO429');
 
 nginx_stop($ng);
 $node->stop;

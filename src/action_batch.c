@@ -963,15 +963,6 @@ action_batch_purge(void)
  * Arguments
  * ---------------------------------------------------------------------
  */
-static void
-arg_not_null(FunctionCallInfo fcinfo, int n, const char *name)
-{
-	if (PG_ARGISNULL(n))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("%s must not be null", name)));
-}
-
 /* A JSON array of 1 to the mode's limit of actions. */
 static void
 check_actions(Jsonb *actions, bool synchronous)

@@ -88,14 +88,7 @@ eapi_build_request(const OutboundTarget *target, OutboundRequest *req)
 	appendStringInfo(&buf, "], \"format\": \"json\"}, \"id\": \"batch_ops-%d\"}",
 					 target->index);
 
-	req->method = "POST";
-	req->url = driver_url(target, "/command-api");
-	outbound_request_header(req, "Content-Type", "application/json");
-	outbound_request_header(req, "Accept", "application/json");
-	outbound_request_auth(target, req);
-	req->body = buf.data;
-	req->body_len = buf.len;
-	req->is_change = change;
+	driver_json_post(target, req, "/command-api", &buf, change);
 }
 
 /* The elements [from, size - tail) of a jsonb array. */

@@ -27,40 +27,6 @@ http_check_spec(Jsonb *spec)
 	check_request_spec(spec, false);
 }
 
-/* The request's headers, substituted; sets *has_type and *has_auth. */
-static void
-http_headers(const OutboundTarget *target, Jsonb *headers,
-			 OutboundRequest *req, bool *has_type, bool *has_auth)
-{
-	JsonbIterator *it;
-	JsonbValue	k,
-				v;
-	JsonbIteratorToken tok;
-
-	*has_type = *has_auth = false;
-	if (headers == NULL || !JB_ROOT_IS_OBJECT(headers))
-		return;
-	it = JsonbIteratorInit(&headers->root);
-	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
-	{
-		char	   *name;
-
-		if (tok != WJB_KEY)
-			continue;
-		name = pnstrdup(k.val.string.val, k.val.string.len);
-		tok = JsonbIteratorNext(&it, &v, true);
-		if (v.type != jbvString)
-			continue;
-		outbound_request_header(req, name,
-								driver_substitute(target,
-												  pnstrdup(v.val.string.val,
-														   v.val.string.len),
-												  SUBST_TEXT));
-		*has_type |= pg_strcasecmp(name, "content-type") == 0;
-		*has_auth |= pg_strcasecmp(name, "authorization") == 0;
-	}
-}
-
 static void
 http_build_request(const OutboundTarget *target, OutboundRequest *req)
 {
@@ -68,19 +34,18 @@ http_build_request(const OutboundTarget *target, OutboundRequest *req)
 	char	   *method = jb_get_string(r, "method");
 	char	   *path = jb_get_string(r, "path");
 	Jsonb	   *body = jb_get_jsonb(r, "body");
-	bool		has_type,
-				has_auth;
+	int			named;
 
 	req->method = method ? method : "GET";
 	req->url = driver_url(target,
 						  driver_substitute(target, path ? path : "/", SUBST_PATH));
-	http_headers(target, jb_get_jsonb(r, "headers"), req, &has_type,
-				 &has_auth);
-	if (!has_auth)
+	named = driver_request_headers(target, jb_get_jsonb(r, "headers"), req);
+	if (!(named & DRIVER_HEADER_AUTHORIZATION))
 		outbound_request_auth(target, req);
 	req->body = driver_body_json(target, body);
 	req->body_len = req->body ? strlen(req->body) : 0;
-	if (req->body && !has_type && !JB_ROOT_IS_SCALAR(body))
+	if (req->body && !(named & DRIVER_HEADER_CONTENT_TYPE) &&
+		!JB_ROOT_IS_SCALAR(body))
 		outbound_request_header(req, "Content-Type", "application/json");
 	req->is_change = driver_method_is_change(req->method);
 }

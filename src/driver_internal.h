@@ -53,9 +53,21 @@ extern char *driver_body_json(const OutboundTarget *target, Jsonb *body);
 extern char *driver_url(const OutboundTarget *target, const char *path);
 extern bool driver_method_is_change(const char *method);
 
+/* Requests: the request's own headers; a JSON POST (eAPI, NX-API). */
+#define DRIVER_HEADER_CONTENT_TYPE	0x01
+#define DRIVER_HEADER_AUTHORIZATION 0x02
+#define DRIVER_HEADER_ACCEPT		0x04
+extern int	driver_request_headers(const OutboundTarget *target,
+								   Jsonb *headers, OutboundRequest *req);
+extern void driver_json_post(const OutboundTarget *target,
+							 OutboundRequest *req, const char *path,
+							 StringInfo body, bool is_change);
+
 /* Replies. */
 extern Jsonb *driver_parse_json(const char *body, size_t len);
 extern Jsonb *driver_body_output(const OutboundResponse *resp);
+extern bool driver_output_json(const OutboundResponse *resp,
+							   OutboundOutcome *out);
 extern void driver_fail(OutboundOutcome *out, const char *error,
 						const char *message);
 

@@ -335,17 +335,8 @@ meraki_parse_response(const OutboundTarget *target, const OutboundRequest *req,
 			return;
 		}
 	}
-	if (!outbound_outcome_http(resp, out))
+	if (!outbound_outcome_http(resp, out) || !driver_output_json(resp, out))
 		return;
-	if (resp->body_len > 0)
-	{
-		out->output = driver_parse_json(resp->body, resp->body_len);
-		if (out->output == NULL)
-		{
-			driver_fail(out, "protocol_error", "the reply is not JSON");
-			return;
-		}
-	}
 	if (batch)
 	{
 		if (out->output == NULL || !JB_ROOT_IS_OBJECT(out->output))

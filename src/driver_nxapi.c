@@ -51,14 +51,7 @@ nxapi_build_request(const OutboundTarget *target, OutboundRequest *req)
 	escape_json(&buf, input.data);
 	appendStringInfoString(&buf, ", \"output_format\": \"json\"}}");
 
-	req->method = "POST";
-	req->url = driver_url(target, "/ins");
-	outbound_request_header(req, "Content-Type", "application/json");
-	outbound_request_header(req, "Accept", "application/json");
-	outbound_request_auth(target, req);
-	req->body = buf.data;
-	req->body_len = buf.len;
-	req->is_change = change;
+	driver_json_post(target, req, "/ins", &buf, change);
 }
 
 /* ins_api.outputs.output, or NULL. */

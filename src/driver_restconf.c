@@ -34,40 +34,6 @@ restconf_check_spec(Jsonb *spec)
 	check_request_spec(spec, true);
 }
 
-/* The request's own headers; notes whether it names the two media types. */
-static void
-restconf_headers(const OutboundTarget *target, Jsonb *headers,
-				 OutboundRequest *req, bool *has_type, bool *has_accept)
-{
-	JsonbIterator *it;
-	JsonbValue	k,
-				v;
-	JsonbIteratorToken tok;
-
-	*has_type = *has_accept = false;
-	if (headers == NULL || !JB_ROOT_IS_OBJECT(headers))
-		return;
-	it = JsonbIteratorInit(&headers->root);
-	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
-	{
-		char	   *name;
-
-		if (tok != WJB_KEY)
-			continue;
-		name = pnstrdup(k.val.string.val, k.val.string.len);
-		tok = JsonbIteratorNext(&it, &v, true);
-		if (v.type != jbvString)
-			continue;
-		outbound_request_header(req, name,
-								driver_substitute(target,
-												  pnstrdup(v.val.string.val,
-														   v.val.string.len),
-												  SUBST_TEXT));
-		*has_type |= pg_strcasecmp(name, "content-type") == 0;
-		*has_accept |= pg_strcasecmp(name, "accept") == 0;
-	}
-}
-
 static void
 restconf_build_request(const OutboundTarget *target, OutboundRequest *req)
 {
@@ -75,8 +41,7 @@ restconf_build_request(const OutboundTarget *target, OutboundRequest *req)
 	char	   *method = jb_get_string(r, "method");
 	char	   *path = jb_get_string(r, "path");
 	char	   *full;
-	bool		has_type,
-				has_accept;
+	int			named;
 
 	if (path == NULL)
 		path = "/";
@@ -88,14 +53,13 @@ restconf_build_request(const OutboundTarget *target, OutboundRequest *req)
 
 	req->method = method ? method : "GET";
 	req->url = driver_url(target, full);
-	restconf_headers(target, jb_get_jsonb(r, "headers"), req, &has_type,
-					 &has_accept);
-	if (!has_accept)
+	named = driver_request_headers(target, jb_get_jsonb(r, "headers"), req);
+	if (!(named & DRIVER_HEADER_ACCEPT))
 		outbound_request_header(req, "Accept", YANG_JSON);
 	outbound_request_auth(target, req);
 	req->body = driver_body_json(target, jb_get_jsonb(r, "body"));
 	req->body_len = req->body ? strlen(req->body) : 0;
-	if (req->body && !has_type)
+	if (req->body && !(named & DRIVER_HEADER_CONTENT_TYPE))
 		outbound_request_header(req, "Content-Type", YANG_JSON);
 	req->is_change = driver_method_is_change(req->method);
 }
@@ -152,17 +116,8 @@ restconf_parse_response(const OutboundTarget *target, const OutboundRequest *req
 			return;
 		}
 	}
-	if (!outbound_outcome_http(resp, out))
+	if (!outbound_outcome_http(resp, out) || !driver_output_json(resp, out))
 		return;
-	if (resp->body_len > 0)
-	{
-		out->output = driver_parse_json(resp->body, resp->body_len);
-		if (out->output == NULL)
-		{
-			driver_fail(out, "protocol_error", "the reply is not JSON");
-			return;
-		}
-	}
 	out->success = true;
 }
 

@@ -152,8 +152,6 @@ typedef struct Engine
 	Xfer	   *free_xfers;
 } Engine;
 
-static bool curl_ready = false;
-
 /* ---------------------------------------------------------------------
  * libcurl's callbacks (never throw)
  * ---------------------------------------------------------------------
@@ -401,14 +399,7 @@ engine_setup(Engine *e)
 	HASHCTL		ctl;
 	int			i;
 
-	if (!curl_ready)
-	{
-		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("could not initialize libcurl")));
-		curl_ready = true;
-	}
+	outbound_curl_init();
 	memset(&ctl, 0, sizeof(ctl));
 	ctl.keysize = 256;
 	ctl.entrysize = sizeof(Host);

@@ -68,7 +68,7 @@ jobs_init(void)
 }
 
 /* The message of a NULL argument of a STRICT-less function. */
-static void
+void
 arg_not_null(FunctionCallInfo fcinfo, int n, const char *name)
 {
 	if (PG_ARGISNULL(n))

@@ -21,6 +21,9 @@ extern void jobs_init(void);
  */
 extern int64 jobs_submit(const char *kind_name, JobSubmit *submit);
 
+/* ERROR 22004 "<name> must not be null" if argument n is NULL. */
+extern void arg_not_null(FunctionCallInfo fcinfo, int n, const char *name);
+
 /* The SQL functions (exported: the library is built with hidden visibility) */
 extern PGDLLEXPORT Datum batch_ops_submit_import(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum batch_ops_submit_batch(PG_FUNCTION_ARGS);

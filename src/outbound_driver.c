@@ -182,6 +182,24 @@ driver_body_output(const OutboundResponse *resp)
 	return jb;
 }
 
+/*
+ * Sets out->output to a reply's JSON (left NULL for an empty body); false,
+ * with a protocol_error, when the body is not JSON.
+ */
+bool
+driver_output_json(const OutboundResponse *resp, OutboundOutcome *out)
+{
+	if (resp->body_len == 0)
+		return true;
+	out->output = driver_parse_json(resp->body, resp->body_len);
+	if (out->output == NULL)
+	{
+		driver_fail(out, "protocol_error", "the reply is not JSON");
+		return false;
+	}
+	return true;
+}
+
 /* ----------------------------------------------------------------
  * Requests
  * ----------------------------------------------------------------
@@ -259,6 +277,68 @@ driver_url(const OutboundTarget *target, const char *path)
 	return psprintf("%s://%s%s%s:%d%s%s", target->scheme,
 					v6 ? "[" : "", target->hostname, v6 ? "]" : "",
 					target->port, *path == '/' ? "" : "/", path);
+}
+
+/*
+ * Adds the request's own headers (an object; values substituted, SUBST_TEXT,
+ * others than strings skipped) and returns which of the DRIVER_HEADER_*
+ * names were among them, compared without regard to case.
+ */
+int
+driver_request_headers(const OutboundTarget *target, Jsonb *headers,
+					   OutboundRequest *req)
+{
+	JsonbIterator *it;
+	JsonbValue	k,
+				v;
+	JsonbIteratorToken tok;
+	int			named = 0;
+
+	if (headers == NULL || !JB_ROOT_IS_OBJECT(headers))
+		return 0;
+	it = JsonbIteratorInit(&headers->root);
+	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	{
+		char	   *name;
+
+		if (tok != WJB_KEY)
+			continue;
+		name = pnstrdup(k.val.string.val, k.val.string.len);
+		tok = JsonbIteratorNext(&it, &v, true);
+		if (v.type != jbvString)
+			continue;
+		outbound_request_header(req, name,
+								driver_substitute(target,
+												  pnstrdup(v.val.string.val,
+														   v.val.string.len),
+												  SUBST_TEXT));
+		if (pg_strcasecmp(name, "content-type") == 0)
+			named |= DRIVER_HEADER_CONTENT_TYPE;
+		if (pg_strcasecmp(name, "authorization") == 0)
+			named |= DRIVER_HEADER_AUTHORIZATION;
+		if (pg_strcasecmp(name, "accept") == 0)
+			named |= DRIVER_HEADER_ACCEPT;
+	}
+	return named;
+}
+
+/*
+ * A POST of a JSON document (body, which the request keeps) to path, as
+ * eAPI and NX-API want: JSON both ways, the credential as
+ * outbound_request_auth() says.
+ */
+void
+driver_json_post(const OutboundTarget *target, OutboundRequest *req,
+				 const char *path, StringInfo body, bool is_change)
+{
+	req->method = "POST";
+	req->url = driver_url(target, path);
+	outbound_request_header(req, "Content-Type", "application/json");
+	outbound_request_header(req, "Accept", "application/json");
+	outbound_request_auth(target, req);
+	req->body = body->data;
+	req->body_len = body->len;
+	req->is_change = is_change;
 }
 
 /* ----------------------------------------------------------------

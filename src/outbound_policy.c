@@ -50,6 +50,8 @@
  *
  * URL imports (source.c) get the same open-socket check whenever
  * batch_ops.outbound_networks is set (outbound_policy_guard_socket).
+ * Both set up libcurl's global state through outbound_curl_init(), once
+ * per process (a static flag: each backend and worker is one thread).
  *
  *-------------------------------------------------------------------------
  */
@@ -244,6 +246,20 @@ static void
 insecure_assign(const char *newval, void *extra)
 {
 	insecure_hosts = (HostList *) extra;
+}
+
+void
+outbound_curl_init(void)
+{
+	static bool curl_ready = false;
+
+	if (curl_ready)
+		return;
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not initialize libcurl")));
+	curl_ready = true;
 }
 
 void

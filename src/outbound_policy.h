@@ -16,6 +16,12 @@
 /* _PG_init: settings */
 extern void outbound_policy_init(void);
 
+/*
+ * libcurl's global state, set up once per process before the first handle
+ * (URL imports and the outbound engine); ERROR XX000 if it cannot be.
+ */
+extern void outbound_curl_init(void);
+
 /* ERROR 42501 unless role is superuser or a member of batch_ops_outbound */
 extern void outbound_check_sender(Oid role);
 

@@ -141,8 +141,6 @@ struct Source
 	MemoryContextCallback release;	/* frees fd and handles: see the header */
 };
 
-static bool curl_ready = false;
-
 /* ---------------------------------------------------------------------
  * Settings and options
  * ---------------------------------------------------------------------
@@ -612,14 +610,7 @@ source_release(void *arg)
 static void
 http_open(Source *src)
 {
-	if (!curl_ready)
-	{
-		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("could not initialize libcurl")));
-		curl_ready = true;
-	}
+	outbound_curl_init();
 	/* userinfo and ambiguous paths are refused here too */
 	src->url = (CURLU *) url_checked_handle(src->location);
 	src->easy = curl_easy_init();

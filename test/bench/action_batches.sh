@@ -36,9 +36,7 @@ PORT=5479
 # shellcheck source=test/bench/bench_server.sh
 source "$(dirname "${BASH_SOURCE[0]}")/bench_server.sh"
 
-for v in CALLS ROUNDS ASYNC; do
-	[[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || die "$v must be a positive integer"
-done
+check_positive CALLS ROUNDS ASYNC
 
 bench_server_start
 
@@ -55,9 +53,6 @@ CREATE TABLE bo_ab_bench.orders (id bigserial PRIMARY KEY, qty integer NOT NULL)
 VACUUM ANALYZE bo_ab_bench.devices, bo_ab_bench.others;
 SQL
 
-now_ms() { date +%s%3N; }
-div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 med() { printf '%s\n' "$@" | median; }
 range() { printf '%s\n' "$@" | sort -g | sed -n '1p;$p' | paste -sd '-'; }
 
@@ -111,8 +106,8 @@ act_rows=() upd_rows=() alt_rows=() ratio_rows=() speed_rows=()
 for ((round = 1; round <= ROUNDS; round++)); do
 	read -r a u g < <(run_round) || true
 	[[ -n ${g:-} ]] || die "round $round: a call failed"
-	act_rows+=("$(div "$a" "$CALLS")") upd_rows+=("$(div "$u" "$CALLS")") alt_rows+=("$(div "$g" "$CALLS")")
-	ratio_rows+=("$(div "$a" "$u")") speed_rows+=("$(div "$g" "$a")")
+	act_rows+=("$(div "$a" "$CALLS" 3)") upd_rows+=("$(div "$u" "$CALLS" 3)") alt_rows+=("$(div "$g" "$CALLS" 3)")
+	ratio_rows+=("$(div "$a" "$u" 3)") speed_rows+=("$(div "$g" "$a" 3)")
 	echo "bench-action_batches: round $round: action batch ${act_rows[-1]} ms, batch_update ${upd_rows[-1]} ms, ungrouped ${alt_rows[-1]} ms per call of 20 (ratio ${ratio_rows[-1]})"
 	unset a u g
 done

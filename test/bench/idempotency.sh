@@ -34,9 +34,7 @@ PORT=5478
 # shellcheck source=test/bench/bench_server.sh
 source "$(dirname "${BASH_SOURCE[0]}")/bench_server.sh"
 
-for v in CALLS ROUNDS ITEMS; do
-	[[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || die "$v must be a positive integer"
-done
+check_positive CALLS ROUNDS ITEMS
 
 bench_server_start
 

@@ -31,9 +31,7 @@ PORT=5477
 # shellcheck source=test/bench/bench_server.sh
 source "$(dirname "${BASH_SOURCE[0]}")/bench_server.sh"
 
-for v in SEQ BURST ROUNDS; do
-	[[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || die "$v must be a positive integer"
-done
+check_positive SEQ BURST ROUNDS
 
 bench_server_start
 
@@ -44,11 +42,6 @@ DROP SCHEMA IF EXISTS bo_jobs CASCADE;
 CREATE SCHEMA bo_jobs;
 CREATE TABLE bo_jobs.t (id bigint PRIMARY KEY, v text);
 SQL
-
-now_ms() { date +%s%3N; }
-div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
-# median of the numbers on stdin, one a line
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # One session per loop (psql -f of a generated script), so that the time
 # per job is the job's, not that of starting two psql processes per job,

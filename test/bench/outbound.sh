@@ -90,9 +90,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/bench_server.sh"
 for o in ${ONLY//,/ }; do
 	case $o in ka|dev|slow|held|fair|first|cancel|mem) ;; *) die "BENCH_OB_ONLY: unknown measurement '$o'";; esac
 done
-for v in ROUNDS HOSTS REQS DEVICES SLOW MEM NGINX_WORKERS; do
-	[[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || die "$v must be a positive integer"
-done
+check_positive ROUNDS HOSTS REQS DEVICES SLOW MEM NGINX_WORKERS
 ((HOSTS <= 250)) || die "BENCH_OB_HOSTS: at most 250"
 ((DEVICES <= 20000)) || die "BENCH_OB_DEVICES: at most 20000 (one socket each)"
 ((SLOW <= DEVICES)) || die "BENCH_OB_SLOW: at most BENCH_OB_DEVICES"
@@ -116,9 +114,6 @@ ECHO_MODULE=/usr/lib/nginx/modules/ngx_http_echo_module.so
 command -v curl >/dev/null || die "curl is missing"
 
 now_ns() { date +%s%N; }
-# a / b with 1 decimal (or $3 decimals)
-div() { awk -v a="$1" -v b="$2" -v d="${3:-1}" 'BEGIN { if (b == 0) print "nan"; else printf "%.*f", d, a / b }'; }
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 <= b + 0) }'; }
 ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 >= b + 0) }'; }
 

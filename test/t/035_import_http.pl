@@ -56,26 +56,10 @@ my $HTTP_DIR = dirname(abs_path(__FILE__)) . '/../http';
 my $work = PostgreSQL::Test::Utils::tempdir('import_http');
 
 # ------------------------------------------------------------- the server
-my $cert_ok = 0;
-if (system('sh', '-c', 'command -v openssl >/dev/null') == 0)
-{
-	my $log = '';
-	IPC::Run::run(
-		[
-			'openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1',
-			'-keyout', "$work/key.pem", '-out', "$work/cert.pem",
-			'-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'
-		],
-		'<', \undef, '>&', \$log)
-	  or BAIL_OUT("openssl could not make a certificate: $log");
-	$cert_ok = 1;
-}
-else
-{
-	note('openssl is not installed: the https check is skipped');
-}
-my $srv = bo_mock_server('import_http', undef, undef,
-	$cert_ok ? { cert => "$work/cert.pem", key => "$work/key.pem", lifetime => 600 } : undef);
+my $tls = bo_tls_cert($work);
+my $cert_ok = defined $tls;
+note('openssl is not installed: the https check is skipped') unless $cert_ok;
+my $srv = bo_mock_server('import_http', undef, undef, $tls);
 my $BASE = $srv->{base};
 my $TLS_BASE = $srv->{tls_base} // 'https://127.0.0.1:0';
 note("mock server: $BASE" . ($cert_ok ? " and $TLS_BASE" : ''));

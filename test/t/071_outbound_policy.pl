@@ -12,29 +12,15 @@
 # followed), other schemes, and the postmaster's http_proxy (ignored).
 use strict;
 use warnings;
-use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use BatchOpsTest;
 
 my $work = PostgreSQL::Test::Utils::tempdir('outbound');
-my $cert_ok = 0;
-if (system('sh', '-c', 'command -v openssl >/dev/null') == 0)
-{
-	my $log = '';
-	IPC::Run::run(
-		[
-			'openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1',
-			'-keyout', "$work/key.pem", '-out', "$work/cert.pem",
-			'-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'
-		],
-		'<', \undef, '>&', \$log)
-	  or BAIL_OUT("openssl could not make a certificate: $log");
-	$cert_ok = 1;
-}
-my $srv = bo_mock_server('outbound', undef, undef,
-	$cert_ok ? { cert => "$work/cert.pem", key => "$work/key.pem", lifetime => 600 } : undef);
+my $tls = bo_tls_cert($work);
+my $cert_ok = defined $tls;
+my $srv = bo_mock_server('outbound', undef, undef, $tls);
 my $P = $srv->{port};
 my $B = $srv->{base};
 # a second server that plays the proxy: it must see requests only when

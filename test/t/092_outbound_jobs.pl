@@ -50,12 +50,7 @@ is($node->safe_psql('postgres', "SELECT r->>'output' FROM jsonb_array_elements(b
 	'run_outbound sends an inline password without a key file');
 
 # 2. with a key file
-open my $kf, '>', $node->data_dir . '/outbound.key' or die $!;
-print $kf join('', map { chr(int(rand(256))) } 1 .. 32);
-close $kf;
-chmod 0600, $node->data_dir . '/outbound.key';
-$node->append_conf('postgresql.conf', "batch_ops.credential_key_file = 'outbound.key'\n");
-$node->restart;
+bo_credential_key($node, 'outbound.key');
 
 my $id = $node->safe_psql('postgres', "SELECT batch_ops.submit_outbound('"
 	  . spec($auth_dev, ', "username": "netops", "password": "s3cret"') . "')");

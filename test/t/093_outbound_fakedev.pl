@@ -52,12 +52,7 @@ sub eapi_spec
 
 
 # credentials need a key file
-open my $kf, '>', $node->data_dir . '/k.key' or die $!;
-print $kf join('', map { chr(int(rand(256))) } 1 .. 32);
-close $kf;
-chmod 0600, $node->data_dir . '/k.key';
-$node->append_conf('postgresql.conf', "batch_ops.credential_key_file = 'k.key'\n");
-$node->restart;
+bo_credential_key($node, 'k.key');
 $node->safe_psql('postgres', <<'SQL');
 SELECT batch_ops.credential_set('fd', '{"username": "admin", "password": "pw"}');
 SELECT batch_ops.credential_set('mk', '{"api_key": "k"}');

@@ -23,7 +23,7 @@ our @EXPORT = qw(bo_node bo_wait_job bo_wait_until bo_scratch
   bo_sql bo_psql_start bo_psql_finish bo_gate_hold bo_gate_release
   bo_gate_wait_blocked bo_job_status bo_q bo_wait_sql bo_diff_sql
   bo_create_spin bo_write_file bo_job_internal bo_kill9_and_check
-  bo_wait_crash_restart bo_log_lines);
+  bo_wait_crash_restart bo_log_lines bo_tls_cert bo_credential_key);
 
 # bo_node(NAME, EXTRA_CONF, [OPTS]) — a started cluster with batch_ops
 # preloaded and the extension created in "postgres".  EXTRA_CONF is
@@ -423,6 +423,46 @@ sub bo_log_lines
 {
 	my ($node, $re, $offset) = @_;
 	return grep { /$re/ } split(/\n/, slurp_file($node->logfile, $offset // 0));
+}
+
+# bo_tls_cert(DIR) — a self-signed certificate for 127.0.0.1 (an IP
+# subjectAltName, valid a day), made by openssl as DIR/cert.pem and
+# DIR/key.pem; returns { cert, key, lifetime => 600 }, the TLS argument of
+# bo_mock_server, or undef when openssl is not installed (BAIL_OUT when it
+# fails).
+sub bo_tls_cert
+{
+	my ($dir) = @_;
+	my $log = '';
+
+	return undef
+	  unless system('sh', '-c', 'command -v openssl >/dev/null') == 0;
+	IPC::Run::run(
+		[
+			'openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1',
+			'-keyout', "$dir/key.pem", '-out', "$dir/cert.pem",
+			'-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'
+		],
+		'<', \undef, '>&', \$log)
+	  or BAIL_OUT("openssl could not make a certificate: $log");
+	return { cert => "$dir/cert.pem", key => "$dir/key.pem", lifetime => 600 };
+}
+
+# bo_credential_key(NODE, FILE) — a random 32-byte credential key in FILE
+# of NODE's data directory (mode 0600), named by
+# batch_ops.credential_key_file; restarts NODE so that it is read.
+sub bo_credential_key
+{
+	my ($node, $file) = @_;
+	my $path = $node->data_dir . "/$file";
+
+	open my $kf, '>', $path or die "$path: $!";
+	print $kf join('', map { chr(int(rand(256))) } 1 .. 32);
+	close $kf;
+	chmod 0600, $path;
+	$node->append_conf('postgresql.conf', "batch_ops.credential_key_file = '$file'\n");
+	$node->restart;
+	return;
 }
 
 1;

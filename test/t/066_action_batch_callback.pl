@@ -4,7 +4,9 @@
 #
 #   1. a synchronous batch POSTs its answer once, signed (the signature
 #      verifies: HMAC-SHA256 of "<t>.<body>" under the hmac_secret);
-#   2. so does an asynchronous one (sent from the job worker);
+#   2. so does an asynchronous one (sent from the job worker), a draft
+#      confirmed by update_action_batch, and a failed batch (its answer
+#      says failed);
 #   3. a synchronous batch whose transaction rolls back sends nothing
 #      (and queues no outbound job);
 #   4. a receiver answering 503 gets 1 + 3 requests (retries 3), and the
@@ -137,6 +139,24 @@ is($body->{state}, 'completed', 'async: the batch had completed');
 is($body->{submitted_by}, 'ab', 'async: submitted by its owner');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM s.items'), '2', 'both batches ran');
 
+# 2b. a draft confirmed later (update_action_batch), and a failed batch
+my $draft = $json->decode(bo_sql($node, 'postgres',
+	"\\pset tuples_only on\n\\pset format unaligned\n"
+	  . "SELECT batch_ops.create_action_batch('[{\"resource\": \"/items/10\", "
+	  . "\"operation\": \"create\", \"body\": {\"v\": \"d\"}}]', false, true, " . cb('/ok/draft') . ")",
+	60, 'ab')->{out});
+is($draft->{state}, 'draft', 'draft: created');
+$node->safe_psql('postgres', "SELECT batch_ops.update_action_batch($draft->{id}, confirmed => true)",
+	extra_params => [ '-U', 'ab' ]);
+$node->safe_psql('postgres', create_sql(1, 'true', cb('/ok/failed')), extra_params => [ '-U', 'ab' ]);
+ok(bo_wait_until(sub { requests($rcv, '/ok/draft') >= 1 && requests($rcv, '/ok/failed') >= 1 }),
+	'draft and failed batch: the callbacks arrive');
+$body = check_signed((requests($rcv, '/ok/draft'))[0], 'draft');
+is_deeply([ $body->{id}, $body->{state} ], [ $draft->{id}, 'completed' ], 'draft: its answer, completed');
+$body = check_signed((requests($rcv, '/ok/failed'))[0], 'failed batch');
+is($body->{state}, 'failed', 'failed batch: its answer says failed');
+ok(scalar @{ $body->{status}{errors} } >= 1, 'failed batch: with its errors');
+
 # 3. rollback
 my $before = outbound_jobs();
 my $r = bo_sql($node, 'postgres',
@@ -185,7 +205,7 @@ $r = bo_sql($node, 'postgres',
 	create_sql(9, 'true', "'{\"url\": \"$rcv->{base}/ok/x\", \"credential\": \"nohmac\"}'"), 60, 'ab');
 is($r->{sqlstate}, '22023', 'a credential without hmac_secret: 22023');
 like($r->{err}, qr/credential "nohmac" has no hmac_secret/, 'the message names it');
-is($node->safe_psql('postgres', 'SELECT count(*) FROM s.items WHERE id >= 7'), '0',
+is($node->safe_psql('postgres', 'SELECT count(*) FROM s.items WHERE id BETWEEN 7 AND 9'), '0',
 	'refused callbacks: their batches did not run');
 
 # 7. the driver is internal

@@ -335,6 +335,8 @@ SET batch_ops.outbound_networks = 'hooks.example';
 SELECT batch_ops.create_action_batch('[{"resource": "/orders/1", "operation": "destroy"}]',
                                      callback => '{"url": "https://hooks.example/ab", "credential": "no_such_hook"}');
 SELECT batch_ops.create_action_batch('[{"resource": "/orders/1", "operation": "destroy"}]',
+                                     callback => '{"url": "https://u:pw@hooks.example/ab"}');
+SELECT batch_ops.create_action_batch('[{"resource": "/orders/1", "operation": "destroy"}]',
                                      callback => '{"url": "https://hooks.example/ab?k=1"}')->'callback' AS callback;
 RESET batch_ops.outbound_networks;
 -- another role's batch, or none: 42704

@@ -1078,6 +1078,7 @@ callback_url_parse(const char *url, CallbackUrl *cu)
 	CURLU	   *u = curl_url();
 	char	   *port;
 	char	   *query;
+	bool		userinfo;
 	size_t		len;
 
 	if (u == NULL)
@@ -1096,7 +1097,14 @@ callback_url_parse(const char *url, CallbackUrl *cu)
 	port = curl_part(u, CURLUPART_PORT, CURLU_DEFAULT_PORT);
 	cu->path = curl_part(u, CURLUPART_PATH, 0);
 	query = curl_part(u, CURLUPART_QUERY, 0);
+	userinfo = curl_part(u, CURLUPART_USER, 0) != NULL ||
+		curl_part(u, CURLUPART_PASSWORD, 0) != NULL;
 	curl_url_cleanup(u);
+	if (userinfo)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("callback url must not carry a user name or password"),
+				 errhint("A callback is signed with its credential's hmac_secret; name the credential in \"credential\".")));
 	if (cu->scheme == NULL || cu->host == NULL || port == NULL ||
 		(strcmp(cu->scheme, "http") != 0 && strcmp(cu->scheme, "https") != 0))
 		ereport(ERROR,

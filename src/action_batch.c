@@ -34,6 +34,16 @@
  * (42704), as a missing one.  A superuser may read every batch but
  * change only its own.
  *
+ * Callbacks: a batch's callback is checked when it is registered (the
+ * outbound policy, its credential) and, when the batch finishes, its
+ * answer becomes an outbound job of the internal driver "callback"
+ * (driver_callback.c, which signs it), submitted as the batch's owner in
+ * the transaction that finishes the batch.  Why a job: the engine already
+ * has the policy's checks, retries with backoff and crash safety; a
+ * request sent from a transaction that may still roll back would announce
+ * a batch that never happened; and a slow receiver must hold neither the
+ * caller's transaction nor the batch's worker.  See "Callbacks" below.
+ *
  * Locking: update_action_batch and delete_action_batch lock the batch's
  * row (FOR UPDATE, or the DELETE's own lock), so that of two sessions
  * confirming one draft, the second waits for the first and then finds it
@@ -43,8 +53,9 @@
  */
 #include "postgres.h"
 
+#include <curl/curl.h>
+
 #include "access/xact.h"
-#include "utils/resowner.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "miscadmin.h"
@@ -58,10 +69,9 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
-
-#include <curl/curl.h>
 
 #include "action_batch.h"
 #include "batch.h"

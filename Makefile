@@ -70,6 +70,10 @@ OBJS += \
 	src/credential.o \
 	src/outbound_policy.o
 
+# issue #11: action batch callbacks, sent through the outbound engine
+OBJS += \
+	src/driver_callback.o
+
 # make TEST_MODULES=1: the test build (scripts/test.sh), with the test-only
 # code of test/kinds (job kinds, registered in job_kind.c) and test/modules
 # (SQL functions that the TAP tests bind with CREATE FUNCTION) linked in.

@@ -321,7 +321,8 @@ SELECT count(*) AS order_1 FROM orders WHERE id = 1;
 -- a key that is not a valid value is the action's error, not a bad batch
 SELECT b->'status'->'errors'->0->>'error' AS error
   FROM batch_ops.create_action_batch('[{"resource": "/orders/x", "operation": "destroy"}]', true, true) AS b;
--- callbacks are checked (22023) and stored
+-- callbacks are checked (22023), against the outbound policy (42501) and
+-- their credential, and stored (a draft sends nothing)
 SELECT batch_ops.create_action_batch('[{"resource": "/orders/1", "operation": "destroy"}]',
                                      callback => '{"url": "ftp://x"}');
 SELECT batch_ops.create_action_batch('[{"resource": "/orders/1", "operation": "destroy"}]',
@@ -329,7 +330,15 @@ SELECT batch_ops.create_action_batch('[{"resource": "/orders/1", "operation": "d
 SELECT batch_ops.create_action_batch('[{"resource": "/orders/1", "operation": "destroy"}]',
                                      callback => '{"credential": "hook"}');
 SELECT batch_ops.create_action_batch('[{"resource": "/orders/1", "operation": "destroy"}]',
-                                     callback => '{"url": "https://hooks.example/ab", "credential": "hook"}')->'callback' AS callback;
+                                     callback => '{"url": "https://hooks.example/ab", "credential": "hook"}');
+SET batch_ops.outbound_networks = 'hooks.example';
+SELECT batch_ops.create_action_batch('[{"resource": "/orders/1", "operation": "destroy"}]',
+                                     callback => '{"url": "https://hooks.example/ab", "credential": "no_such_hook"}');
+SELECT batch_ops.create_action_batch('[{"resource": "/orders/1", "operation": "destroy"}]',
+                                     callback => '{"url": "https://u:pw@hooks.example/ab"}');
+SELECT batch_ops.create_action_batch('[{"resource": "/orders/1", "operation": "destroy"}]',
+                                     callback => '{"url": "https://hooks.example/ab?k=1"}')->'callback' AS callback;
+RESET batch_ops.outbound_networks;
 -- another role's batch, or none: 42704
 SELECT batch_ops.action_batch(-1);
 SELECT batch_ops.wait_action_batch(-1);

@@ -34,6 +34,16 @@
  * (42704), as a missing one.  A superuser may read every batch but
  * change only its own.
  *
+ * Callbacks: a batch's callback is checked when it is registered (the
+ * outbound policy, its credential) and, when the batch finishes, its
+ * answer becomes an outbound job of the internal driver "callback"
+ * (driver_callback.c, which signs it), submitted as the batch's owner in
+ * the transaction that finishes the batch.  Why a job: the engine already
+ * has the policy's checks, retries with backoff and crash safety; a
+ * request sent from a transaction that may still roll back would announce
+ * a batch that never happened; and a slow receiver must hold neither the
+ * caller's transaction nor the batch's worker.  See "Callbacks" below.
+ *
  * Locking: update_action_batch and delete_action_batch lock the batch's
  * row (FOR UPDATE, or the DELETE's own lock), so that of two sessions
  * confirming one draft, the second waits for the first and then finds it
@@ -42,6 +52,8 @@
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#include <curl/curl.h>
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -57,15 +69,19 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "action_batch.h"
 #include "batch.h"
+#include "credential.h"
 #include "idempotency.h"
 #include "item_error.h"
 #include "job_kind.h"
 #include "jobs_api.h"
+#include "outbound.h"
+#include "outbound_policy.h"
 #include "plan_cache.h"
 #include "ratelimit.h"
 #include "resource.h"
@@ -601,13 +617,20 @@ store_end(RoleSwitch *sw)
 	role_switch_end(sw);
 }
 
-/* NOTIFY batch_ops_jobs, '{"action_batch_id": n, "status": "..."}', at commit. */
+static void callback_send(int64 id);
+
+/*
+ * A batch has finished (its row is written): NOTIFY batch_ops_jobs,
+ * '{"action_batch_id": n, "status": "..."}', at commit, and its callback's
+ * job, if it has one (callback_send).
+ */
 static void
 notify_finished(int64 id, const char *state)
 {
 	Async_Notify("batch_ops_jobs",
 				 psprintf("{\"action_batch_id\": " INT64_FORMAT ", \"status\": \"%s\"}",
 						  id, state));
+	callback_send(id);
 }
 
 /*
@@ -991,9 +1014,260 @@ check_actions(Jsonb *actions, bool synchronous)
 				 errhint("Split it into several batches.")));
 }
 
+/* ---------------------------------------------------------------------
+ * Callbacks
+ *
+ * A callback is checked when it is registered (create_action_batch), as
+ * the caller: the outbound policy's sender and host checks, and its
+ * credential, which must be usable by the caller and hold an hmac_secret.
+ * When the batch finishes (notify_finished: in the caller's transaction
+ * for a synchronous batch, in the worker's for a job), its answer is
+ * submitted as an outbound job of the internal driver "callback"
+ * (driver_callback.c), as the batch's owner, in a subtransaction of the
+ * same transaction: nothing is sent if that transaction rolls back, and
+ * a callback that cannot be submitted any more (the policy or the
+ * credential changed since, the role's rate limit) is a WARNING, not the
+ * batch's failure.  The job retries CALLBACK_RETRIES times with the
+ * engine's backoff; the connect-time address check of the outbound
+ * policy applies to it as to every outbound job.
+ * ---------------------------------------------------------------------
+ */
+
+#define CALLBACK_RETRIES	3
+
+/* The string value of a key of an object, or NULL. */
+static char *
+callback_key(Jsonb *callback, const char *key)
+{
+	JsonbValue	k;
+	JsonbValue *v;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	v = findJsonbValueFromContainer(&callback->root, JB_FOBJECT, &k);
+	if (v == NULL || v->type != jbvString)
+		return NULL;
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+/* A callback URL's parts, as the outbound spec names them. */
+typedef struct CallbackUrl
+{
+	char	   *scheme;
+	char	   *host;			/* without an IPv6 address's brackets */
+	int			port;
+	char	   *path;			/* with its query */
+} CallbackUrl;
+
+static char *
+curl_part(CURLU *u, CURLUPart part, unsigned int flags)
+{
+	char	   *s = NULL;
+	char	   *result;
+
+	if (curl_url_get(u, part, &s, flags) != CURLUE_OK || s == NULL)
+		return NULL;
+	result = pstrdup(s);
+	curl_free(s);
+	return result;
+}
+
+static void
+callback_url_parse(const char *url, CallbackUrl *cu)
+{
+	CURLU	   *u = curl_url();
+	char	   *port;
+	char	   *query;
+	bool		userinfo;
+	size_t		len;
+
+	if (u == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
+	{
+		curl_url_cleanup(u);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("callback url must be an http or https URL")));
+	}
+	cu->scheme = curl_part(u, CURLUPART_SCHEME, 0);
+	cu->host = curl_part(u, CURLUPART_HOST, 0);
+	port = curl_part(u, CURLUPART_PORT, CURLU_DEFAULT_PORT);
+	cu->path = curl_part(u, CURLUPART_PATH, 0);
+	query = curl_part(u, CURLUPART_QUERY, 0);
+	userinfo = curl_part(u, CURLUPART_USER, 0) != NULL ||
+		curl_part(u, CURLUPART_PASSWORD, 0) != NULL;
+	curl_url_cleanup(u);
+	if (userinfo)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("callback url must not carry a user name or password"),
+				 errhint("A callback is signed with its credential's hmac_secret; name the credential in \"credential\".")));
+	if (cu->scheme == NULL || cu->host == NULL || port == NULL ||
+		(strcmp(cu->scheme, "http") != 0 && strcmp(cu->scheme, "https") != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("callback url must be an http or https URL")));
+	len = strlen(cu->host);
+	if (len > 2 && cu->host[0] == '[' && cu->host[len - 1] == ']')
+		cu->host = pnstrdup(cu->host + 1, len - 2);
+	cu->port = atoi(port);
+	if (cu->path == NULL)
+		cu->path = "/";
+	if (query)
+		cu->path = psprintf("%s?%s", cu->path, query);
+}
+
+/* At registration, as the caller: ERROR unless the callback can be sent. */
+static void
+callback_check_policy(Jsonb *callback)
+{
+	char	   *url = callback_key(callback, "url");
+	char	   *credential = callback_key(callback, "credential");
+	CallbackUrl cu;
+	const char *why;
+
+	jobs_require_preload();
+	outbound_check_sender(GetUserId());
+	callback_url_parse(url, &cu);
+	why = outbound_url_refusal(url);
+	if (why)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("callback url host \"%s\" is not allowed", cu.host),
+				 errdetail("%s", why),
+				 errhint("A superuser lists the hosts and networks that outbound batches may reach in batch_ops.outbound_networks.")));
+	if (credential)
+	{
+		OutboundSecret *secret = credential_fetch(credential, GetUserId());
+
+		if (secret->hmac_secret == NULL || secret->hmac_secret[0] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("credential \"%s\" has no hmac_secret", credential),
+					 errdetail("A callback is signed with its credential's hmac_secret.")));
+	}
+}
+
+/* The outbound spec that POSTs answer to the callback. */
+static Jsonb *
+callback_spec(Jsonb *answer, Jsonb *callback)
+{
+	char	   *credential = callback_key(callback, "credential");
+	CallbackUrl cu;
+	StringInfoData buf;
+
+	callback_url_parse(callback_key(callback, "url"), &cu);
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"driver\": \"callback\", \"devices\": [{\"host\": ");
+	escape_json(&buf, cu.host);
+	appendStringInfoString(&buf, ", \"request\": {\"path\": ");
+	escape_json(&buf, cu.path);
+	appendStringInfoString(&buf, ", \"body\": ");
+	(void) JsonbToCString(&buf, &answer->root, VARSIZE(answer));
+	appendStringInfoString(&buf, "}}], \"connection_args\": {\"scheme\": ");
+	escape_json(&buf, cu.scheme);
+	appendStringInfo(&buf, ", \"port\": %d", cu.port);
+	if (credential)
+	{
+		appendStringInfoString(&buf, ", \"credential\": ");
+		escape_json(&buf, credential);
+	}
+	appendStringInfo(&buf, "}, \"options\": {\"retries\": %d, \"concurrency\": 1}}",
+					 CALLBACK_RETRIES);
+	return jsonb_from_cstring(buf.data);
+}
+
+static SpiStmt callback_stmt = {
+	"SELECT answer, role, callback FROM batch_ops.action_batch_info"
+	" WHERE id" SQL_EQ "$1 AND callback IS NOT NULL",
+	SPI_OK_SELECT, 1, {INT8OID}
+};
+
+/* Submit the outbound job of a callback, as role; a WARNING if it fails. */
+static void
+callback_submit(int64 id, Oid role, Jsonb *spec)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	JobSubmit	s;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		RoleSwitch	rs;
+
+		memset(&s, 0, sizeof(s));
+		s.options = spec;
+		role_switch_to_submitter(&rs, role);
+		outbound_callback_internal = true;
+		(void) jobs_submit("outbound", &s);
+		outbound_callback_internal = false;
+		role_switch_end(&rs);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		outbound_callback_internal = false;
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("the callback of action batch " INT64_FORMAT " is not sent", id),
+				 errdetail("%s", edata->message)));
+	}
+	PG_END_TRY();
+}
+
+/* A finished batch's callback, if it has one (its row is written). */
+static void
+callback_send(int64 id)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	RoleSwitch	sw;
+	Datum		values[1];
+	bool		isnull;
+	Jsonb	   *answer;
+	Jsonb	   *callback;
+	Oid			role;
+
+	values[0] = Int64GetDatum(id);
+	store_begin(&sw);
+	if (spi_exec(&callback_stmt, values, NULL) == 0)
+	{
+		store_end(&sw);
+		MemoryContextSwitchTo(caller);
+		return;
+	}
+	MemoryContextSwitchTo(caller);
+	answer = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0],
+											  SPI_tuptable->tupdesc, 1, &isnull));
+	role = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
+										  SPI_tuptable->tupdesc, 2, &isnull));
+	callback = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0],
+												SPI_tuptable->tupdesc, 3, &isnull));
+	store_end(&sw);
+	MemoryContextSwitchTo(caller);
+	callback_submit(id, role, callback_spec(answer, callback));
+}
+
 /*
- * The callback: {"url": "http(s)://...", "credential": "name"}.  It is
- * stored and shown; sending it needs the outbound engine (README).
+ * The callback: {"url": "http(s)://...", "credential": "name"}.  Checked
+ * when it is registered, as the caller: the outbound policy (sender, host)
+ * and the credential (usable, with an hmac_secret); sent by
+ * callback_send() when the batch finishes.
  */
 static void
 check_callback(Jsonb *callback)
@@ -1048,6 +1322,7 @@ check_callback(Jsonb *callback)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("callback needs a url")));
+	callback_check_policy(callback);
 }
 
 /* What an idempotency key covers: the whole request. */
@@ -1280,10 +1555,10 @@ batch_ops_update_action_batch(PG_FUNCTION_ARGS)
 		if (!w.synchronous)
 			jobs_require_preload();
 		confirm(id, &w);
-		if (w.synchronous)
-			notify_finished(id, w.state);
 	}
 	store_update(id, &w);
+	if (w.confirmed && w.synchronous)
+		notify_finished(id, w.state);
 	PG_RETURN_JSONB_P(batch_answer(id, NULL, NULL));
 }
 

@@ -65,6 +65,9 @@ typedef struct OutboundSpec
 	Jsonb	   *stored;			/* the spec without its inline secrets */
 } OutboundSpec;
 
+/* driver_callback.c: true while action_batch.c submits a callback */
+extern bool outbound_callback_internal;
+
 /* outbound_spec.c */
 extern void outbound_spec_init(void);
 extern OutboundSpec *outbound_spec_parse(Jsonb *spec, bool sync, bool stored);

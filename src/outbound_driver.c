@@ -39,6 +39,7 @@ static const OutboundDriver *const drivers[] = {
 	&outbound_driver_nxapi,
 	&outbound_driver_restconf,
 	&outbound_driver_meraki,
+	&outbound_driver_callback,
 };
 
 const OutboundDriver *

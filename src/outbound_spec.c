@@ -732,6 +732,13 @@ outbound_spec_parse(Jsonb *specj, bool sync, bool stored)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown driver \"%s\" in the outbound spec", spec->driver_name),
 				 errhint("Valid drivers are: eapi, nxapi, restconf, http, meraki.")));
+	/* callbacks are action_batch.c's (driver_callback.c) */
+	if (strcmp(spec->driver->name, "callback") == 0 && !stored &&
+		!outbound_callback_internal)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown driver \"%s\" in the outbound spec", spec->driver_name),
+				 errhint("Valid drivers are: eapi, nxapi, restconf, http, meraki.")));
 	cli = strcmp(spec->driver->name, "eapi") == 0 || strcmp(spec->driver->name, "nxapi") == 0;
 	rest = strcmp(spec->driver->name, "http") == 0 || strcmp(spec->driver->name, "restconf") == 0;
 

@@ -110,6 +110,14 @@ echo "   > SELECT batch_ops.submit_import('orders', '$csv', '{\"header\": true}'
 run_sql "SELECT jsonb_pretty(batch_ops.wait_job($job, '60 s') - 'submitted_at' - 'started_at' - 'finished_at');"
 run_sql "SELECT line, error, message FROM batch_ops.job_errors($job);"
 
+step "Action batches (the Meraki model): a draft, reviewed, then confirmed and run synchronously, all or nothing"
+ab=$(bo_psql -At -c "SELECT batch_ops.create_action_batch('[
+  {\"resource\": \"/orders\", \"operation\": \"create\", \"body\": {\"sku\": \"AB-1\", \"qty\": 1}},
+  {\"resource\": \"/orders/1\", \"operation\": \"update\", \"body\": {\"note\": \"from an action batch\"}}]') ->> 'id'")
+echo "   > SELECT batch_ops.create_action_batch('[{\"resource\": \"/orders\", \"operation\": \"create\", ...}, {\"resource\": \"/orders/1\", \"operation\": \"update\", ...}]');  -- draft $ab"
+run_sql "SELECT jsonb_pretty(batch_ops.update_action_batch($ab, confirmed => true, synchronous => true) -> 'status');"
+run_sql "SELECT id, sku, note FROM orders WHERE sku = 'AB-1' OR id = 1 ORDER BY id;"
+
 step "Credentials: a key file, then a secret stored encrypted; the view shows field names, never values"
 # test/regress.conf (included by bo_cluster_start) names the key file
 # batch_ops_credential.key in the data directory; a real server keeps it

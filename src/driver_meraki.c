@@ -26,7 +26,7 @@
  * hands over a chunk) or else target->action alone: a batch of one, which
  * keeps one result per action with the interface as it is.  Meraki's
  * refusal of a sixth running batch of the organization is rate_limited and
- * retryable (nothing was created).  No I/O, no catalog access, no locks.
+ * retryable, a change too (nothing was created: not_applied).  No I/O, no catalog access, no locks.
  *
  *-------------------------------------------------------------------------
  */
@@ -327,6 +327,7 @@ meraki_parse_response(const OutboundTarget *target, const OutboundRequest *req,
 			/* Meraki's 5 running batches per organization: not created */
 			driver_fail(out, "rate_limited", errors);
 			out->retryable = true;
+			out->not_applied = true;
 			return;
 		}
 		if (errors)

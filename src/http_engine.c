@@ -15,7 +15,9 @@
  * own short transactions to store results.
  *
  * Limits, each checked before a target starts: the job's concurrency; per
- * host, host_concurrency (fifo) or one target at a time in input order
+ * host, host_concurrency (fifo: a target waiting to send a follow-up,
+ * a poll, keeps its place, so no more than host_concurrency are started
+ * and not done) or one target at a time in input order
  * (pinned, whose connection libcurl keeps alive and reuses); the
  * cluster-wide batch_ops.outbound_concurrency, a counter in shared memory
  * (job_shmem.c), whose share this process holds is given back on ERROR
@@ -26,7 +28,8 @@
  * driver's verdict: 408, 429, 502, 503, 504), up to options.retries times,
  * with exponential backoff and full jitter, at least Retry-After.  A
  * change is re-sent after a response (or a timeout once connected) only
- * with retry_unsafe.  Before a change is sent the first time, the
+ * with retry_unsafe, or when the driver says the device refused it with
+ * nothing done (out.not_applied).  Before a change is sent the first time, the
  * mark_started hook makes that durable (batched per round).
  *
  * libcurl's callbacks never throw: they use malloc, not palloc, and
@@ -72,6 +75,7 @@ typedef struct Host
 {
 	char		name[256];		/* hash key */
 	int			running;		/* in flight (fifo) */
+	int			polling;		/* between a reply and its follow-up (fifo) */
 	bool		busy;			/* pinned: a target of the host is not done */
 	int		   *order;			/* pinned: the host's targets, in order */
 	int			norder;
@@ -125,6 +129,7 @@ typedef struct ETarget
 	OutboundRequest *req;
 	bool		marked;			/* its started mark is durable */
 	Xfer	   *x;				/* the transfer in flight, or NULL */
+	bool		polling;		/* waiting to send a follow-up */
 } ETarget;
 
 typedef struct Engine
@@ -354,6 +359,7 @@ host_get(Engine *e, const char *name)
 	if (!found)
 	{
 		h->running = 0;
+		h->polling = 0;
 		h->busy = false;
 		h->order = NULL;
 		h->norder = 0;
@@ -649,6 +655,11 @@ target_send(Engine *e, ETarget *et)
 	et->state = T_RUNNING;
 	e->running++;
 	et->host->running++;
+	if (et->polling)
+	{
+		et->polling = false;
+		et->host->polling--;
+	}
 }
 
 /*
@@ -697,7 +708,8 @@ start_ready(Engine *e)
 				h->pos >= h->norder || h->order[h->pos] != i)
 				continue;
 		}
-		else if (et->host->running >= o->host_concurrency)
+		else if (!et->polling &&
+				 et->host->running + et->host->polling >= o->host_concurrency)
 			continue;
 
 		if (e->spec->credential_error && e->spec->credential_error[i])
@@ -885,12 +897,17 @@ transfer_answered(Engine *e, ETarget *et)
 	{
 		engine_release_transfer(e, et);
 		et->req = out.next;
+		if (!et->polling)
+		{
+			et->polling = true;
+			et->host->polling++;
+		}
 		et->not_before = GetCurrentTimestamp() + (int64) Max(out.next_delay_ms, 0) * 1000;
 		et->state = T_PENDING;
 		return;
 	}
 	if (!out.success && out.retryable && et->attempts <= o->retries &&
-		(!et->req->is_change || o->retry_unsafe))
+		(!et->req->is_change || o->retry_unsafe || out.not_applied))
 	{
 		engine_release_transfer(e, et);
 		schedule_retry(et, resp.retry_after_ms);

@@ -92,6 +92,7 @@ typedef struct OutboundOutcome
 	const char *error;			/* an error name (DESIGN.md), or NULL */
 	char	   *message;		/* the device's words, or NULL */
 	bool		retryable;		/* transient: the engine may send again */
+	bool		not_applied;	/* refused, nothing done: resend even a change */
 	OutboundRequest *next;		/* a follow-up (a poll), or NULL */
 	int			next_delay_ms;	/* wait before sending next */
 } OutboundOutcome;

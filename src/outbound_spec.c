@@ -471,6 +471,21 @@ target_transport(OutboundTarget *t, const char *host)
 													 0.001, 3600));
 }
 
+/*
+ * meraki, options.mode "action_batch": each action is its own batch, and
+ * Meraki runs at most 5 batches of one organization at a time (it refuses
+ * a sixth), so no more than 5 run at once per host (one spec carries one
+ * organization).  Grouping actions into batches is not done.
+ */
+static void
+meraki_cap_batches(Jsonb *options, OutboundOptions *o)
+{
+	char	   *mode = options ? get_string(options, "options.", "mode") : NULL;
+
+	if (mode && strcmp(mode, "action_batch") == 0)
+		o->host_concurrency = Min(o->host_concurrency, 5);
+}
+
 /* meraki: the host of base_url (default api.meraki.com). */
 static char *
 meraki_host(Jsonb *ca, char **scheme, int *port)
@@ -768,6 +783,7 @@ outbound_spec_parse(Jsonb *specj, bool sync, bool stored)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("key \"actions\" of the outbound spec is missing")));
 		n = count_objects(actions, "actions");
+		meraki_cap_batches(options, &spec->opts);
 	}
 	else
 	{

@@ -14,6 +14,7 @@
 #      (rate_key token bucket): none rate_limited, and it takes >= 1.4 s.
 use strict;
 use warnings;
+use HTTP::Tiny;
 use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -109,6 +110,48 @@ my $took = time - $t0;
 is($r->{summary}{successful}, 25, 'meraki: 25 actions created') or diag explain $r->{results}[-1];
 is((grep { ($_->{error} // '') eq 'rate_limited' } @{ $r->{results} }), 0, 'meraki: none rate limited');
 cmp_ok($took, '>=', 1.4, "meraki: paced at 10/s (${took}s)");
+
+# 6. meraki action_batch mode: at most 5 batches running per organization
+#    (one batch per action: grouping into batches of 100 is not done)
+fakedev_control($fd, 'POST', '/reset');
+my $mb = sub {
+	my (%opt) = @_;
+	return run({
+		driver => 'meraki',
+		actions => [ map { { resource => "/organizations/o1/networks", operation => 'create',
+					body => { name => "b$_" } } } 1 .. $opt{n} ],
+		connection_args => { base_url => "http://127.0.1.1:$H/api/v1", credential => 'mk' },
+		options => { organization_id => 'o1', mode => 'action_batch', concurrency => 50,
+			%{ $opt{options} // {} } } });
+};
+fakedev_control($fd, 'POST', '/config', { batch_delay_ms => 1500 });
+$r = $mb->(n => 12, options => { host_concurrency => 50, retries => 0 });
+is($r->{summary}{successful}, 12, 'meraki action_batch: 12 batches completed')
+  or diag explain $r->{results};
+is(scalar @{ $r->{results} }, 12, 'meraki action_batch: one result per action');
+my $mst = fakedev_control($fd, 'GET', '/stats/127.0.1.1');
+is($mst->{statuses}{400} // 0, 0, 'meraki action_batch: no sixth batch refused (host_concurrency capped at 5)')
+  or diag explain $mst->{statuses};
+
+# a sixth running batch is refused with nothing created: retried, a change too
+fakedev_control($fd, 'POST', '/reset');
+my $http = HTTP::Tiny->new;
+for my $i (1 .. 5)
+{
+	my $res = $http->post("http://127.0.1.1:$H/api/v1/organizations/o1/actionBatches", {
+		headers => { 'X-Cisco-Meraki-API-Key' => 'k', 'Content-Type' => 'application/json' },
+		content => $json->encode({ confirmed => JSON::PP::true, synchronous => JSON::PP::false,
+			actions => [ { resource => '/organizations/o1/networks', operation => 'create',
+				body => { name => "pre$i" } } ] }) });
+	die "pre-batch $i: $res->{status} $res->{content}" unless $res->{status} == 201;
+}
+$r = $mb->(n => 1, options => { retries => 10 });
+is($r->{summary}{successful}, 1, 'meraki action_batch: refused sixth batch retried and completed')
+  or diag explain $r->{results};
+$mst = fakedev_control($fd, 'GET', '/stats/127.0.1.1');
+cmp_ok($mst->{statuses}{400} // 0, '>=', 1, 'meraki action_batch: the sixth batch was refused first')
+  or diag explain $mst->{statuses};
+fakedev_control($fd, 'POST', '/config', { batch_delay_ms => 200 });
 
 fakedev_stop($fd);
 $node->stop;

@@ -155,38 +155,49 @@ get_string(Jsonb *obj, const char *where, const char *key)
 	return pnstrdup(v->val.string.val, v->val.string.len);
 }
 
+/*
+ * The key's number in *d; false if the key is absent or null.  A value
+ * that is not a number is an error saying what was expected.
+ */
+static bool
+key_number(Jsonb *obj, const char *where, const char *key,
+		   const char *expected, double *d)
+{
+	JsonbValue *v = get_key(obj, key);
+
+	if (v == NULL || v->type == jbvNull)
+		return false;
+	if (v->type != jbvNumeric)
+		bad_key(where, key, expected);
+	*d = DatumGetFloat8(DirectFunctionCall1(numeric_float8,
+											NumericGetDatum(v->val.numeric)));
+	return true;
+}
+
 static double
 get_number(Jsonb *obj, const char *where, const char *key, double dflt,
 		   double min, double max)
 {
-	JsonbValue *v = get_key(obj, key);
+	const char *expected = psprintf("a number between %g and %g", min, max);
 	double		d;
 
-	if (v == NULL || v->type == jbvNull)
+	if (!key_number(obj, where, key, expected, &d))
 		return dflt;
-	if (v->type != jbvNumeric)
-		bad_key(where, key, psprintf("a number between %g and %g", min, max));
-	d = DatumGetFloat8(DirectFunctionCall1(numeric_float8,
-										   NumericGetDatum(v->val.numeric)));
 	if (!(d >= min && d <= max))
-		bad_key(where, key, psprintf("a number between %g and %g", min, max));
+		bad_key(where, key, expected);
 	return d;
 }
 
 static int
 get_int(Jsonb *obj, const char *where, const char *key, int dflt, int min, int max)
 {
-	JsonbValue *v = get_key(obj, key);
+	const char *expected = psprintf("an integer between %d and %d", min, max);
 	double		d;
 
-	if (v == NULL || v->type == jbvNull)
+	if (!key_number(obj, where, key, expected, &d))
 		return dflt;
-	if (v->type != jbvNumeric)
-		bad_key(where, key, psprintf("an integer between %d and %d", min, max));
-	d = DatumGetFloat8(DirectFunctionCall1(numeric_float8,
-										   NumericGetDatum(v->val.numeric)));
 	if (!(d >= min && d <= max) || d != floor(d))
-		bad_key(where, key, psprintf("an integer between %d and %d", min, max));
+		bad_key(where, key, expected);
 	return (int) d;
 }
 

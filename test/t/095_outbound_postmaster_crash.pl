@@ -26,15 +26,7 @@ my $ng = nginx_start($node->basedir . '/nginx');
 my $P = $ng->{port};
 
 # 12 targets alternating read (GET /slow2) and change (POST /slowpost)
-my @devs;
-for my $i (0 .. 11)
-{
-	push @devs, $i % 2 == 0
-	  ? qq({"host": "127.0.0.1", "request": {"path": "/slow2?i=$i"}})
-	  : qq({"host": "127.0.0.2", "request": {"method": "POST", "path": "/slowpost?i=$i", "body": {"i": $i}}});
-}
-my $spec = qq({"driver": "http", "devices": [) . join(', ', @devs)
-  . qq(], "connection_args": {"scheme": "http", "port": $P}, "options": {"concurrency": 4, "host_concurrency": 2}});
+my $spec = nginx_mixed_spec($P);
 
 my $id = $node->safe_psql('postgres', "SELECT batch_ops.submit_outbound('$spec')");
 # the first wave has finished and the second is in flight

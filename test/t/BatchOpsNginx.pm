@@ -20,7 +20,8 @@ use Exporter 'import';
 use IO::Socket::INET;
 use Time::HiRes qw(usleep);
 
-our @EXPORT = qw(nginx_start nginx_stop nginx_requests nginx_max_overlap);
+our @EXPORT = qw(nginx_start nginx_stop nginx_requests nginx_max_overlap
+  nginx_mixed_spec);
 
 # servers a test that died did not stop are stopped at exit
 my @started;
@@ -134,6 +135,24 @@ sub nginx_max_overlap
 		$max = $cur if $cur > $max;
 	}
 	return $max;
+}
+
+
+# The spec of the crash tests (091, 095): 12 targets alternating a read
+# (GET /slow2 on 127.0.0.1) and a change (POST /slowpost on 127.0.0.2),
+# two at a time per host, against the nginx on $port.
+sub nginx_mixed_spec
+{
+	my ($port) = @_;
+	my @devs;
+	for my $i (0 .. 11)
+	{
+		push @devs, $i % 2 == 0
+		  ? qq({"host": "127.0.0.1", "request": {"path": "/slow2?i=$i"}})
+		  : qq({"host": "127.0.0.2", "request": {"method": "POST", "path": "/slowpost?i=$i", "body": {"i": $i}}});
+	}
+	return qq({"driver": "http", "devices": [) . join(', ', @devs)
+	  . qq(], "connection_args": {"scheme": "http", "port": $port}, "options": {"concurrency": 4, "host_concurrency": 2}});
 }
 
 1;

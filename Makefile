@@ -57,7 +57,8 @@ OBJS += \
 	src/driver_eapi.o \
 	src/driver_nxapi.o \
 	src/driver_restconf.o \
-	src/driver_meraki.o
+	src/driver_meraki.o \
+	src/meraki_pack.o
 
 # Outbound engine, job kind and SQL API (issue #10 items 3 and 5)
 OBJS += \

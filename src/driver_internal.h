@@ -27,6 +27,10 @@ extern const OutboundDriver outbound_driver_restconf;
 extern const OutboundDriver outbound_driver_meraki;
 extern const OutboundDriver outbound_driver_callback;
 
+/* meraki_pack.c: options of meraki's action batches */
+extern bool meraki_synchronous(Jsonb *options);
+extern int	meraki_batch_size(Jsonb *options);
+
 /* Reading jsonb: NULL when jb is NULL, the key is absent or JSON null. */
 extern JsonbValue *jb_get(Jsonb *jb, const char *key);
 extern char *jb_get_string(Jsonb *jb, const char *key);

@@ -16,17 +16,19 @@
  * Meraki's {"errors": ["..."]} are a device_error whose message joins the
  * errors; every other status follows outbound_outcome_http().
  *
- * Mode "action_batch" sends the target's actions as one of the
- * organization's own action batches: POST /organizations/{org}/actionBatches
- * {"confirmed": true, "synchronous": false, "actions": [...]}, then polls
- * GET /organizations/{org}/actionBatches/{id} through outcome->next (every
+ * Mode "action_batch" sends actions as the organization's own action
+ * batches: meraki_pack.c groups them into packs of options.batch_size
+ * (at most 100; 20 with options.synchronous) and hands the engine one
+ * target per pack, whose action is {"actions": [...]}.  The batch is POST
+ * /organizations/{org}/actionBatches {"confirmed": true, "synchronous":
+ * options.synchronous, "actions": [...]}, then polled with GET
+ * /organizations/{org}/actionBatches/{id} through outcome->next (every
  * options.poll_interval_ms, 1000 by default) until its status is completed
- * (success, the output is the batch) or failed (device_error, its errors).
- * The actions are target->action's "actions" (at most 100, when the engine
- * hands over a chunk) or else target->action alone: a batch of one, which
- * keeps one result per action with the interface as it is.  Meraki's
- * refusal of a sixth running batch of the organization is rate_limited and
- * retryable, a change too (nothing was created: not_applied).  No I/O, no catalog access, no locks.
+ * (success, the output is the batch) or failed (device_error, its errors;
+ * the output is the batch too).  meraki_pack.c turns that into one result
+ * per action.  Meraki's refusal of a sixth running batch of the
+ * organization is rate_limited and retryable, a change too (nothing was
+ * created: not_applied).  No I/O, no catalog access, no locks.
  *
  *-------------------------------------------------------------------------
  */
@@ -80,6 +82,32 @@ meraki_check_poll(JsonbValue *v)
 						   "It must be an integer from 10 to 600000.");
 }
 
+/*
+ * options.synchronous, a boolean; options.batch_size, an integer from 1 to
+ * Meraki's limit: 100 actions in a batch, 20 in a synchronous one.
+ */
+static void
+meraki_check_batch(Jsonb *options)
+{
+	JsonbValue *sync = jb_get(options, "synchronous");
+	JsonbValue *size = jb_get(options, "batch_size");
+	int			max;
+	char	   *end;
+	long		n;
+
+	if (sync && sync->type != jbvBool)
+		check_spec_bad_key("options.synchronous", "It must be true or false.");
+	if (size == NULL)
+		return;
+	max = meraki_synchronous(options) ? 20 : 100;
+	errno = 0;
+	n = strtol(jb_scalar_text(size), &end, 10);
+	if (size->type != jbvNumeric || *end != '\0' || errno != 0 || n < 1 || n > max)
+		check_spec_bad_key("options.batch_size",
+						   psprintf("It must be an integer from 1 to %d: Meraki takes at most 100 actions in a batch, 20 in a synchronous one.",
+									max));
+}
+
 static void
 meraki_check_spec(Jsonb *spec)
 {
@@ -111,6 +139,7 @@ meraki_check_spec(Jsonb *spec)
 		check_spec_bad_key("options.mode",
 						   "The mode must be \"requests\" or \"action_batch\".");
 	meraki_check_poll(jb_get(options, "poll_interval_ms"));
+	meraki_check_batch(options);
 }
 
 static void
@@ -179,7 +208,8 @@ meraki_build_batch(const OutboundTarget *target, OutboundRequest *req)
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"confirmed\": true, \"synchronous\": false, \"actions\": ");
+	appendStringInfo(&buf, "{\"confirmed\": true, \"synchronous\": %s, \"actions\": ",
+					 meraki_synchronous(target->options) ? "true" : "false");
 	if (chunk && JB_ROOT_IS_ARRAY(chunk) && !JB_ROOT_IS_SCALAR(chunk))
 		JsonbToCString(&buf, &chunk->root, VARSIZE(chunk));
 	else

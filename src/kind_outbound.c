@@ -658,6 +658,8 @@ outbound_run_job(JobContext *ctx)
 	MemoryContext job_cxt = CurrentMemoryContext;
 	OutboundRun *run = palloc0(sizeof(OutboundRun));
 	OutboundHooks hooks;
+	OutboundHooks engine_hooks;
+	OutboundSpec *engine_spec;
 	List	   *secrets;
 
 	run->ctx = ctx;
@@ -686,10 +688,12 @@ outbound_run_job(JobContext *ctx)
 	hooks.result = hook_result;
 	hooks.tick = hook_tick;
 	hooks.tick_wait = hook_tick_wait;
+	/* meraki action batches: one engine target per batch */
+	engine_spec = meraki_pack_spec(run->spec, &hooks, &engine_hooks);
 
 	PG_TRY();
 	{
-		http_engine_run(run->spec, &hooks);
+		http_engine_run(engine_spec, &engine_hooks);
 	}
 	PG_CATCH();
 	{
@@ -813,6 +817,7 @@ batch_ops_run_outbound(PG_FUNCTION_ARGS)
 {
 	OutboundSpec *spec;
 	OutboundHooks hooks;
+	OutboundHooks engine_hooks;
 	SyncRun		sr;
 	StringInfoData buf;
 	int			ok = 0;
@@ -836,7 +841,7 @@ batch_ops_run_outbound(PG_FUNCTION_ARGS)
 	memset(&hooks, 0, sizeof(hooks));
 	hooks.arg = &sr;
 	hooks.result = sync_result;
-	http_engine_run(spec, &hooks);
+	http_engine_run(meraki_pack_spec(spec, &hooks, &engine_hooks), &engine_hooks);
 
 	for (i = 0; i < spec->ntargets; i++)
 		if (sr.have[i] && sr.res[i].success)

@@ -108,6 +108,11 @@ typedef struct OutboundHooks
 	long		(*tick_wait) (void *arg);
 } OutboundHooks;
 
+/* meraki_pack.c: the spec and hooks the engine runs (packs of actions) */
+extern OutboundSpec *meraki_pack_spec(OutboundSpec *spec,
+									  const OutboundHooks *inner,
+									  OutboundHooks *outer);
+
 /* http_engine.c */
 extern void http_engine_init(void);
 extern void http_engine_run(OutboundSpec *spec, const OutboundHooks *hooks);

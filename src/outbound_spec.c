@@ -58,7 +58,7 @@ static const char *const conn_keys[] = {
 static const char *const option_keys[] = {
 	"queue_strategy", "ttl", "concurrency", "host_concurrency", "retries",
 	"retry_unsafe", "max_output_bytes", "organization_id", "mode",
-	"poll_interval_ms", NULL
+	"poll_interval_ms", "batch_size", "synchronous", NULL
 };
 
 static bool
@@ -267,7 +267,7 @@ parse_options(Jsonb *options, bool stored, OutboundOptions *o)
 		static const char *const stored_keys[] = {
 			"queue_strategy", "ttl", "concurrency", "host_concurrency", "retries",
 			"retry_unsafe", "max_output_bytes", "organization_id", "mode",
-			"expires_at", NULL
+			"poll_interval_ms", "batch_size", "synchronous", "expires_at", NULL
 		};
 
 		check_keys(options, "options.", stored_keys);
@@ -483,10 +483,11 @@ target_transport(OutboundTarget *t, const char *host)
 }
 
 /*
- * meraki, options.mode "action_batch": each action is its own batch, and
- * Meraki runs at most 5 batches of one organization at a time (it refuses
- * a sixth), so no more than 5 run at once per host (one spec carries one
- * organization).  Grouping actions into batches is not done.
+ * meraki, options.mode "action_batch": the actions go in packs, each one
+ * of the organization's action batches (meraki_pack.c), and Meraki runs
+ * at most 5 batches of one organization at a time (it refuses a sixth),
+ * so no more than 5 run at once per host (one spec carries one
+ * organization).
  */
 static void
 meraki_cap_batches(Jsonb *options, OutboundOptions *o)

@@ -70,7 +70,8 @@ def new_stats():
     return {"requests": 0, "connections": 0, "open_connections": 0,
             "max_concurrent_connections": 0, "in_flight": 0,
             "max_concurrent_requests": 0, "statuses": {}, "tls_errors": 0,
-            "rate_limited": 0, "paths": {}}
+            "rate_limited": 0, "paths": {}, "action_batches": 0,
+            "batch_actions": 0, "running_batches": 0, "max_running_batches": 0}
 
 
 def new_state(addr):
@@ -338,20 +339,27 @@ def meraki_apply(store, action):
 
 
 def meraki_run_batch(addr, batch):
+    """Run a confirmed batch atomically, as Meraki does: all its actions or
+    none (they run on a copy of the store, kept only if every one passed)."""
     time.sleep(CONFIG["batch_delay_ms"] / 1000.0)
     with LOCK:
         store = state(addr)["meraki"]
+        trial = json.loads(json.dumps(store))
         errors, created = [], []
         for a in batch["actions"]:
-            c, e = meraki_apply(store, a)
+            c, e = meraki_apply(trial, a)
             if e:
                 errors.append(e)
                 break
             if c:
                 created.append(c)
+        if not errors:
+            store.clear()
+            store.update(trial)
         batch["status"] = {"completed": not errors, "failed": bool(errors),
                            "errors": errors,
                            "createdResources": [] if errors else created}
+        stats(addr)["running_batches"] -= 1
 
 
 def meraki_reply(addr, method, path, body, headers):
@@ -418,6 +426,13 @@ def meraki_batches(addr, method, org, rest, doc):
                                 "errors": [], "createdResources": []},
                      "actions": actions}
             BATCHES[batch["id"]] = batch
+            st = stats(addr)
+            st["action_batches"] += 1
+            st["batch_actions"] += len(actions)
+            if batch["confirmed"]:
+                st["running_batches"] += 1
+                st["max_running_batches"] = max(st["max_running_batches"],
+                                                st["running_batches"])
         if batch["confirmed"]:
             if sync:
                 meraki_run_batch(addr, batch)

@@ -112,7 +112,7 @@ is((grep { ($_->{error} // '') eq 'rate_limited' } @{ $r->{results} }), 0, 'mera
 cmp_ok($took, '>=', 1.4, "meraki: paced at 10/s (${took}s)");
 
 # 6. meraki action_batch mode: at most 5 batches running per organization
-#    (one batch per action: grouping into batches of 100 is not done)
+#    (batch_size 1: one batch per action; packing is test/t/120)
 fakedev_control($fd, 'POST', '/reset');
 my $mb = sub {
 	my (%opt) = @_;
@@ -122,7 +122,7 @@ my $mb = sub {
 					body => { name => "b$_" } } } 1 .. $opt{n} ],
 		connection_args => { base_url => "http://127.0.1.1:$H/api/v1", credential => 'mk' },
 		options => { organization_id => 'o1', mode => 'action_batch', concurrency => 50,
-			%{ $opt{options} // {} } } });
+			batch_size => 1, %{ $opt{options} // {} } } });
 };
 fakedev_control($fd, 'POST', '/config', { batch_delay_ms => 1500 });
 $r = $mb->(n => 12, options => { host_concurrency => 50, retries => 0 });

@@ -128,7 +128,8 @@ REGRESS += credentials
 # outbound engine: spec validation (issue #10 items 3 and 5)
 REGRESS += outbound_spec
 
-ISOLATION = concurrent_update deadlock idempotency ratelimit_shared action_batch_confirm
+ISOLATION = concurrent_update deadlock idempotency ratelimit_shared action_batch_confirm \
+	outbound_idempotency
 
 # Every suite runs on a throwaway cluster of its own that preloads batch_ops
 # (pg_cron's way): pg_regress's --temp-instance initdbs it with the installed

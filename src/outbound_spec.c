@@ -377,6 +377,8 @@ typedef struct SpecDefaults
 	Jsonb	   *request;
 	Jsonb	   *last_ca;		/* the last device's own merged arguments */
 	const char *last_host;		/* the last device's host */
+	const char *last_credential;	/* the last device's credential name */
+	const char *last_username;	/* the last device's username */
 } SpecDefaults;
 
 /* An inline password, kept where the spec lives. */
@@ -405,6 +407,61 @@ str_copy(const char *s)
 }
 
 /*
+ * Whether any string of the spec holds "{{device.": the only use of a
+ * target's device object once the spec is parsed (driver_substitute() in
+ * outbound_driver.c).  Without one, the worker keeps no copy of each
+ * device (about 80 bytes each, 8 MB for 100,000).
+ */
+static bool
+mentions_device(Jsonb *spec)
+{
+	static const char needle[] = "{{device.";
+	const int	nlen = sizeof(needle) - 1;
+	JsonbIterator *it = JsonbIteratorInit(&spec->root);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+	{
+		const char *p;
+		int			left;
+
+		if (v.type != jbvString || (tok != WJB_VALUE && tok != WJB_ELEM &&
+									tok != WJB_KEY))
+			continue;
+		p = v.val.string.val;
+		left = v.val.string.len;
+		while (left >= nlen)
+		{
+			const char *brace = memchr(p, '{', left - nlen + 1);
+
+			if (brace == NULL)
+				break;
+			if (memcmp(brace, needle, nlen) == 0)
+				return true;
+			left -= brace + 1 - p;
+			p = brace + 1;
+		}
+	}
+	return false;
+}
+
+/*
+ * A kept copy of s, shared with the previous device's when equal: a
+ * credential name given once in connection_args would otherwise be
+ * copied for each of 100,000 devices (3 MB).
+ */
+static const char *
+str_share(const char *s, const char **last)
+{
+	if (s == NULL)
+		return NULL;
+	if (*last && strcmp(*last, s) == 0)
+		return *last;
+	return *last = str_copy(s);
+}
+
+/*
  * Copy what a device's target keeps out of the scratch context it was
  * parsed in (into the current one); what it shares with the spec is not
  * copied.
@@ -426,10 +483,7 @@ keep_target(OutboundSpec *spec, SpecDefaults *d, int i)
 {
 	OutboundTarget *t = &spec->targets[i];
 
-	if (d->last_host && strcmp(d->last_host, t->hostname) == 0)
-		t->hostname = d->last_host;
-	else
-		t->hostname = d->last_host = str_copy(t->hostname);
+	t->hostname = str_share(t->hostname, &d->last_host);
 	if (strcmp(t->scheme, "https") == 0)
 		t->scheme = "https";
 	else if (strcmp(t->scheme, "http") == 0)
@@ -450,8 +504,8 @@ keep_target(OutboundSpec *spec, SpecDefaults *d, int i)
 		t->config = jsonb_copy(t->config);
 	if (t->request != d->request)
 		t->request = jsonb_copy(t->request);
-	spec->credential[i] = str_copy(spec->credential[i]);
-	spec->username[i] = str_copy(spec->username[i]);
+	spec->credential[i] = str_share(spec->credential[i], &d->last_credential);
+	spec->username[i] = str_share(spec->username[i], &d->last_username);
 }
 
 /* scheme://host:port of a target, for the policy's check at submit. */
@@ -780,6 +834,8 @@ outbound_spec_parse(Jsonb *specj, bool sync, bool stored)
 	defaults.request = get_object(specj, "", "request");
 	defaults.last_ca = NULL;
 	defaults.last_host = NULL;
+	defaults.last_credential = NULL;
+	defaults.last_username = NULL;
 
 	devices = get_key(specj, "devices");
 	actions = get_key(specj, "actions");
@@ -851,18 +907,28 @@ outbound_spec_parse(Jsonb *specj, bool sync, bool stored)
 		MemoryContext scratch = AllocSetContextCreate(CurrentMemoryContext,
 													  "batch_ops outbound device",
 													  ALLOCSET_SMALL_SIZES);
+		/* at submit, every device (its password is stripped from it) */
+		bool		keep_devices = !stored || mentions_device(specj);
+		const char *mcred = NULL;
+		const char *muser = NULL;
 
+		if (actions)
+		{
+			/* one spec, one set of connection arguments for every action */
+			mcred = get_string(defaults.merged_ca, "", "credential");
+			muser = get_string(defaults.merged_ca, "", "username");
+		}
 		while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
 		{
 			Jsonb	   *obj;
 
 			if (tok != WJB_ELEM)
 				continue;
-			obj = value_jsonb(&e);
 			if (actions)
 			{
 				OutboundTarget *t = &spec->targets[i];
 
+				obj = value_jsonb(&e);
 				t->index = i;
 				t->action = obj;
 				t->device = obj;
@@ -870,14 +936,18 @@ outbound_spec_parse(Jsonb *specj, bool sync, bool stored)
 				target_transport(t, mhost);
 				t->scheme = mscheme;
 				t->port = mport;
-				spec->credential[i] = get_string(t->connection_args, "", "credential");
-				spec->username[i] = get_string(t->connection_args, "", "username");
+				spec->credential[i] = mcred;
+				spec->username[i] = muser;
 			}
 			else
 			{
 				/* the checks' garbage goes with scratch; what stays is copied */
-				MemoryContext keep = MemoryContextSwitchTo(scratch);
+				MemoryContext keep;
 
+				obj = keep_devices ? value_jsonb(&e) : NULL;
+				keep = MemoryContextSwitchTo(scratch);
+				if (obj == NULL)
+					obj = value_jsonb(&e);
 				device_target(spec, &defaults, obj, i, cli, rest);
 				if (get_key(obj, "password") ||
 					(get_key(obj, "connection_args") &&
@@ -885,6 +955,8 @@ outbound_spec_parse(Jsonb *specj, bool sync, bool stored)
 					with_password = true;
 				MemoryContextSwitchTo(keep);
 				keep_target(spec, &defaults, i);
+				if (!keep_devices)
+					spec->targets[i].device = NULL;
 				MemoryContextReset(scratch);
 			}
 			spec->targets[i].options = options;

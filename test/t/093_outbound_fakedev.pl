@@ -11,7 +11,11 @@
 #      tls_error, an unknown name -> dns_error, a dropped connection ->
 #      connect_error;
 #   5. meraki: 25 actions of one organization stay under its 10/s limit
-#      (rate_key token bucket): none rate_limited, and it takes >= 1.4 s.
+#      (rate_key token bucket): none rate_limited, and it takes >= 1.4 s;
+#   6. meraki action_batch: at most 5 batches running; a sixth refused is
+#      retried;
+#   7. a job whose request uses {{device.<key>}} sends each device's value
+#      (the worker keeps device objects only then), one without runs too.
 use strict;
 use warnings;
 use HTTP::Tiny;
@@ -152,6 +156,25 @@ $mst = fakedev_control($fd, 'GET', '/stats/127.0.1.1');
 cmp_ok($mst->{statuses}{400} // 0, '>=', 1, 'meraki action_batch: the sixth batch was refused first')
   or diag explain $mst->{statuses};
 fakedev_control($fd, 'POST', '/config', { batch_delay_ms => 200 });
+
+# 7. a job's worker keeps a device object only when a template uses one
+#    ({{device.<key>}}): with one, the job's requests carry each device's
+#    value; without, the job runs as well
+for my $tmpl ('/x/{{device.name}}/{{host}}', '/x/plain/{{host}}')
+{
+	my $spec = $json->encode({
+		driver => 'http',
+		devices => [ map { { host => "127.0.1.$_", name => "sw$_" } } 1 .. 3 ],
+		connection_args => { scheme => 'http', port => $H },
+		request => { method => 'GET', path => $tmpl } });
+	my $id = $node->safe_psql('postgres', "SELECT batch_ops.submit_outbound('$spec')");
+	is(bo_wait_job($node, $id, 'postgres', 60), 'completed', "job with path $tmpl completed");
+	my @want = map { $tmpl =~ /device/ ? "/x/sw$_/127.0.1.$_" : "/x/plain/127.0.1.$_" } 1 .. 3;
+	is($node->safe_psql('postgres',
+		"SELECT string_agg(output->>'path', ',' ORDER BY index) FROM batch_ops.outbound_results($id)"),
+		join(',', @want),
+		"job with path $tmpl: each device's own values");
+}
 
 fakedev_stop($fd);
 $node->stop;

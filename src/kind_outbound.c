@@ -177,20 +177,8 @@ static Jsonb *
 idempotency_request(Jsonb *spec)
 {
 	OutboundSpec *parsed = outbound_spec_parse(spec, false, false);
-	JsonbParseState *st = NULL;
-	JsonbValue	k;
-	JsonbValue	v;
 
-	k.type = jbvString;
-	k.val.string.val = "submit_outbound";
-	k.val.string.len = strlen("submit_outbound");
-	v.type = jbvBinary;
-	v.val.binary.data = &parsed->stored->root;
-	v.val.binary.len = VARSIZE(parsed->stored) - VARHDRSZ;
-	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-	pushJsonbValue(&st, WJB_KEY, &k);
-	pushJsonbValue(&st, WJB_VALUE, &v);
-	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
+	return outbound_jsonb_wrap("submit_outbound", parsed->stored);
 }
 
 /* submit_outbound(spec, idempotency_key): an "outbound" job. */

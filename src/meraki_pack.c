@@ -97,14 +97,8 @@ static Jsonb *
 pack_action(const OutboundSpec *spec, const int *members, int n)
 {
 	JsonbParseState *st = NULL;
-	JsonbValue	k;
 	int			i;
 
-	k.type = jbvString;
-	k.val.string.val = "actions";
-	k.val.string.len = strlen("actions");
-	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-	pushJsonbValue(&st, WJB_KEY, &k);
 	pushJsonbValue(&st, WJB_BEGIN_ARRAY, NULL);
 	for (i = 0; i < n; i++)
 	{
@@ -116,8 +110,8 @@ pack_action(const OutboundSpec *spec, const int *members, int n)
 		v.val.binary.len = VARSIZE(a) - VARHDRSZ;
 		pushJsonbValue(&st, WJB_ELEM, &v);
 	}
-	pushJsonbValue(&st, WJB_END_ARRAY, NULL);
-	return JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL));
+	return outbound_jsonb_wrap("actions",
+							   JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_ARRAY, NULL)));
 }
 
 /* A member's output: the batch's id, its place, what it created. */

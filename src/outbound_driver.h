@@ -126,4 +126,7 @@ extern void outbound_request_header(OutboundRequest *req, const char *name,
 extern void outbound_request_auth(const OutboundTarget *target,
 								  OutboundRequest *req);
 
+/* {"key": value}: value wrapped in an object of one key */
+extern Jsonb *outbound_jsonb_wrap(const char *key, Jsonb *value);
+
 #endif							/* BATCH_OPS_OUTBOUND_DRIVER_H */

@@ -20,7 +20,9 @@
 #      are packed anew and sent (Meraki refuses them as a sixth batch
 #      while the interrupted ones still run: retried, nothing was created);
 #      no action is sent twice (the fake saw each action once, 10 batches
-#      for 100 actions).
+#      for 100 actions);
+#   6. cancel_job while 2 batches run: their actions are interrupted, the
+#      others cancelled, nothing sent after.
 use strict;
 use warnings;
 use JSON::PP;
@@ -199,6 +201,23 @@ is($st->{action_batches}, 10, 'crash: 10 batches in all');
 is($st->{batch_actions}, 100, 'crash: no action sent twice');
 $names = store_names();
 is((grep { defined $names->{"k$_"} } 0 .. 99), 100, 'crash: each action applied once');
+
+# 6. cancel while batches run: their members are interrupted (sent), the
+#    actions not yet in a batch cancelled
+fakedev_control($fd, 'POST', '/reset');
+$id = $node->safe_psql('postgres',
+	"SELECT batch_ops.submit_outbound('"
+	  . spec(n => 60, prefix => 'x', options => { batch_size => 10, host_concurrency => 2 }) . "')");
+ok(bo_wait_until(sub { stats()->{action_batches} >= 2 }, 30), 'cancel: 2 batches sent');
+is($node->safe_psql('postgres', "SELECT batch_ops.cancel_job($id)"), 't', 'cancel: cancel_job');
+is(bo_wait_job($node, $id, 'postgres', 30), 'cancelled', 'cancel: the job is cancelled');
+is($node->safe_psql('postgres',
+	"SELECT string_agg(DISTINCT coalesce(error, 'ok') || ':' || (index / 10), ','"
+	  . " ORDER BY coalesce(error, 'ok') || ':' || (index / 10))"
+	  . " FROM batch_ops.outbound_results($id)"),
+	join(',', 'cancelled:2', 'cancelled:3', 'cancelled:4', 'cancelled:5', 'interrupted:0', 'interrupted:1'),
+	'cancel: the 2 batches sent interrupted, the 4 others cancelled');
+is(stats()->{batch_actions}, 20, 'cancel: nothing sent after the cancel');
 
 fakedev_stop($fd);
 $node->stop;

@@ -2,7 +2,9 @@
  *
  * kind_outbound.c
  *	  The "outbound" kind (submit_outbound), run_outbound, and
- *	  outbound_results: one request per target through the HTTP engine.
+ *	  outbound_results: one request per target through the HTTP engine
+ *	  (meraki action batches: one per pack of actions, meraki_pack.c, with
+ *	  the results still one per action).
  *
  * Worker model.  An outbound job is a job like the others: one job per
  * worker process (job_worker.c), so that nothing of one role's job (its

@@ -26,6 +26,7 @@ extern const OutboundDriver outbound_driver_nxapi;
 extern const OutboundDriver outbound_driver_restconf;
 extern const OutboundDriver outbound_driver_meraki;
 extern const OutboundDriver outbound_driver_callback;
+extern const OutboundDriver outbound_driver_ssh;
 
 /* Reading jsonb: NULL when jb is NULL, the key is absent or JSON null. */
 extern JsonbValue *jb_get(Jsonb *jb, const char *key);

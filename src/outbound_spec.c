@@ -955,8 +955,10 @@ outbound_spec_check_urls(OutboundSpec *spec)
 
 	for (i = 0; i < spec->ntargets; i++)
 	{
-		char	   *url = target_base_url(&spec->targets[i]);
-		const char *why = outbound_url_refusal(url);
+		const OutboundTarget *t = &spec->targets[i];
+		const char *why = strcmp(t->scheme, "ssh") == 0 ?
+			outbound_host_refusal(t->hostname) :
+			outbound_url_refusal(target_base_url(t));
 
 		if (why)
 			ereport(ERROR,

@@ -548,7 +548,13 @@ add_known_lines(LIBSSH2_KNOWNHOSTS *kh, const char *text)
 
 		/* comments, blank and unparsable lines are skipped */
 		if (n > 0 && p[0] != '#')
-			(void) libssh2_knownhost_readline(kh, p, n, LIBSSH2_KNOWNHOST_FILE_OPENSSH);
+		{
+			/* libssh2 1.10 reads past len: give it the line alone */
+			char	   *line = pnstrdup(p, n);
+
+			(void) libssh2_knownhost_readline(kh, line, n, LIBSSH2_KNOWNHOST_FILE_OPENSSH);
+			pfree(line);
+		}
 		p = nl ? nl + 1 : NULL;
 	}
 }

@@ -23,7 +23,13 @@ false (exit 1), and any of the show commands.
               event: {"<address>": {"connections", "logins", "commands",
               "config_lines", "config_log": [...]}}.
   --config F  {"users": {"name": {"password", "enable_password",
-              "authorized_keys" (OpenSSH public key lines), "methods"}}}
+              "authorized_keys" (OpenSSH public key lines), "methods"}},
+              "styles": {"<address>": "nxos" | "junos"}}: NX-OS logs in
+              at "sw1#"; Junos prompts "user@sw1> ", turns paging off with
+              "set cli screen-length 0", configures with "configure",
+              "set ...", "commit and-quit", and complains "syntax error."
+              / "unknown command.".  "show run" prints the configuration
+              lines received so far.
   --ready F   written once every address listens.
 
 Its lifetime is bounded (--lifetime seconds) so a failed test cannot leave
@@ -41,6 +47,8 @@ import asyncssh
 ARGS = None
 COUNTS = {}
 USERS = {}
+STYLES = {}
+RUNNING = {}
 
 VERSION = ("Cisco IOS Software, Fake Software (FAKE-UNIVERSALK9-M), Version 15.2(4)E10\r\n"
            "{host} uptime is 1 day, 2 hours, 3 minutes\r\n"
@@ -124,7 +132,7 @@ class Server(asyncssh.SSHServer):
         if self.user is None:
             return False
         for line in self.user.get("authorized_keys", []):
-            if asyncssh.import_public_key(line).export_public_key() == key.export_public_key():
+            if asyncssh.import_public_key(line).public_data == key.public_data:
                 return await self._check(True)
         return False
 
@@ -132,15 +140,21 @@ class Server(asyncssh.SSHServer):
 class Cli:
     """One interactive session."""
 
-    def __init__(self, process, addr, user):
+    def __init__(self, process, addr, user, username):
         self.p = process
         self.addr = addr
         self.host = hostname(addr)
         self.user = user or {}
-        self.mode = "user"          # user, enable, config, config-if
+        self.username = username
+        self.style = STYLES.get(addr, "ios")
+        self.mode = "enable" if self.style == "nxos" else "user"
         self.paging = True
+        self.running = RUNNING.setdefault(addr, [])
 
     def prompt(self):
+        if self.style == "junos":
+            return "%s@%s%s " % (self.username, self.host,
+                                 "#" if self.mode == "config" else ">")
         suffix = {"user": ">", "enable": "#", "config": "(config)#",
                   "config-if": "(config-if)#"}[self.mode]
         return self.host + suffix
@@ -188,10 +202,38 @@ class Cli:
         self.p.stdout.write(" " * (len(self.prompt()) + 1) + "^\r\n"
                             "% Invalid input detected at '^' marker.\r\n\r\n")
 
+    async def junos(self, line, words, f):
+        if self.mode == "config":
+            if line == "commit and-quit":
+                self.p.stdout.write("commit complete\r\nExiting configuration mode\r\n\r\n")
+                self.mode = "user"
+            elif words[0] in ("set", "delete"):
+                count(self.addr, "config_lines")
+                count(self.addr, "config_log", line)
+                self.running.append(line)
+                self.p.stdout.write("\r\n[edit]\r\n")
+            else:
+                self.p.stdout.write("                  ^\r\nsyntax error.\r\n\r\n[edit]\r\n")
+            return
+        if line == "set cli screen-length 0":
+            self.paging = False
+            self.p.stdout.write("Screen length set to 0\r\n\r\n")
+        elif line == "show version":
+            await self.page("Hostname: %s\r\nModel: fake-mx\r\nJunos: 21.4R3\r\n" % self.host, f)
+        elif line == "configure":
+            self.p.stdout.write("Entering configuration mode\r\n\r\n[edit]\r\n")
+            self.mode = "config"
+        else:
+            self.p.stdout.write("                  ^\r\nunknown command.\r\n\r\n")
+
     async def command(self, line, f):
         words = line.split()
         if not words:
             return
+        if self.style == "junos":
+            return await self.junos(line, words, f)
+        if line == "show run" and self.mode != "user":
+            return await self.page("\r\n".join(["hostname " + self.host] + self.running), f)
         if self.mode in ("config", "config-if"):
             return await self.config_line(line, words)
         if line == "terminal length 0" and self.mode in ("user", "enable"):
@@ -234,6 +276,7 @@ class Cli:
                         "ip", "no", "snmp-server", "shutdown"):
             count(self.addr, "config_lines")
             count(self.addr, "config_log", line)
+            self.running.append(line)
             if words[0] == "interface":
                 self.mode = "config-if"
             return
@@ -291,8 +334,8 @@ def make_handler(addr, servers):
             if process.command is not None:
                 await run_exec(process, addr)
             else:
-                user = USERS.get(process.get_extra_info("username"))
-                await Cli(process, addr, user).run()
+                username = process.get_extra_info("username")
+                await Cli(process, addr, USERS.get(username), username).run()
         except (asyncssh.BreakReceived, asyncssh.TerminalSizeChanged, BrokenPipeError,
                 ConnectionError, asyncssh.DisconnectError):
             pass
@@ -310,7 +353,7 @@ def address_range(spec):
 
 
 async def main():
-    global ARGS, USERS
+    global ARGS, USERS, STYLES
     ap = argparse.ArgumentParser()
     ap.add_argument("--addresses", required=True)
     ap.add_argument("--port", type=int, required=True)
@@ -322,7 +365,9 @@ async def main():
     ARGS = ap.parse_args()
     if ARGS.config:
         with open(ARGS.config) as f:
-            USERS = json.load(f).get("users", {})
+            conf = json.load(f)
+        USERS = conf.get("users", {})
+        STYLES = conf.get("styles", {})
     key = asyncssh.generate_private_key("ssh-ed25519")
     other = asyncssh.generate_private_key("ssh-ed25519")
     other_addrs = set(a for a in ARGS.other_key.split(",") if a)

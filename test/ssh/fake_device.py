@@ -32,8 +32,8 @@ false (exit 1), and any of the show commands.
               lines received so far.
   --ready F   written once every address listens.
 
-Its lifetime is bounded (--lifetime seconds) so a failed test cannot leave
-it running.
+It exits with its parent (the test), or after --lifetime seconds, so a
+failed test cannot leave it running.
 """
 import argparse
 import asyncio
@@ -389,7 +389,12 @@ async def main():
     if ARGS.ready:
         with open(ARGS.ready, "w") as f:
             f.write("ready\n")
-    await asyncio.sleep(ARGS.lifetime)
+    # gone with the test that started it (or after its lifetime)
+    parent = os.getppid()
+    for _ in range(int(ARGS.lifetime)):
+        await asyncio.sleep(1)
+        if os.getppid() != parent:
+            break
 
 
 if __name__ == "__main__":

@@ -305,9 +305,14 @@ check_conn_args(Jsonb *ca, const char *where, bool ssh)
 	if (!ssh && scheme && strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)
 		bad_key(where, "scheme", "\"https\" or \"http\"");
 	if (!ssh && get_key(ca, "device_type"))
-		bad_key(where, "device_type", "given only with driver \"ssh\"");
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("key \"%sdevice_type\" is valid only with driver \"ssh\"", where)));
 	if (!ssh && get_key(ca, "host"))
-		bad_key(where, "host", "given only with driver \"ssh\" (other drivers take \"devices\")");
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("key \"%shost\" is valid only with driver \"ssh\"", where),
+				 errhint("Other drivers take their hosts in \"devices\".")));
 	(void) get_string(ca, where, "device_type");
 	(void) get_string(ca, where, "host");
 	(void) get_int(ca, where, "port", 0, 1, 65535);

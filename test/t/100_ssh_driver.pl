@@ -54,6 +54,7 @@ log_min_messages = debug1
 log_statement = 'none'
 CONF
 my $json = JSON::PP->new->canonical;
+ssh_skip_unless_built($node);
 
 sub run
 {

@@ -26,6 +26,7 @@ batch_ops.outbound_networks = '127.0.9.0/24'
 batch_ops.ssh_known_hosts_file = '$fs->{known_hosts}'
 CONF
 my $json = JSON::PP->new->canonical;
+ssh_skip_unless_built($node);
 bo_credential_key($node, 'k.key');
 
 sub spec

@@ -28,6 +28,7 @@ batch_ops.ssh_known_hosts_file = '$fs->{known_hosts}'
 restart_after_crash = on
 CONF
 bo_credential_key($node, 'k.key');
+ssh_skip_unless_built($node);
 $node->safe_psql('postgres',
 	q{SELECT batch_ops.credential_set('sw', '{"username": "admin", "password": "pw1", "enable_password": "en"}')});
 my $json = JSON::PP->new->canonical;

@@ -17,6 +17,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use BatchOpsTest;
+use FakeSsh;
 
 my $sshd = '/usr/sbin/sshd';
 plan skip_all => 'openssh-server is not installed' unless -x $sshd;
@@ -50,6 +51,7 @@ bo_wait_until(sub { slurp_file("$w/log") =~ /Server listening/ }, 20)
   or BAIL_OUT('sshd did not start: ' . slurp_file("$w/log"));
 
 my $node = bo_node('ssh_openssh', "batch_ops.outbound_networks = '127.0.10.0/24'\n");
+ssh_skip_unless_built($node);
 bo_credential_key($node, 'k.key');
 my $json = JSON::PP->new->canonical;
 my $user = getpwuid($<);

@@ -22,7 +22,7 @@ use JSON::PP;
 use PostgreSQL::Test::Utils;
 use BatchOpsTest;
 
-our @EXPORT = qw(fakessh_start fakessh_stop fakessh_faults fakessh_counts);
+our @EXPORT = qw(fakessh_start fakessh_stop fakessh_faults fakessh_counts ssh_skip_unless_built);
 
 my $json = JSON::PP->new->canonical;
 
@@ -54,6 +54,16 @@ sub fakessh_start
 		known_hosts => "$dir/known_hosts",
 		known_hosts_text => slurp_file("$dir/known_hosts")
 	};
+}
+
+# ssh_skip_unless_built(NODE) — skip the test file when batch_ops was built
+# without libssh2 (the ssh driver answers 0A000).
+sub ssh_skip_unless_built
+{
+	my ($node) = @_;
+	my $err = bo_sql_error($node, q{SELECT batch_ops.run_outbound('{"driver": "ssh", "devices": [{"host": "127.0.0.1"}], "command": "x"}')});
+	Test::More::plan(skip_all => 'batch_ops was built without libssh2') if $err =~ /^0A000/;
+	return;
 }
 
 sub fakessh_stop

@@ -17,7 +17,9 @@ false (exit 1), and any of the show commands.
 
   --dir DIR   DIR/known_hosts is written at start (the key of every address
               but those of --other-key); DIR/faults.json is read at every
-              command: {"<address>" or "*": {"delay_ms": N, "hang": true,
+              command: {"<address>" or "*": {"delay_ms": N (before each
+              command but the session setup: paging, enable, configure,
+              end), "hang": true,
               "disconnect_mid_output": true, "no_paging_off": true,
               "auth_delay_ms": N}}; DIR/counts.json is written after every
               event: {"<address>": {"connections", "logins", "commands",
@@ -45,6 +47,10 @@ import sys
 import asyncssh
 
 ARGS = None
+# session setup, answered at once whatever delay_ms says (a device's cost
+# is in its real commands)
+SETUP = {"terminal length 0", "set cli screen-length 0", "enable",
+         "configure terminal", "configure", "end", "commit and-quit"}
 COUNTS = {}
 USERS = {}
 STYLES = {}
@@ -292,7 +298,8 @@ class Cli:
             count(self.addr, "commands")
             if f.get("hang"):
                 await asyncio.sleep(3600)
-            await asyncio.sleep(f.get("delay_ms", 0) / 1000.0)
+            if line.strip() not in SETUP:
+                await asyncio.sleep(f.get("delay_ms", 0) / 1000.0)
             try:
                 await self.command(line.strip(), f)
             except ConnectionError:

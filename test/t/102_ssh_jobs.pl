@@ -59,7 +59,7 @@ is($node->safe_psql('postgres', "SELECT count(*) FROM batch_ops.outbound_results
 fakessh_faults($fs, {});
 
 # 2. kill -9 of the worker: 12 reads and 12 configs on 24 devices, slow
-fakessh_faults($fs, { '*' => { delay_ms => 600 } });
+fakessh_faults($fs, { '*' => { delay_ms => 1500 } });
 my @devices;
 for my $i (0 .. 23)
 {
@@ -74,7 +74,7 @@ $id = submit({ driver => 'ssh', devices => \@devices,
 ok(bo_wait_until(sub {
 	$node->safe_psql('postgres', "SELECT count(*) FROM batch_ops.outbound_result WHERE job_id = $id AND finished_at IS NULL") >= 2 }, 20),
 	'kill -9: changes in flight are marked started');
-usleep(1_500_000);
+usleep(500_000);
 my $pid = bo_job_internal($node, 'postgres', $id, 'worker_pid');
 ok($pid > 0, "kill -9: worker pid $pid");
 kill 'KILL', $pid;

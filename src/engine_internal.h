@@ -73,6 +73,8 @@ typedef struct Engine Engine;
 
 typedef struct EngineTransport
 {
+	/* _PG_init: the transport's settings; may be NULL */
+	void		(*init) (void);
 	/* before the loop: the transport's state in e->tp */
 	void		(*setup) (Engine *e);
 	/* give back everything; safe to call twice, after an ERROR too */

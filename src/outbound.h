@@ -113,9 +113,6 @@ typedef struct OutboundHooks
 extern void outbound_engine_init(void);
 extern void outbound_engine_run(OutboundSpec *spec, const OutboundHooks *hooks);
 
-/* ssh_engine.c (built WITH_SSH): its settings */
-extern void ssh_engine_init(void);
-
 /* shared memory: the cluster-wide count of requests in flight (job_shmem.c) */
 extern int	outbound_inflight_acquire(int want, int limit);
 extern void outbound_inflight_release(int n);

@@ -771,6 +771,6 @@ outbound_engine_init(void)
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 #ifdef WITH_SSH
-	ssh_engine_init();
+	ssh_transport.init();
 #endif
 }

@@ -1320,10 +1320,28 @@ conn_destroy(Ssh *s, Conn *c)
 }
 
 static bool
+same_string(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* the same login: inline secrets are one struct per target, so by value */
+static bool
+same_secret(const OutboundSecret *a, const OutboundSecret *b)
+{
+	return a == b ||
+		(a && b && same_string(a->username, b->username) &&
+		 same_string(a->password, b->password) &&
+		 same_string(a->private_key, b->private_key) &&
+		 same_string(a->enable_password, b->enable_password) &&
+		 same_string(a->known_hosts, b->known_hosts));
+}
+
+static bool
 same_session(Conn *c, ETarget *et, const SshDeviceType *dt)
 {
 	return c->et == NULL && c->state == C_IDLE && c->dt == dt &&
-		c->port == et->t->port && c->secret == et->t->secret &&
+		c->port == et->t->port && same_secret(c->secret, et->t->secret) &&
 		strcmp(c->host, et->t->hostname) == 0;
 }
 
@@ -1586,7 +1604,10 @@ ssh_cleanup(Engine *e)
 		conn_destroy(s, s->conns[s->nconns - 1]);
 }
 
+static void ssh_engine_init(void);
+
 const EngineTransport ssh_transport = {
+	.init = ssh_engine_init,
 	.setup = ssh_setup,
 	.cleanup = ssh_cleanup,
 	.send = ssh_send,
@@ -1597,7 +1618,7 @@ const EngineTransport ssh_transport = {
 };
 
 /* Settings, from outbound_engine_init(). */
-void
+static void
 ssh_engine_init(void)
 {
 	DefineCustomStringVariable("batch_ops.ssh_known_hosts_file",

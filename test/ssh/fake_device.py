@@ -166,21 +166,30 @@ class Cli:
         return self.host + suffix
 
     async def readline(self, echo=True):
+        """A line as typed (CR, LF or CR LF ends it), echoed unless echo
+        is false; None at the end of input.  Input is read in chunks: what
+        follows the line waits in self.pending."""
         buf = ""
         while True:
-            data = await self.p.stdin.read(1)
-            if not data:
-                return None
-            if data in ("\r", "\n"):
-                if data == "\r":
-                    self.skip_lf = True
-                elif getattr(self, "skip_lf", False) and buf == "":
-                    self.skip_lf = False
-                    continue
-                if echo:
-                    self.p.stdout.write("\r\n")
-                return buf
+            if not getattr(self, "pending", ""):
+                data = await self.p.stdin.read(4096)
+                if not data:
+                    return None
+                self.pending = data
+            data, self.pending = self.pending, ""
+            if getattr(self, "skip_lf", False) and data.startswith("\n"):
+                data = data[1:]
             self.skip_lf = False
+            for i, ch in enumerate(data):
+                if ch in ("\r", "\n"):
+                    self.skip_lf = ch == "\r"
+                    self.pending = data[i + 1:]
+                    if self.skip_lf and self.pending.startswith("\n"):
+                        self.pending = self.pending[1:]
+                        self.skip_lf = False
+                    if echo:
+                        self.p.stdout.write(data[:i] + "\r\n")
+                    return buf + data[:i]
             if echo:
                 self.p.stdout.write(data)
             buf += data

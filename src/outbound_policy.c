@@ -390,8 +390,8 @@ address_allowed(const HostList *list, int family, const unsigned char *addr,
 }
 
 /* Strip the brackets of an IPv6 literal (palloc'd). */
-static char *
-unbracket(const char *h)
+char *
+outbound_unbracket_host(const char *h)
 {
 	size_t		len = strlen(h);
 
@@ -414,8 +414,8 @@ policy_host(const char *host)
 	int			port;
 
 	if (url_origin(psprintf(form, host), &scheme, &canonical, &port) == NULL)
-		return unbracket(canonical);
-	return unbracket(url_normalize_host(host));
+		return outbound_unbracket_host(canonical);
+	return outbound_unbracket_host(url_normalize_host(host));
 }
 
 /* Is the host (a name or an address literal) in the list? */

@@ -37,6 +37,9 @@ extern const char *outbound_url_refusal(const char *url);
  */
 extern const char *outbound_host_refusal(const char *host);
 
+/* "[::1]" as "::1", other hosts as they are (palloc'd) */
+extern char *outbound_unbracket_host(const char *host);
+
 /* Per easy handle: what the open-socket callback saw. */
 typedef struct OutboundSocketCheck
 {

@@ -294,16 +294,6 @@ map_fd(Ssh *s, Conn *c)
  * ---------------------------------------------------------------------
  */
 
-static char *
-unbracket(const char *h)
-{
-	size_t		len = strlen(h);
-
-	if (len >= 2 && h[0] == '[' && h[len - 1] == ']')
-		return pnstrdup(h + 1, len - 2);
-	return pstrdup(h);
-}
-
 static void
 close_socket(Conn *c)
 {
@@ -380,7 +370,7 @@ conn_resolve(Conn *c)
 	struct addrinfo hints;
 	struct addrinfo *res = NULL;
 	char		port[16];
-	char	   *name = unbracket(c->host);
+	char	   *name = outbound_unbracket_host(c->host);
 	int			rc;
 
 	snprintf(port, sizeof(port), "%d", c->port);
@@ -588,7 +578,7 @@ host_key_ok(Conn *c)
 	const char *key = libssh2_session_hostkey(c->session, &len, &type);
 	LIBSSH2_KNOWNHOSTS *kh;
 	int			rc;
-	char	   *host = unbracket(c->host);
+	char	   *host = outbound_unbracket_host(c->host);
 
 	if (key == NULL)
 	{
@@ -808,6 +798,29 @@ line_complaint(Conn *c, const char *what, char *complaint)
 	return psprintf("%s %d \"%s\": %s", what, c->idx + 1, current_line(c), complaint);
 }
 
+/*
+ * A config line's or a command's output: kept; a complaint ends the lines
+ * (the rest are not sent) and goes on with phase after, as does the last
+ * line; else the next line.
+ */
+static void
+line_done(Conn *c, char *out, const char *what, Phase after)
+{
+	char	   *complaint = ssh_device_complaint(c->dt, out);
+
+	c->outputs[c->noutputs++] = out;
+	if (complaint)
+	{
+		c->error = "device_error";
+		c->message = line_complaint(c, what, complaint);
+		start_phase(c, after);
+	}
+	else if (++c->idx < c->nlines)
+		send_line(c, current_line(c), true);
+	else
+		start_phase(c, after);
+}
+
 /* What came back up to a prompt (text) ends the phase. */
 static void
 phase_done(Conn *c, const char *text, int textlen, char mode)
@@ -848,22 +861,7 @@ phase_done(Conn *c, const char *text, int textlen, char mode)
 			start_phase(c, P_LINE);
 			return;
 		case P_LINE:
-			c->outputs[c->noutputs++] = out;
-			complaint = ssh_device_complaint(c->dt, out);
-			if (complaint)
-			{
-				/* the device's words for this line; the rest are not sent */
-				c->error = "device_error";
-				c->message = line_complaint(c, "config line", complaint);
-				start_phase(c, P_CONFIG_LEAVE);
-				return;
-			}
-			if (++c->idx < c->nlines)
-			{
-				send_line(c, current_line(c), true);
-				return;
-			}
-			start_phase(c, P_CONFIG_LEAVE);
+			line_done(c, out, "config line", P_CONFIG_LEAVE);
 			return;
 		case P_CONFIG_LEAVE:
 			c->in_config = false;
@@ -875,21 +873,7 @@ phase_done(Conn *c, const char *text, int textlen, char mode)
 			start_phase(c, P_DONE);
 			return;
 		case P_COMMAND:
-			c->outputs[c->noutputs++] = out;
-			complaint = ssh_device_complaint(c->dt, out);
-			if (complaint)
-			{
-				c->error = "device_error";
-				c->message = line_complaint(c, "command", complaint);
-				start_phase(c, P_DONE);
-				return;
-			}
-			if (++c->idx < c->nlines)
-			{
-				send_line(c, current_line(c), true);
-				return;
-			}
-			start_phase(c, P_DONE);
+			line_done(c, out, "command", P_DONE);
 			return;
 		case P_DONE:
 			return;

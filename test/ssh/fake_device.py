@@ -19,7 +19,8 @@ false (exit 1), and any of the show commands.
               but those of --other-key); DIR/faults.json is read at every
               command: {"<address>" or "*": {"delay_ms": N (before each
               command but the session setup: paging, enable, configure,
-              end), "hang": true,
+              end), "hang": true, "hang_match": "text" (hang on a line
+              holding it),
               "disconnect_mid_output": true, "no_paging_off": true,
               "auth_delay_ms": N}}; DIR/counts.json is written after every
               event: {"<address>": {"connections", "logins", "commands",
@@ -305,7 +306,7 @@ class Cli:
                 break
             f = faults(self.addr)
             count(self.addr, "commands")
-            if f.get("hang"):
+            if f.get("hang") or (f.get("hang_match") and f["hang_match"] in line):
                 await asyncio.sleep(3600)
             if line.strip() not in SETUP:
                 await asyncio.sleep(f.get("delay_ms", 0) / 1000.0)

@@ -14,7 +14,9 @@
 #   5. authentication: password, keyboard-interactive, public key; a wrong
 #      password is auth_error;
 #   6. faults: invalid command -> device_error, hang -> timeout,
-#      disconnect mid output -> connect_error;
+#      disconnect mid output -> connect_error; retries: a refused
+#      connection is retried, a change too, a change that timed out once
+#      logged in is not;
 #   7. the enable password appears in no output, job(), result or server
 #      log line, even when the device prints it back (masked);
 #   8. pinned (the ssh default): one host's targets in input order on one
@@ -182,6 +184,24 @@ is(join(',', map { $_->{error} // 'ok' } @{ $r->{results} }),
   or diag explain $r;
 is($r->{results}[0]{message}, q{command 1 "show versio": % Invalid input detected at '^' marker.},
 	'invalid command: the message');
+
+# retries: a change is sent again only when nothing can have reached the
+# device (a refused connection), never after a timeout once logged in
+fakessh_faults($fs, {
+	'127.0.9.2' => { hang_match => 'vlan' },
+	'127.0.9.3' => { hang_match => 'show' } });
+$r = run({
+	driver => 'ssh',
+	devices => [
+		{ host => '127.0.9.13', config => ['vlan 1'] },
+		{ host => '127.0.9.2', config => ['vlan 2'] },
+		{ host => '127.0.9.3', command => ['show clock'] } ],
+	connection_args => { credential => 'sw', port => $PORT, timeout => 1 },
+	options => { retries => 1, queue_strategy => 'fifo' } });
+is(join(',', map { ($_->{error} // 'ok') . '/' . $_->{attempts} } @{ $r->{results} }),
+	'connect_error/2,timeout/1,timeout/2',
+	'retries: a refused connection retried (a change too), a change timing out once connected is not, a read is')
+  or diag explain $r;
 fakessh_faults($fs, {});
 
 # 7. the enable password: masked where the device prints it back

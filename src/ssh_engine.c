@@ -28,7 +28,9 @@
  * ssh) runs a host's targets one after the other on it, so only the first
  * pays for connect and authentication.  Kept sessions live as long as the
  * run (the job, or the run_outbound call) and are closed at its end, or
- * after the host's last target.
+ * after the host's last target: not across runs, since a session logged
+ * in with a job's secrets should end with the job (DESIGN.md: secrets
+ * are erased when it ends).
  *
  * Callbacks from inside libssh2 (keyboard-interactive) never throw.  An
  * attempt's end is recorded in its Conn and reported to the engine from

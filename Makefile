@@ -63,6 +63,7 @@ OBJS += \
 # Outbound engine, job kind and SQL API (issue #10 items 3 and 5)
 OBJS += \
 	src/outbound_spec.o \
+	src/outbound_engine.o \
 	src/http_engine.o \
 	src/kind_outbound.o
 
@@ -74,6 +75,17 @@ OBJS += \
 # issue #11: action batch callbacks, sent through the outbound engine
 OBJS += \
 	src/driver_callback.o
+
+# issue #12: the ssh driver.  Its transport (ssh_engine.c) needs libssh2,
+# found by pkg-config; without it (or with WITH_SSH=0) the driver answers
+# 0A000 and everything else builds.
+OBJS += src/driver_ssh.o
+WITH_SSH ?= $(shell pkg-config --exists libssh2 2>/dev/null && echo 1 || echo 0)
+ifeq ($(WITH_SSH),1)
+OBJS += src/ssh_engine.o
+PG_CPPFLAGS_SSH = -DWITH_SSH $(shell pkg-config --cflags libssh2)
+SHLIB_LINK += $(shell pkg-config --libs libssh2)
+endif
 
 # make TEST_MODULES=1: the test build (scripts/test.sh), with the test-only
 # code of test/kinds (job kinds, registered in job_kind.c) and test/modules
@@ -93,7 +105,7 @@ SHLIB_LINK += -lcrypto
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA = sql/$(EXTENSION)--0.1.0.sql sql/$(EXTENSION)--0.2.0.sql $(wildcard sql/$(EXTENSION)--*--*.sql)
 
-PG_CPPFLAGS = $(PG_CPPFLAGS_TEST_KINDS) -DBATCH_OPS_VERSION='"$(EXTVERSION)"' -I$(srcdir)/src -Wall -Wextra -Werror \
+PG_CPPFLAGS = $(PG_CPPFLAGS_TEST_KINDS) $(PG_CPPFLAGS_SSH) -DBATCH_OPS_VERSION='"$(EXTVERSION)"' -I$(srcdir)/src -Wall -Wextra -Werror \
 	-Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
 
 # Hidden visibility: PG15 loads modules RTLD_GLOBAL, so every non-static
@@ -163,7 +175,10 @@ $(OBJS): $(wildcard src/*.h)
 # a missing stamp would not trigger a rule.
 $(shell echo '$(TEST_MODULES)' | cmp -s - src/.test_kinds || echo '$(TEST_MODULES)' > src/.test_kinds)
 src/job_kind.o src/job_kind.bc: src/.test_kinds
-EXTRA_CLEAN = src/.test_kinds test/kinds/*.o test/kinds/*.bc test/modules/*.o test/modules/*.bc
+# the same for WITH_SSH, which the engine and the spec check read
+$(shell echo '$(WITH_SSH)' | cmp -s - src/.with_ssh || echo '$(WITH_SSH)' > src/.with_ssh)
+src/outbound_engine.o src/outbound_spec.o src/outbound_engine.bc src/outbound_spec.bc: src/.with_ssh
+EXTRA_CLEAN = src/.with_ssh src/.test_kinds test/kinds/*.o test/kinds/*.bc test/modules/*.o test/modules/*.bc
 
 
 .PHONY: pgtap prove_installcheck bench

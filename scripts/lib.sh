@@ -68,6 +68,11 @@ BO_DEPS=(
 	python3
 	openssl
 	curl
+	# the ssh driver (issue #12): libssh2 to build it, asyncssh for the
+	# fake devices (test/ssh), a real sshd for the interop test
+	libssh2-1-dev
+	python3-asyncssh
+	openssh-server
 )
 
 bo_log() {

@@ -9,6 +9,16 @@ SELECT batch_ops.run_outbound('{"devices": [{"host": "h"}]}');
 SELECT batch_ops.run_outbound('{"driver": "telnet", "devices": [{"host": "h"}]}');
 SELECT batch_ops.run_outbound('{"driver": "ssh", "devices": [{"host": "h"}], "command": ["show clock"]}');
 SELECT batch_ops.run_outbound('{"driver": "netmiko", "devices": [{"host": "h"}], "command": ["show clock"]}');
+-- ssh (0A000 in a build without libssh2: expected/outbound_spec_1.out)
+SELECT batch_ops.run_outbound('{"driver": "netmiko", "connection_args": {"device_type": "cisco_ios", "host": "10.0.0.1", "username": "admin", "password": "pw"}, "command": "show version"}');
+SELECT batch_ops.run_outbound('{"driver": "ssh", "devices": [{"host": "h", "device_type": "cisco_xr"}], "command": "show clock"}');
+SELECT batch_ops.run_outbound('{"driver": "ssh", "devices": [{"host": "h"}], "command": ["show clock\nreload"]}');
+SELECT batch_ops.run_outbound('{"driver": "ssh", "devices": [{"host": "h"}], "config": []}');
+SELECT batch_ops.run_outbound('{"driver": "ssh", "devices": [{"host": "h"}]}');
+SELECT batch_ops.run_outbound('{"driver": "ssh", "devices": [{"host": "h", "scheme": "https"}], "command": "show clock"}');
+SELECT batch_ops.run_outbound('{"driver": "ssh", "connection_args": {"device_type": 3}, "devices": [{"host": "h"}], "command": "show clock"}');
+SELECT batch_ops.run_outbound('{"driver": "eapi", "connection_args": {"device_type": "cisco_ios"}, "devices": [{"host": "h"}], "command": ["show clock"]}');
+SELECT batch_ops.run_outbound('{"driver": "eapi", "connection_args": {"host": "h"}, "command": ["show clock"]}');
 SELECT batch_ops.run_outbound('{"driver": "http", "devices": [{"host": "h"}], "request": {"path": "/"}, "optionz": {}}');
 SELECT batch_ops.run_outbound('{"driver": "http", "devices": [{"host": "h"}], "request": {"path": "/"}, "options": {"tll": 5}}');
 SELECT batch_ops.run_outbound('{"driver": "http", "devices": [{"host": "h"}], "request": {"path": "/"}, "options": {"queue_strategy": "lifo"}}');

@@ -100,10 +100,11 @@ static const struct
 	{"client_key", offsetof(OutboundSecret, client_key)},
 	{"private_key", offsetof(OutboundSecret, private_key)},
 	{"hmac_secret", offsetof(OutboundSecret, hmac_secret)},
+	{"known_hosts", offsetof(OutboundSecret, known_hosts)},
 };
 
 #define NUM_SECRET_FIELDS lengthof(secret_fields)
-#define SECRET_KEY_LIST "username, password, enable_password, token, api_key, ca_cert, client_cert, client_key, private_key, hmac_secret"
+#define SECRET_KEY_LIST "username, password, enable_password, token, api_key, ca_cert, client_cert, client_key, private_key, hmac_secret, known_hosts"
 
 /* additional authenticated data of the two kinds of sealed values */
 #define AAD_CREDENTIAL	"batch_ops credential"

@@ -26,6 +26,7 @@ extern const OutboundDriver outbound_driver_nxapi;
 extern const OutboundDriver outbound_driver_restconf;
 extern const OutboundDriver outbound_driver_meraki;
 extern const OutboundDriver outbound_driver_callback;
+extern const OutboundDriver outbound_driver_ssh;
 
 /* meraki_pack.c: options of meraki's action batches */
 extern bool meraki_synchronous(Jsonb *options);

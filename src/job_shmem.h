@@ -54,7 +54,7 @@ typedef struct JobsShared
 	bool		scan_all;		/* start a worker in every database */
 	int			npending;
 	Oid			pending[JOBS_MAX_PENDING_DBS];
-	int			outbound_inflight;	/* requests in flight (http_engine.c) */
+	int			outbound_inflight;	/* requests in flight (outbound_engine.c) */
 	int			nslots;
 	JobWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } JobsShared;

@@ -10,7 +10,7 @@
  * worker process (job_worker.c), so that nothing of one role's job (its
  * settings, its credentials in memory) can reach another's; its worker
  * drives all of the job's connections through one libcurl multi handle
- * (http_engine.c), so one process serves thousands of devices.  Slow
+ * (outbound_engine.c), so one process serves thousands of devices.  Slow
  * devices must not take every worker from imports and batches:
  * batch_ops.max_outbound_workers (default max_workers - 1, at least 1)
  * caps how many workers run outbound jobs at once, and the claim leaves
@@ -683,7 +683,7 @@ outbound_run_job(JobContext *ctx)
 
 	PG_TRY();
 	{
-		http_engine_run(engine_spec, &engine_hooks);
+		outbound_engine_run(engine_spec, &engine_hooks);
 	}
 	PG_CATCH();
 	{
@@ -726,7 +726,7 @@ static void
 outbound_kind_init(void)
 {
 	outbound_spec_init();
-	http_engine_init();
+	outbound_engine_init();
 	DefineCustomIntVariable("batch_ops.max_outbound_workers",
 							"Maximum number of job workers running outbound jobs at once.",
 							"-1 means batch_ops.max_workers - 1, at least 1.",
@@ -831,7 +831,7 @@ batch_ops_run_outbound(PG_FUNCTION_ARGS)
 	memset(&hooks, 0, sizeof(hooks));
 	hooks.arg = &sr;
 	hooks.result = sync_result;
-	http_engine_run(meraki_pack_spec(spec, &hooks, &engine_hooks), &engine_hooks);
+	outbound_engine_run(meraki_pack_spec(spec, &hooks, &engine_hooks), &engine_hooks);
 
 	for (i = 0; i < spec->ntargets; i++)
 		if (sr.have[i] && sr.res[i].success)

@@ -7,7 +7,7 @@
  * Before the engine runs (kind_outbound.c: the job and run_outbound), the
  * actions not yet done are grouped in input order into packs of
  * options.batch_size actions (by default Meraki's own limits: 100 in a
- * batch, 20 in a synchronous one).  The engine (http_engine.c) is given a
+ * batch, 20 in a synchronous one).  The engine (outbound_engine.c) is given a
  * spec with one synthetic target per pack whose action is {"actions":
  * [...]}: driver_meraki.c sends it as one action batch and polls it to the
  * end, under the engine's usual limits (outbound_spec.c caps

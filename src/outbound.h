@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * outbound.h
- *	  Outbound batches: the spec (outbound_spec.c), the HTTP engine
- *	  (http_engine.c), the job kind and the SQL API (kind_outbound.c).
+ *	  Outbound batches: the spec (outbound_spec.c), the engine
+ *	  (outbound_engine.c, with its HTTP and SSH transports), the job kind
+ *	  and the SQL API (kind_outbound.c).
  *
  * The spec is parsed once at submit (as the caller: every check that can
  * fail fails there) and again by the worker from the stored copy, which
@@ -20,7 +21,7 @@
 
 #include "outbound_driver.h"
 
-/* GUCs (outbound_spec.c, http_engine.c, kind_outbound.c) */
+/* GUCs (outbound_spec.c, outbound_engine.c, kind_outbound.c) */
 extern int	batch_ops_max_outbound_targets;
 extern int	batch_ops_max_sync_targets;
 extern int	batch_ops_outbound_concurrency;
@@ -113,12 +114,9 @@ extern OutboundSpec *meraki_pack_spec(OutboundSpec *spec,
 									  const OutboundHooks *inner,
 									  OutboundHooks *outer);
 
-/* http_engine.c */
-extern void http_engine_init(void);
-extern void http_engine_run(OutboundSpec *spec, const OutboundHooks *hooks);
-/* the targets not finished when the last run stopped by an ERROR */
-extern void http_engine_unfinished(OutboundSpec *spec, const OutboundHooks *hooks,
-								   const char *error, const char *message);
+/* outbound_engine.c */
+extern void outbound_engine_init(void);
+extern void outbound_engine_run(OutboundSpec *spec, const OutboundHooks *hooks);
 
 /* shared memory: the cluster-wide count of requests in flight (job_shmem.c) */
 extern int	outbound_inflight_acquire(int want, int limit);

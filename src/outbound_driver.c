@@ -6,9 +6,10 @@
  *	  of driver_internal.h.
  *
  * The registry is a static table (the pattern of core's InternalBGWorkers):
- * adding a driver is one file and one line here.  "ssh" and "netmiko" are
- * not in it: the spec check answers 0A000 for them until an SSH driver
- * exists.
+ * adding a driver is one file and one line here.  "netmiko" is the ssh
+ * driver's alias (NetPulse's name for its default driver); a build
+ * without libssh2 keeps the ssh driver in the table (its spec check) and
+ * the spec answers 0A000 for it (outbound_spec.c).
  *
  * Everything called from build_request() or parse_response() runs in the
  * job worker outside a transaction: no catalog access, no SPI, and nothing
@@ -40,6 +41,7 @@ static const OutboundDriver *const drivers[] = {
 	&outbound_driver_restconf,
 	&outbound_driver_meraki,
 	&outbound_driver_callback,
+	&outbound_driver_ssh,
 };
 
 const OutboundDriver *
@@ -47,6 +49,8 @@ outbound_driver_lookup(const char *name)
 {
 	if (name == NULL)
 		return NULL;
+	if (strcmp(name, "netmiko") == 0)
+		return &outbound_driver_ssh;
 	for (int i = 0; i < lengthof(drivers); i++)
 	{
 		if (strcmp(drivers[i]->name, name) == 0)

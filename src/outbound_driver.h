@@ -6,8 +6,11 @@
  *
  * A driver is one file (driver_*.c) that defines an OutboundDriver and one
  * line in the static table of outbound_driver.c.  Drivers do no I/O: the
- * HTTP engine (http_engine.c) sends what build_request() made and hands
- * the reply to parse_response().  Both run in the job worker outside a
+ * engine (outbound_engine.c) sends what build_request() made, through
+ * its HTTP transport (http_engine.c), and hands the reply to
+ * parse_response().  The ssh driver (driver_ssh.c) has its own transport
+ * (ssh_engine.c): build_request() only says whether the target is a
+ * change, and the transport runs the device's dialogue itself.  Both run in the job worker outside a
  * transaction (no catalog access, no SPI), in a memory context that the
  * engine resets once the target's result is stored.
  *
@@ -39,6 +42,7 @@ typedef struct OutboundSecret
 	char	   *client_key;		/* PEM */
 	char	   *private_key;	/* SSH */
 	char	   *hmac_secret;	/* callbacks */
+	char	   *known_hosts;	/* SSH: OpenSSH known_hosts lines */
 } OutboundSecret;
 
 /* One target: a device (or, for meraki, an action), defaults merged in. */
@@ -97,9 +101,14 @@ typedef struct OutboundOutcome
 	int			next_delay_ms;	/* wait before sending next */
 } OutboundOutcome;
 
+/* How a driver's targets travel (the engine's transport). */
+#define OUTBOUND_TRANSPORT_HTTP	0	/* build_request, parse_response */
+#define OUTBOUND_TRANSPORT_SSH	1	/* CLI over SSH (ssh_engine.c) */
+
 typedef struct OutboundDriver
 {
 	const char *name;			/* the spec's "driver" */
+	int			transport;		/* OUTBOUND_TRANSPORT_* (0: HTTP) */
 	/* ERROR 22023 naming the bad key; at submit, as the caller */
 	void		(*check_spec) (Jsonb *spec);
 	void		(*build_request) (const OutboundTarget *target,

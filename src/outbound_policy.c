@@ -48,6 +48,11 @@
  * inside libcurl, possibly outside a transaction, neither allocates nor
  * throws.  It reads the list in force when the socket is opened.
  *
+ * The ssh transport (ssh_engine.c) opens its own sockets and asks
+ * outbound_socket_allowed() for each address, the check open_socket()
+ * makes; its hosts go through outbound_host_refusal(), the URL check
+ * without the URL.
+ *
  * URL imports (source.c) get the same open-socket check whenever
  * batch_ops.outbound_networks is set (outbound_policy_guard_socket).
  * Both set up libcurl's global state through outbound_curl_init(), once
@@ -385,8 +390,8 @@ address_allowed(const HostList *list, int family, const unsigned char *addr,
 }
 
 /* Strip the brackets of an IPv6 literal (palloc'd). */
-static char *
-unbracket(const char *h)
+char *
+outbound_unbracket_host(const char *h)
 {
 	size_t		len = strlen(h);
 
@@ -409,8 +414,8 @@ policy_host(const char *host)
 	int			port;
 
 	if (url_origin(psprintf(form, host), &scheme, &canonical, &port) == NULL)
-		return unbracket(canonical);
-	return unbracket(url_normalize_host(host));
+		return outbound_unbracket_host(canonical);
+	return outbound_unbracket_host(url_normalize_host(host));
 }
 
 /* Is the host (a name or an address literal) in the list? */
@@ -449,14 +454,21 @@ outbound_url_refusal(const char *url)
 	char	   *scheme;
 	char	   *host;
 	int			port;
-	bool		is_address;
 	const char *problem = url_origin(url, &scheme, &host, &port);
 
 	if (problem != NULL)
 		return problem;
+	return outbound_host_refusal(host);
+}
+
+const char *
+outbound_host_refusal(const char *host)
+{
+	bool		is_address;
+
 	if (networks == NULL || (networks->nblocks == 0 && networks->nnames == 0))
 		return "batch_ops.outbound_networks is empty, so no outbound request is allowed";
-	host = unbracket(host);
+	host = policy_host(host);
 	if (host_in_list(networks, host, &is_address))
 		return NULL;
 	if (!is_address && networks->nblocks > 0)
@@ -464,35 +476,45 @@ outbound_url_refusal(const char *url)
 	return psprintf("host \"%s\" is not in batch_ops.outbound_networks", host);
 }
 
+/*
+ * May a socket to the address be opened for the check's connection?  If
+ * not, the address is recorded in check.  Neither allocates nor throws.
+ */
+bool
+outbound_socket_allowed(OutboundSocketCheck *check, int family,
+						const struct sockaddr *sa)
+{
+	const unsigned char *addr = NULL;
+
+	if (family == AF_INET)
+		addr = (const unsigned char *) &((const struct sockaddr_in *) sa)->sin_addr;
+	else if (family == AF_INET6)
+		addr = (const unsigned char *) &((const struct sockaddr_in6 *) sa)->sin6_addr;
+	if (check->via_proxy ||
+		(addr != NULL && address_allowed(networks, family, addr, check->name_listed)))
+		return true;
+	check->refused = true;
+	if (addr == NULL ||
+		inet_ntop(family, addr, check->address, sizeof(check->address)) == NULL)
+		strlcpy(check->address, "(unknown address)", sizeof(check->address));
+	return false;
+}
+
 /* libcurl's open-socket callback: see the file header. */
 static curl_socket_t
 open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *address)
 {
 	OutboundSocketCheck *check = (OutboundSocketCheck *) clientp;
-	const unsigned char *addr = NULL;
 
-	if (address->family == AF_INET)
-		addr = (const unsigned char *) &((struct sockaddr_in *) &address->addr)->sin_addr;
-	else if (address->family == AF_INET6)
-		addr = (const unsigned char *) &((struct sockaddr_in6 *) &address->addr)->sin6_addr;
-	if (!check->via_proxy &&
-		(addr == NULL ||
-		 !address_allowed(networks, address->family, addr, check->name_listed)))
-	{
-		check->refused = true;
-		if (addr == NULL ||
-			inet_ntop(address->family, addr, check->address,
-					  sizeof(check->address)) == NULL)
-			strlcpy(check->address, "(unknown address)", sizeof(check->address));
+	if (!outbound_socket_allowed(check, address->family, &address->addr))
 		return CURL_SOCKET_BAD;
-	}
 	return socket(address->family, address->socktype, address->protocol);
 }
 
-/* Install the open-socket check for a connection to host. */
-static void
-guard_socket(CURL *handle, const char *host, OutboundSocketCheck *check,
-			 bool via_proxy)
+/* The check of a direct connection to host (no proxy), before it opens. */
+void
+outbound_socket_check_init(OutboundSocketCheck *check, const char *host,
+						   bool via_proxy)
 {
 	char	   *h = policy_host(host);
 	NetBlock	b;
@@ -500,6 +522,14 @@ guard_socket(CURL *handle, const char *host, OutboundSocketCheck *check,
 	memset(check, 0, sizeof(OutboundSocketCheck));
 	check->via_proxy = via_proxy;
 	check->name_listed = !parse_address(h, &b) && name_listed(networks, h);
+}
+
+/* Install the open-socket check for a connection to host. */
+static void
+guard_socket(CURL *handle, const char *host, OutboundSocketCheck *check,
+			 bool via_proxy)
+{
+	outbound_socket_check_init(check, host, via_proxy);
 	curl_easy_setopt(handle, CURLOPT_OPENSOCKETFUNCTION, open_socket);
 	curl_easy_setopt(handle, CURLOPT_OPENSOCKETDATA, check);
 }

@@ -31,6 +31,15 @@ extern void outbound_check_sender(Oid role);
  */
 extern const char *outbound_url_refusal(const char *url);
 
+/*
+ * The same check for a host alone (the ssh driver: no URL, the scheme is
+ * the driver's).
+ */
+extern const char *outbound_host_refusal(const char *host);
+
+/* "[::1]" as "::1", other hosts as they are (palloc'd) */
+extern char *outbound_unbracket_host(const char *host);
+
 /* Per easy handle: what the open-socket callback saw. */
 typedef struct OutboundSocketCheck
 {
@@ -54,6 +63,18 @@ typedef struct OutboundSocketCheck
  */
 extern void outbound_policy_apply(CURL *handle, const char *host,
 								  OutboundSocketCheck *check);
+
+/*
+ * The open-socket check without libcurl (the ssh transport, ssh_engine.c,
+ * connects its own sockets): init once per connection to host, then ask
+ * for each address before connecting to it.  The second neither allocates
+ * nor throws; false records the refused address in *check.
+ */
+struct sockaddr;
+extern void outbound_socket_check_init(OutboundSocketCheck *check,
+									   const char *host, bool via_proxy);
+extern bool outbound_socket_allowed(OutboundSocketCheck *check, int family,
+									const struct sockaddr *sa);
 
 /*
  * URL imports (source.c): only the open-socket check, and only when

@@ -53,7 +53,7 @@ static const char *const spec_keys[] = {
 };
 static const char *const conn_keys[] = {
 	"scheme", "port", "credential", "username", "password", "timeout",
-	"connect_timeout", "base_url", NULL
+	"connect_timeout", "base_url", "device_type", "host", NULL
 };
 static const char *const option_keys[] = {
 	"queue_strategy", "ttl", "concurrency", "host_concurrency", "retries",
@@ -290,8 +290,9 @@ parse_options(Jsonb *options, bool stored, OutboundOptions *o)
 											 1024 * 1024, 1, 64 * 1024 * 1024);
 }
 
+/* ssh: the driver is ssh, whose scheme is "ssh" and which has device types */
 static void
-check_conn_args(Jsonb *ca, const char *where)
+check_conn_args(Jsonb *ca, const char *where, bool ssh)
 {
 	char	   *scheme;
 
@@ -299,8 +300,21 @@ check_conn_args(Jsonb *ca, const char *where)
 		return;
 	check_keys(ca, where, conn_keys);
 	scheme = get_string(ca, where, "scheme");
-	if (scheme && strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)
+	if (ssh && scheme && strcmp(scheme, "ssh") != 0)
+		bad_key(where, "scheme", "\"ssh\" with driver \"ssh\"");
+	if (!ssh && scheme && strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)
 		bad_key(where, "scheme", "\"https\" or \"http\"");
+	if (!ssh && get_key(ca, "device_type"))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("key \"%sdevice_type\" is valid only with driver \"ssh\"", where)));
+	if (!ssh && get_key(ca, "host"))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("key \"%shost\" is valid only with driver \"ssh\"", where),
+				 errhint("Other drivers take their hosts in \"devices\".")));
+	(void) get_string(ca, where, "device_type");
+	(void) get_string(ca, where, "host");
 	(void) get_int(ca, where, "port", 0, 1, 65535);
 	(void) get_string(ca, where, "credential");
 	(void) get_string(ca, where, "username");
@@ -520,14 +534,15 @@ target_base_url(const OutboundTarget *t)
 
 /* Fill a target's transport fields from its merged connection arguments. */
 static void
-target_transport(OutboundTarget *t, const char *host)
+target_transport(OutboundTarget *t, const char *host, bool ssh)
 {
 	char	   *scheme = get_string(t->connection_args, "connection_args.", "scheme");
 
 	t->hostname = host;
-	t->scheme = scheme ? scheme : "https";
+	t->scheme = scheme ? scheme : (ssh ? "ssh" : "https");
 	t->port = get_int(t->connection_args, "connection_args.", "port",
-					  strcmp(t->scheme, "http") == 0 ? 80 : 443, 1, 65535);
+					  ssh ? 22 : strcmp(t->scheme, "http") == 0 ? 80 : 443,
+					  1, 65535);
 	t->timeout_ms = (int) (1000 * get_number(t->connection_args, "connection_args.",
 											 "timeout", 30, 0.001, 86400));
 	t->connect_timeout_ms = (int) (1000 * get_number(t->connection_args,
@@ -649,6 +664,7 @@ device_target(OutboundSpec *spec, SpecDefaults *d, Jsonb *device,
 	char	   *where = psprintf("devices[%d].", i);
 	char	   *host = get_string(device, where, "host");
 	Jsonb	   *dev_ca = get_object(device, where, "connection_args");
+	bool		ssh = spec->driver->transport == OUTBOUND_TRANSPORT_SSH;
 	char	   *pw;
 
 	if (host == NULL || host[0] == '\0')
@@ -673,7 +689,7 @@ device_target(OutboundSpec *spec, SpecDefaults *d, Jsonb *device,
 				continue;
 			(void) JsonbIteratorNext(&it, &v, true);
 			key = pnstrdup(k.val.string.val, k.val.string.len);
-			if (!key_in(key, conn_keys))
+			if (!key_in(key, conn_keys) || strcmp(key, "host") == 0)
 				continue;
 			own_conn = true;
 			pushJsonbValue(&st, WJB_KEY, &k);
@@ -681,16 +697,16 @@ device_target(OutboundSpec *spec, SpecDefaults *d, Jsonb *device,
 		}
 		if (own_conn)
 			check_conn_args(JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_OBJECT, NULL)),
-							where);
+							where, ssh);
 	}
-	check_conn_args(dev_ca, psprintf("devices[%d].connection_args.", i));
+	check_conn_args(dev_ca, psprintf("devices[%d].connection_args.", i), ssh);
 
 	t->index = i;
 	t->device = device;
 	/* most devices override nothing: they share the spec's arguments */
 	t->connection_args = (own_conn || dev_ca) ?
 		merge_conn_args(spec_ca, device, dev_ca) : d->merged_ca;
-	target_transport(t, host);
+	target_transport(t, host, ssh);
 	t->command = get_commands(device, where, "command");
 	t->config = get_commands(device, where, "config");
 	t->request = get_object(device, where, "request");
@@ -773,6 +789,37 @@ strip_device_passwords(Jsonb *stored, OutboundSpec *spec)
 }
 
 /*
+ * NetPulse's request for one device names it in connection_args.host:
+ * the devices array of that one device.
+ */
+static JsonbValue *
+single_device(const char *host)
+{
+	JsonbParseState *st = NULL;
+	JsonbValue	k;
+	JsonbValue	v;
+	JsonbValue *res = palloc(sizeof(JsonbValue));
+	Jsonb	   *arr;
+
+	pushJsonbValue(&st, WJB_BEGIN_ARRAY, NULL);
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	k.type = jbvString;
+	k.val.string.val = "host";
+	k.val.string.len = 4;
+	v.type = jbvString;
+	v.val.string.val = (char *) host;
+	v.val.string.len = strlen(host);
+	pushJsonbValue(&st, WJB_KEY, &k);
+	pushJsonbValue(&st, WJB_VALUE, &v);
+	pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+	arr = JsonbValueToJsonb(pushJsonbValue(&st, WJB_END_ARRAY, NULL));
+	res->type = jbvBinary;
+	res->val.binary.data = &arr->root;
+	res->val.binary.len = VARSIZE(arr) - VARHDRSZ;
+	return res;
+}
+
+/*
  * Parse and check a spec.  sync: run_outbound's limit; stored: the copy
  * a worker reads (may carry options.expires_at).
  */
@@ -789,6 +836,7 @@ outbound_spec_parse(Jsonb *specj, bool sync, bool stored)
 	char	   *pw;
 	bool		cli;
 	bool		rest;
+	bool		ssh;
 	int			n;
 
 	if (!JB_ROOT_IS_OBJECT(specj))
@@ -801,32 +849,39 @@ outbound_spec_parse(Jsonb *specj, bool sync, bool stored)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("key \"driver\" of the outbound spec is missing"),
-				 errhint("Valid drivers are: eapi, nxapi, restconf, http, meraki.")));
+				 errhint("Valid drivers are: eapi, nxapi, restconf, http, meraki, ssh (alias netmiko).")));
+#ifndef WITH_SSH
 	if (strcmp(spec->driver_name, "ssh") == 0 || strcmp(spec->driver_name, "netmiko") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("driver \"%s\" is not supported by this build", spec->driver_name),
-				 errhint("Use a device's HTTP API instead: eapi, nxapi, restconf or http.")));
+				 errhint("batch_ops was built without libssh2 (libssh2-1-dev); use a device's HTTP API instead: eapi, nxapi, restconf or http.")));
+#endif
 	spec->driver = outbound_driver_lookup(spec->driver_name);
 	if (spec->driver == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown driver \"%s\" in the outbound spec", spec->driver_name),
-				 errhint("Valid drivers are: eapi, nxapi, restconf, http, meraki.")));
+				 errhint("Valid drivers are: eapi, nxapi, restconf, http, meraki, ssh (alias netmiko).")));
 	/* callbacks are action_batch.c's (driver_callback.c) */
 	if (strcmp(spec->driver->name, "callback") == 0 && !stored &&
 		!outbound_callback_internal)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown driver \"%s\" in the outbound spec", spec->driver_name),
-				 errhint("Valid drivers are: eapi, nxapi, restconf, http, meraki.")));
-	cli = strcmp(spec->driver->name, "eapi") == 0 || strcmp(spec->driver->name, "nxapi") == 0;
+				 errhint("Valid drivers are: eapi, nxapi, restconf, http, meraki, ssh (alias netmiko).")));
+	ssh = spec->driver->transport == OUTBOUND_TRANSPORT_SSH;
+	cli = strcmp(spec->driver->name, "eapi") == 0 ||
+		strcmp(spec->driver->name, "nxapi") == 0 || ssh;
 	rest = strcmp(spec->driver->name, "http") == 0 || strcmp(spec->driver->name, "restconf") == 0;
 
 	spec_ca = get_object(specj, "", "connection_args");
-	check_conn_args(spec_ca, "connection_args.");
+	check_conn_args(spec_ca, "connection_args.", ssh);
 	options = get_object(specj, "", "options");
 	parse_options(options, stored, &spec->opts);
+	/* ssh: a kept session per host unless told otherwise (NetPulse's way) */
+	if (ssh && (options == NULL || get_key(options, "queue_strategy") == NULL))
+		spec->opts.pinned = true;
 	defaults.spec_ca = spec_ca;
 	defaults.merged_ca = merge_conn_args(spec_ca, NULL, NULL);
 	defaults.command = get_commands(specj, "", "command");
@@ -839,6 +894,8 @@ outbound_spec_parse(Jsonb *specj, bool sync, bool stored)
 
 	devices = get_key(specj, "devices");
 	actions = get_key(specj, "actions");
+	if (ssh && devices == NULL && get_key(spec_ca, "host"))
+		devices = single_device(get_string(spec_ca, "connection_args.", "host"));
 	if (strcmp(spec->driver->name, "meraki") == 0)
 	{
 		if (devices)
@@ -933,7 +990,7 @@ outbound_spec_parse(Jsonb *specj, bool sync, bool stored)
 				t->action = obj;
 				t->device = obj;
 				t->connection_args = defaults.merged_ca;
-				target_transport(t, mhost);
+				target_transport(t, mhost, false);
 				t->scheme = mscheme;
 				t->port = mport;
 				spec->credential[i] = mcred;
@@ -976,8 +1033,10 @@ outbound_spec_check_urls(OutboundSpec *spec)
 
 	for (i = 0; i < spec->ntargets; i++)
 	{
-		char	   *url = target_base_url(&spec->targets[i]);
-		const char *why = outbound_url_refusal(url);
+		const OutboundTarget *t = &spec->targets[i];
+		const char *why = strcmp(t->scheme, "ssh") == 0 ?
+			outbound_host_refusal(t->hostname) :
+			outbound_url_refusal(target_base_url(t));
 
 		if (why)
 			ereport(ERROR,

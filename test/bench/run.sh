@@ -295,6 +295,14 @@ if [[ ${BENCH_OUTBOUND:-1} == 1 ]]; then
 	BATCH_OPS_BENCH_EXISTING=1 "$here/outbound.sh"
 fi
 
+# ---------------------------------------------------------------- ssh driver
+# CLI devices over SSH: 100 fake devices, 200 ms per command, concurrency
+# 50 against the ideal, and a command on a kept (pinned) session against
+# the first (test/bench/ssh.sh).
+if [[ ${BENCH_SSH:-1} == 1 ]]; then
+	BATCH_OPS_BENCH_EXISTING=1 "$here/ssh.sh"
+fi
+
 # ---------------------------------------------------------------- action batches
 # Synchronous action batches vs batch_update, grouping, and an asynchronous
 # batch of 100 from submit to completed (test/bench/action_batches.sh).

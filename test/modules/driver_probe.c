@@ -182,6 +182,10 @@ batch_ops_test_driver_parse(PG_FUNCTION_ARGS)
 	resp.content_type = PG_ARGISNULL(4) ? NULL :
 		text_to_cstring(PG_GETARG_TEXT_PP(4));
 	resp.retry_after_ms = PG_ARGISNULL(5) ? -1 : PG_GETARG_INT32(5);
+	if (d->parse_response == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("driver \"%s\" parses no HTTP reply", d->name)));
 	d->parse_response(target, &req, &resp, &out);
 
 	initStringInfo(&buf);

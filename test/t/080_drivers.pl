@@ -199,8 +199,14 @@ is( bo_sql_error(
 		  . ")"),
 	'22023: invalid outbound spec key "options.poll_interval_ms"',
 	'meraki spec check names options.poll_interval_ms');
-is(bo_sql_error($node, "SELECT driver_request('ssh', '{}')"),
-	'0A000: driver "ssh" is not supported', 'ssh is no driver here');
+is(bo_sql_error($node, "SELECT driver_request('telnet', '{}')"),
+	'0A000: driver "telnet" is not supported', 'telnet is no driver here');
+# ssh: no HTTP request, only whether the target is a change (test/t/100_ssh_driver.pl)
+is($node->safe_psql('postgres',
+		qq{SELECT driver_request('netmiko', '{"config": ["hostname x"]}')->>'is_change'}),
+	'true', 'ssh (as netmiko): a config target is a change');
+is(bo_sql_error($node, "SELECT driver_parse('ssh', '{}', 200, '', NULL, -1)"),
+	'0A000: driver "ssh" parses no HTTP reply', 'ssh parses no HTTP reply');
 
 # ---------------------------------------------------------------- http
 my $secret = { username => 'admin', password => 'pw' };

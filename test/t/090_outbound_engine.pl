@@ -4,8 +4,9 @@
 #   1. no traffic with the default settings: with outbound_networks ''
 #      run_outbound and submit_outbound are refused (42501) and nginx sees
 #      no request;
-#   2. spec errors: an unknown key is 22023 naming it, ssh is 0A000 with a
-#      hint, more than max_sync_targets for run_outbound is 54000;
+#   2. spec errors: an unknown key is 22023 naming it, so is an unknown
+#      ssh device_type (ssh is 0A000 in a build without libssh2), more
+#      than max_sync_targets for run_outbound is 54000;
 #   3. fifo: never more than host_concurrency requests at once per host
 #      (and exactly that many, so the check can fail);
 #   4. pinned: one host's targets are sent one at a time, in input order;
@@ -66,8 +67,8 @@ like(bo_sql_error($node, "SELECT batch_ops.run_outbound('" . spec(devs(1, '/ok')
 	qr/^22023: unknown key "optionz"/, 'unknown key: 22023 naming it');
 like(bo_sql_error($node, "SELECT batch_ops.run_outbound('" . spec(devs(1, '/ok'), ', "options": {"ttl": "x"}') . "')"),
 	qr/^22023: .*"options\.ttl"/, 'bad option: 22023 naming it');
-like(bo_sql_error($node, q(SELECT batch_ops.run_outbound('{"driver": "ssh", "devices": [{"host": "127.0.0.1"}], "command": ["show clock"]}'))),
-	qr/^0A000/, 'ssh: 0A000');
+like(bo_sql_error($node, q(SELECT batch_ops.run_outbound('{"driver": "ssh", "devices": [{"host": "127.0.0.1", "device_type": "ios"}], "command": ["show clock"]}'))),
+	qr/^(22023: .*"devices\[0\]\.device_type"|0A000)/, 'ssh: an unknown device_type is 22023 naming it');
 like(bo_sql_error($node, "SELECT batch_ops.run_outbound('" . spec(devs(51, '/ok')) . "')"),
 	qr/^54000/, 'over max_sync_targets: 54000');
 

@@ -556,7 +556,7 @@ target_transport(OutboundTarget *t, const char *host, bool ssh)
  * of the organization's action batches (meraki_pack.c), and Meraki runs
  * at most 5 batches of one organization at a time (it refuses a sixth),
  * so no more than 5 run at once per host (one spec carries one
- * organization).
+ * organization), and 5 unless the spec asks for fewer.
  */
 static void
 meraki_cap_batches(Jsonb *options, OutboundOptions *o)
@@ -564,7 +564,9 @@ meraki_cap_batches(Jsonb *options, OutboundOptions *o)
 	char	   *mode = options ? get_string(options, "options.", "mode") : NULL;
 
 	if (mode && strcmp(mode, "action_batch") == 0)
-		o->host_concurrency = Min(o->host_concurrency, 5);
+		o->host_concurrency = Min(get_int(options, "options.",
+										  "host_concurrency", 5, 1, 1000),
+								  5);
 }
 
 /* meraki: the host of base_url (default api.meraki.com). */

@@ -112,23 +112,28 @@ $batch_of{ $_->{output}{action_batch_id} }++ for @$res;
 is_deeply([ sort { $a <=> $b } values %batch_of ], [ 50, 100, 100 ],
 	'250 actions: members per batch 100, 100, 50');
 
-# 2. never more than 5 batches running
-fakedev_control($fd, 'POST', '/reset');
-fakedev_control($fd, 'POST', '/config', { batch_delay_ms => 1000 });
-$id = $node->safe_psql('postgres',
-	"SELECT batch_ops.submit_outbound('"
-	  . spec(n => 120, prefix => 'c', options => { batch_size => 10, host_concurrency => 50 })
-	  . "')");
-is(bo_wait_job($node, $id, 'postgres', 90), 'completed', '12 batches: the job completed');
-$st = stats();
-is($st->{action_batches}, 12, '12 batches created');
-is($st->{max_running_batches}, 5, 'at most 5 batches running at once (and 5 were)')
-  or diag explain [ map { sprintf('%.3f %s %s', $_->{time}, $_->{method}, $_->{path}) }
-	  @{ fakedev_control($fd, 'GET', '/log') } ];
-is($st->{statuses}{400} // 0, 0, 'no sixth batch refused');
-is($node->safe_psql('postgres',
-	"SELECT count(*) FILTER (WHERE success) FROM batch_ops.outbound_results($id)"),
-	'120', '12 batches: every action succeeded');
+# 2. never more than 5 batches running: 5 by default, a larger
+# host_concurrency capped at 5
+for my $case ([ 'capped', { host_concurrency => 50 } ], [ 'default', {} ])
+{
+	my ($what, $extra) = @$case;
+	fakedev_control($fd, 'POST', '/reset');
+	fakedev_control($fd, 'POST', '/config', { batch_delay_ms => 1000 });
+	$id = $node->safe_psql('postgres',
+		"SELECT batch_ops.submit_outbound('"
+		  . spec(n => 120, prefix => "c$what", options => { batch_size => 10, %$extra })
+		  . "')");
+	is(bo_wait_job($node, $id, 'postgres', 90), 'completed', "12 batches ($what): the job completed");
+	$st = stats();
+	is($st->{action_batches}, 12, "12 batches ($what) created");
+	is($st->{max_running_batches}, 5, "$what: at most 5 batches running at once (and 5 were)")
+	  or diag explain [ map { sprintf('%.3f %s %s', $_->{time}, $_->{method}, $_->{path}) }
+		  @{ fakedev_control($fd, 'GET', '/log') } ];
+	is($st->{statuses}{400} // 0, 0, "$what: no sixth batch refused");
+	is($node->safe_psql('postgres',
+		"SELECT count(*) FILTER (WHERE success) FROM batch_ops.outbound_results($id)"),
+		'120', "12 batches ($what): every action succeeded");
+}
 
 # 3. a failing batch, synchronous batches
 fakedev_control($fd, 'POST', '/reset');

@@ -75,8 +75,10 @@
 #include "utils/memutils.h"
 
 #include "batch_internal.h"
+#include "citus_table.h"
 #include "plan_cache.h"
 #include "precheck.h"
+#include "row_match.h"
 
 /* Items that write with the same statement. */
 typedef struct ItemGroup
@@ -602,14 +604,37 @@ make_groups(Batch *batch, int *ngroups)
  */
 
 /*
+ * The columns by which the rows a create returns are matched to its
+ * items (row_match.c): on a Citus table, where RETURNING lists rows by
+ * shard, the readable columns the items gave; none elsewhere, where row
+ * k is item k.  Only the rows' order needs it, so only with rows asked.
+ */
+static int
+create_match_columns(Batch *batch, Bitmapset *shape, int *cols)
+{
+	if (!batch->target->citus || batch->row_json == NULL)
+		return 0;
+	return row_match_columns(batch, shape, cols);
+}
+
+/*
  * RETURNING: a first column (the item's position for update and delete),
- * then the row's readable columns when the answer carries rows.
+ * the match columns of a create on a Citus table, then the row's readable
+ * columns when the answer carries rows.
  */
 static void
-append_returning(StringInfo buf, Batch *batch)
+append_returning(StringInfo buf, Batch *batch, Bitmapset *shape)
 {
 	if (batch->op == BATCH_CREATE)
+	{
+		int		   *cols = palloc(sizeof(int) * Max(batch->target->ncols, 1));
+		int			n = create_match_columns(batch, shape, cols);
+		int			k;
+
 		appendStringInfoString(buf, " RETURNING 1");
+		for (k = 0; k < n; k++)
+			appendStringInfo(buf, ", t.%s", batch->target->cols[cols[k]].quoted);
+	}
 	else
 		appendStringInfo(buf, " RETURNING r.%s", batch->target->ord_alias);
 	if (batch->row_json)
@@ -660,7 +685,7 @@ create_statement(Batch *batch, Bitmapset *shape)
 		 */
 		appendStringInfo(&sql, " FROM %s", plan_rows_source(target));
 	}
-	append_returning(&sql, batch);
+	append_returning(&sql, batch, shape);
 	return sql.data;
 }
 
@@ -685,7 +710,7 @@ update_statement(Batch *batch, Bitmapset *shape)
 	}
 	appendStringInfo(&sql, " FROM %s WHERE ", plan_rows_source(target));
 	append_key_match(&sql, target);
-	append_returning(&sql, batch);
+	append_returning(&sql, batch, shape);
 	return sql.data;
 }
 
@@ -700,7 +725,7 @@ delete_statement(Batch *batch)
 	appendStringInfo(&sql, "DELETE FROM %s AS t USING %s WHERE ",
 					 target->qualname, plan_rows_source(target));
 	append_key_match(&sql, target);
-	append_returning(&sql, batch);
+	append_returning(&sql, batch, NULL);
 	return sql.data;
 }
 
@@ -725,7 +750,8 @@ group_statement(Batch *batch, ItemGroup *group)
  * ---------------------------------------------------------------------
  */
 static void
-keep_result(Batch *batch, BatchItem *item, HeapTuple tuple, TupleDesc desc)
+keep_result(Batch *batch, BatchItem *item, HeapTuple tuple, TupleDesc desc,
+			int first_attno)
 {
 	MemoryContext old;
 
@@ -733,25 +759,74 @@ keep_result(Batch *batch, BatchItem *item, HeapTuple tuple, TupleDesc desc)
 	if (batch->row_json == NULL)
 		return;
 	old = MemoryContextSwitchTo(batch->cxt);
-	row_json_from_tuple(batch->row_json, tuple, desc, 2, &item->result);
+	row_json_from_tuple(batch->row_json, tuple, desc, first_attno, &item->result);
 	item->has_result = true;
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Run a statement over the rows.  Citus cannot plan a statement with an
+ * unbound parameter, so on its tables the plan is made for the actual
+ * rows (plan_cache.c); elsewhere the kept generic plan serves.
+ */
+static void
+execute_rows(Batch *batch, const char *sql, int *members, int n)
+{
+	Oid			argtype = batch->target->rowarraytype;
+	Datum		rows = batch_row_array(batch, members, n);
+
+	if (batch->target->citus)
+		plan_execute_custom(sql, argtype, rows);
+	else
+		plan_execute(sql, argtype, rows);
+}
+
+/*
+ * The rows a create returned, matched to the members: by the values
+ * they gave (row_match.c) where the match columns are returned, else row
+ * k is member k.
+ */
+static void
+keep_created(Batch *batch, ItemGroup *group, int *members, int n)
+{
+	int		   *cols = palloc(sizeof(int) * Max(batch->target->ncols, 1));
+	int			ncols = create_match_columns(batch, group->shape, cols);
+	RowMatch   *match = NULL;
+	uint64		row;
+
+	if (batch->target->citus && batch->row_json)
+		match = row_match_begin(batch, cols, ncols, members, n);
+	for (row = 0; row < SPI_processed; row++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[row];
+		int			item = match ? row_match_take(match, tuple, SPI_tuptable->tupdesc, 2)
+			: members[row];
+
+		if (item < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("INSERT into relation \"%s\" returned a row that matches no item",
+							batch->target->relname),
+					 errdetail("A trigger or a rule changed the values given, so rows cannot be matched to items.")));
+		keep_result(batch, &batch->items[item], tuple, SPI_tuptable->tupdesc,
+					2 + ncols);
+	}
+	SPI_freetuptable(SPI_tuptable);
 }
 
 /* Run the group's statement over some members; may throw. */
 static void
 execute_members(Batch *batch, ItemGroup *group, int *members, int n)
 {
-	Oid			argtype = batch->target->rowarraytype;
 	uint64		row;
 
 	if (batch->op == BATCH_CREATE)
 	{
 		/*
 		 * RETURNING lists inserted rows in the order they were inserted,
-		 * which is the array's (create_statement), so row k is member k.
-		 * A BEFORE ROW trigger may skip rows, so then insert one at a
-		 * time.
+		 * which is the array's (create_statement), so row k is member k
+		 * (on a Citus table, matched by value: keep_created).  A BEFORE
+		 * ROW trigger may skip rows, so then insert one at a time.
 		 */
 		bool		one_by_one = batch->target->row_before_trigger;
 		int			step = one_by_one ? 1 : n;
@@ -759,7 +834,7 @@ execute_members(Batch *batch, ItemGroup *group, int *members, int n)
 
 		for (i = 0; i < n; i += step)
 		{
-			plan_execute(group->sql, argtype, batch_row_array(batch, members + i, step));
+			execute_rows(batch, group->sql, members + i, step);
 
 			/*
 			 * Rows can still go missing without a trigger: a DO INSTEAD
@@ -773,15 +848,12 @@ execute_members(Batch *batch, ItemGroup *group, int *members, int n)
 						 errmsg("INSERT into relation \"%s\" returned " UINT64_FORMAT " rows for %d items",
 								batch->target->relname, SPI_processed, step),
 						 errdetail("A rule or a foreign table changed the number of rows inserted, so rows cannot be matched to items.")));
-			for (row = 0; row < SPI_processed; row++)
-				keep_result(batch, &batch->items[members[i + row]],
-							SPI_tuptable->vals[row], SPI_tuptable->tupdesc);
-			SPI_freetuptable(SPI_tuptable);
+			keep_created(batch, group, members + i, step);
 		}
 		return;
 	}
 
-	plan_execute(group->sql, argtype, batch_row_array(batch, members, n));
+	execute_rows(batch, group->sql, members, n);
 	for (row = 0; row < SPI_processed; row++)
 	{
 		bool		isnull;
@@ -789,7 +861,7 @@ execute_members(Batch *batch, ItemGroup *group, int *members, int n)
 													  SPI_tuptable->tupdesc, 1, &isnull));
 
 		keep_result(batch, &batch->items[members[ord - 1]], SPI_tuptable->vals[row],
-					SPI_tuptable->tupdesc);
+					SPI_tuptable->tupdesc, 2);
 	}
 	SPI_freetuptable(SPI_tuptable);
 }
@@ -805,6 +877,25 @@ forget_results(Batch *batch, int *members, int n)
 		batch->items[members[i]].applied = false;
 		batch->items[members[i]].has_result = false;
 	}
+}
+
+/*
+ * A worker's error names the shard and its constraints: give it the
+ * logical table's names (citus_table.c).
+ */
+static void
+unshard_error(Batch *batch, ItemError *err)
+{
+	Target	   *target = batch->target;
+
+	if (target->citus_names == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(batch->cxt);
+
+		target->citus_names = citus_table_names(target->relid, &target->ncitus_names);
+		MemoryContextSwitchTo(old);
+	}
+	citus_error_unshard(err, target->citus_names, target->ncitus_names);
 }
 
 /* Try the members in one subtransaction; the error if it failed. */
@@ -827,6 +918,8 @@ try_members(Batch *batch, ItemGroup *group, int *members, int n)
 	{
 		err = subxact_abort(&sx);
 		forget_results(batch, members, n);
+		if (batch->target->citus)
+			unshard_error(batch, err);
 	}
 	PG_END_TRY();
 

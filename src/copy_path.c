@@ -125,8 +125,9 @@
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
 
-#include "item_error.h"
+#include "citus_table.h"
 #include "copy_path.h"
+#include "item_error.h"
 
 #define ATTEMPT_MIN_RECORDS		64
 
@@ -656,9 +657,12 @@ precheck_run(CopyPath *cp, RecordRun *run, int from)
  */
 /*
  * Would COPY write the import's rows as the engine's INSERT would?  Not
- * with row-level security (COPY FROM refuses it), a skipped or unknown
- * field, a generated or GENERATED ALWAYS column (COPY writes them, INSERT
- * refuses), or a column the role may not INSERT.
+ * on a Citus table (CopyFrom() would write to the coordinator's empty
+ * shell, where no query ever reads them: its rows belong in the shards,
+ * which only statements that Citus plans reach -- the engine's, see
+ * citus_table.c), nor with row-level security (COPY FROM refuses it), a
+ * skipped or unknown field, a generated or GENERATED ALWAYS column (COPY
+ * writes them, INSERT refuses), or a column the role may not INSERT.
  */
 static bool
 copy_allowed(Relation rel, Oid role, char **cols, int ncols)
@@ -666,6 +670,8 @@ copy_allowed(Relation rel, Oid role, char **cols, int ncols)
 	bool		table_insert;
 	int			i;
 
+	if (citus_table_managed(RelationGetRelid(rel)))
+		return false;
 	if (check_enable_rls(RelationGetRelid(rel), role, true) == RLS_ENABLED)
 		return false;
 	table_insert = pg_class_aclcheck(RelationGetRelid(rel), role, ACL_INSERT) == ACLCHECK_OK;

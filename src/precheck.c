@@ -17,8 +17,9 @@
  *	  immediate, not partial and on plain columns (a hash table keyed with
  *	  the type's default hash and equality);
  *	- keys that already exist in the table, by probing each unique index
- *	  directly (a query for partitioned tables), run only when it is likely
- *	  to find something (see crud.c).
+ *	  directly (a query for partitioned tables, and a distributed query
+ *	  for Citus tables, whose rows are on the workers), run only when it
+ *	  is likely to find something (see crud.c).
  *
  * What cannot be checked here (foreign keys, row-level security, partial
  * or expression indexes, triggers, rows that other sessions commit
@@ -453,6 +454,26 @@ precheck_unique_in_batch(Batch *batch)
  * ---------------------------------------------------------------------
  */
 /*
+ * The same question for a Citus table, as a join that Citus pushes down
+ * to the shards (a correlated EXISTS over unnest() it cannot plan): the
+ * bound array goes along to each shard, and the positions of the keys
+ * found there come back.
+ */
+static char *
+existing_key_query_citus(Batch *batch, int ncols, const int *cols,
+						 const Oid *eqops)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "SELECT r.%s FROM %s t JOIN %s ON ",
+					 batch->target->ord_alias, batch->target->qualname,
+					 plan_rows_source(batch->target));
+	plan_append_key_match(&buf, batch->target, ncols, cols, eqops);
+	return buf.data;
+}
+
+/*
  * The positions of the rows whose key the table holds, comparing with the
  * given equality operators (NULL: the key types' default ones).
  */
@@ -461,6 +482,8 @@ existing_key_query(Batch *batch, int ncols, const int *cols, const Oid *eqops)
 {
 	StringInfoData buf;
 
+	if (batch->target->citus)
+		return existing_key_query_citus(batch, ncols, cols, eqops);
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "SELECT r.%s FROM %s WHERE EXISTS (SELECT FROM %s t WHERE ",
 					 batch->target->ord_alias, plan_rows_source(batch->target),
@@ -665,7 +688,7 @@ precheck_existing_keys(Batch *batch, int *members, int nmembers, uint64 mask)
 
 		if (!unique->readable || (bit != 0 && (mask & bit) == 0))
 			continue;
-		if (!batch->target->partitioned)
+		if (!batch->target->partitioned && !batch->target->citus)
 			n = existing_keys_by_probe(batch, unique, members, nmembers, &probed);
 		if (!probed)
 			n = existing_keys_by_query(batch, unique, members, nmembers, subset);

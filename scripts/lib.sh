@@ -68,6 +68,11 @@ BO_DEPS=(
 	python3
 	openssl
 	curl
+	# Citus, built from source for its tests (scripts/citus.sh, issue #13):
+	# Debian's PG15 headers assume zstd and lz4, libpq-be.h needs gssapi
+	libzstd-dev
+	liblz4-dev
+	libkrb5-dev
 )
 
 bo_log() {

@@ -21,8 +21,8 @@
  * passes on only the message, detail and hint, so the error has no
  * constraint field either.  citus_error_unshard() maps every quoted name
  * "X_<digits>" whose X is a name of the logical table (its own, one of
- * its constraints or indexes, a table its foreign keys reference) back to
- * X, and reads the constraint from the message ("... constraint \"X\"").
+ * its constraints or indexes, a table its foreign keys reference, a
+ * foreign key that references it and that key's table) back to X, and reads the constraint from the message ("... constraint \"X\"").
  *
  * Locking: AccessShareLock on pg_dist_partition and pg_constraint while
  * they are read, released at once, as the syscache would.
@@ -91,8 +91,9 @@ add_name(char ***names, int *n, int *size, const char *name)
 
 /*
  * The names a shard's error may carry with a _<shardid> suffix: the
- * table's, its indexes' and constraints', and those of the tables its
- * foreign keys reference.
+ * table's, its indexes' and constraints', those of the tables its foreign
+ * keys reference, and those of the foreign keys that reference it and of
+ * their tables (a delete of a referenced row).
  */
 char	  **
 citus_table_names(Oid relid, int *nnames)
@@ -127,6 +128,19 @@ citus_table_names(Oid relid, int *nnames)
 		add_name(&names, nnames, &size, NameStr(form->conname));
 		if (form->contype == CONSTRAINT_FOREIGN)
 			add_name(&names, nnames, &size, get_rel_name(form->confrelid));
+	}
+	systable_endscan(scan);
+
+	/* foreign keys of other tables that reference this one (no index) */
+	ScanKeyInit(&key, Anum_pg_constraint_confrelid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(relid));
+	scan = systable_beginscan(con, InvalidOid, false, NULL, 1, &key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		Form_pg_constraint form = (Form_pg_constraint) GETSTRUCT(tup);
+
+		add_name(&names, nnames, &size, NameStr(form->conname));
+		add_name(&names, nnames, &size, get_rel_name(form->conrelid));
 	}
 	systable_endscan(scan);
 	table_close(con, AccessShareLock);

@@ -625,6 +625,7 @@ existing_keys_by_query(Batch *batch, TargetUnique *unique, int *members,
 	int			n = 0;
 	int			i;
 	uint64		row;
+	MemoryContext old;
 
 	/* no equality to compare with: the statement decides */
 	for (i = 0; i < unique->ncols; i++)
@@ -641,6 +642,8 @@ existing_keys_by_query(Batch *batch, TargetUnique *unique, int *members,
 										   unique->eqops),
 						batch->target->rowarraytype,
 						batch_row_array(batch, subset, n));
+	/* SPI leaves its procedure context current, gone at SPI_finish() */
+	old = MemoryContextSwitchTo(batch->cxt);
 	for (row = 0; row < SPI_processed; row++)
 	{
 		bool		isnull;
@@ -655,6 +658,7 @@ existing_keys_by_query(Batch *batch, TargetUnique *unique, int *members,
 			found++;
 		}
 	}
+	MemoryContextSwitchTo(old);
 	SPI_freetuptable(SPI_tuptable);
 	return found;
 }
@@ -670,6 +674,7 @@ existing_keys_by_query(Batch *batch, TargetUnique *unique, int *members,
 uint64
 precheck_existing_keys(Batch *batch, int *members, int nmembers, uint64 mask)
 {
+	MemoryContext caller = CurrentMemoryContext;
 	int		   *subset;
 	uint64		found = 0;
 	int			u;
@@ -696,6 +701,8 @@ precheck_existing_keys(Batch *batch, int *members, int nmembers, uint64 mask)
 			found |= bit;
 	}
 	pfree(subset);
+	/* SPI calls leave SPI's procedure context current */
+	MemoryContextSwitchTo(caller);
 	return found;
 }
 
@@ -709,6 +716,7 @@ void
 precheck_keys_visible(Batch *batch, int *members, int nmembers, bool *found)
 {
 	Target	   *target = batch->target;
+	MemoryContext caller = CurrentMemoryContext;
 	uint64		row;
 
 	memset(found, 0, sizeof(bool) * nmembers);
@@ -727,4 +735,5 @@ precheck_keys_visible(Batch *batch, int *members, int nmembers, bool *found)
 		found[ord - 1] = true;
 	}
 	SPI_freetuptable(SPI_tuptable);
+	MemoryContextSwitchTo(caller);
 }

@@ -50,7 +50,8 @@ OBJS = \
 	src/kind_action_batch.o \
 	src/drop_guard.o \
 	src/citus_table.o \
-	src/row_match.o
+	src/row_match.o \
+	src/copy_citus.o
 
 # Outbound drivers (issue #10 item 4)
 OBJS += \

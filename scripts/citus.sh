@@ -49,8 +49,9 @@ bo_citus_installed() {
 	lib="$("$pgc" --pkglibdir)/citus.so"
 	share="$("$pgc" --sharedir)/extension/citus.control"
 	[[ -f "$lib" && -f "$share" ]] || return 1
+	# no pipe: under pipefail an early grep -q would fail it with SIGPIPE
 	grep -q "default_version = '${BO_CITUS_VERSION%.*}" "$share" 2>/dev/null &&
-		strings "$lib" 2>/dev/null | grep -q "Citus $BO_CITUS_VERSION"
+		grep -aq "Citus $BO_CITUS_VERSION" "$lib" 2>/dev/null
 }
 
 bo_ensure_citus() {

@@ -88,6 +88,7 @@ typedef struct ItemGroup
 	int			nmembers;
 	int		   *members;		/* item indexes, in item order */
 	char	   *sql;
+	bool		skips_conflicts;	/* ON CONFLICT DO NOTHING (Citus) */
 } ItemGroup;
 
 /*
@@ -604,15 +605,44 @@ make_groups(Batch *batch, int *ngroups)
  */
 
 /*
+ * Does a create on a Citus table write with ON CONFLICT DO NOTHING?  A
+ * key that already exists on a worker then costs nothing: the row is
+ * skipped, not a failed distributed statement (which Citus answers by
+ * dropping connections and rolling back savepoints on every node it
+ * touched) followed by a distributed look for existing keys and a second
+ * try.  The items whose rows did not come back are the conflicts
+ * (precheck_skipped_conflicts).  Only when every unique and exclusion
+ * index is one the engine knows (an exclusion constraint would be
+ * skipped too, and must be reported as itself), no BEFORE ROW trigger
+ * may skip rows, and RETURNING may read every column given, by which the
+ * rows are matched to their items.
+ */
+static bool
+create_skips_conflicts(Batch *batch, Bitmapset *shape)
+{
+	Target	   *target = batch->target;
+	int			c = -1;
+
+	if (batch->op != BATCH_CREATE || !target->citus || target->row_before_trigger ||
+		!target->conflicts_known || target->nuniques == 0)
+		return false;
+	while ((c = bms_next_member(shape, c)) >= 0)
+		if (!target->cols[c].may_read)
+			return false;
+	return true;
+}
+
+/*
  * The columns by which the rows a create returns are matched to its
  * items (row_match.c): on a Citus table, where RETURNING lists rows by
  * shard, the readable columns the items gave; none elsewhere, where row
- * k is item k.  Only the rows' order needs it, so only with rows asked.
+ * k is item k.  Only the rows' order or the skipped rows need it.
  */
 static int
 create_match_columns(Batch *batch, Bitmapset *shape, int *cols)
 {
-	if (!batch->target->citus || batch->row_json == NULL)
+	if (!batch->target->citus ||
+		(batch->row_json == NULL && !create_skips_conflicts(batch, shape)))
 		return 0;
 	return row_match_columns(batch, shape, cols);
 }
@@ -685,8 +715,20 @@ create_statement(Batch *batch, Bitmapset *shape)
 		 */
 		appendStringInfo(&sql, " FROM %s", plan_rows_source(target));
 	}
+	if (!create_skips_conflicts(batch, shape))
+	{
+		append_returning(&sql, batch, shape);
+		return sql.data;
+	}
+
+	/*
+	 * Citus counts the rows ON CONFLICT skipped among those processed, so
+	 * SPI would find fewer rows than the count and refuse them: a SELECT
+	 * over the INSERT's RETURNING counts what comes back.
+	 */
+	appendStringInfoString(&sql, " ON CONFLICT DO NOTHING");
 	append_returning(&sql, batch, shape);
-	return sql.data;
+	return psprintf("WITH ins AS (%s) SELECT * FROM ins", sql.data);
 }
 
 /* UPDATE of the shape's non-key columns, rows matched by key. */
@@ -794,7 +836,7 @@ keep_created(Batch *batch, ItemGroup *group, int *members, int n)
 	RowMatch   *match = NULL;
 	uint64		row;
 
-	if (batch->target->citus && batch->row_json)
+	if (batch->target->citus && (batch->row_json || group->skips_conflicts))
 		match = row_match_begin(batch, cols, ncols, members, n);
 	for (row = 0; row < SPI_processed; row++)
 	{
@@ -842,7 +884,7 @@ execute_members(Batch *batch, ItemGroup *group, int *members, int n)
 			 * partition whose FDW skips some.  Rows and items could then
 			 * not be matched: the statement's error, not an item's.
 			 */
-			if (SPI_processed != (uint64) step && !one_by_one)
+			if (SPI_processed != (uint64) step && !one_by_one && !group->skips_conflicts)
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("INSERT into relation \"%s\" returned " UINT64_FORMAT " rows for %d items",
@@ -1000,7 +1042,9 @@ apply_group(Batch *batch, ItemGroup *group)
 	ItemError  *err;
 
 	group->sql = group_statement(batch, group);
-	if (batch->op == BATCH_CREATE && existing_keys_relid == batch->target->relid)
+	group->skips_conflicts = create_skips_conflicts(batch, group->shape);
+	if (batch->op == BATCH_CREATE && existing_keys_relid == batch->target->relid &&
+		!group->skips_conflicts)
 		check_existing_keys(batch, group, existing_keys_mask);
 	if (group->nmembers == 0)
 		return;
@@ -1009,7 +1053,7 @@ apply_group(Batch *batch, ItemGroup *group)
 	if (err == NULL)
 		return;
 
-	if (batch->op == BATCH_CREATE)
+	if (batch->op == BATCH_CREATE && !group->skips_conflicts)
 	{
 		check_existing_keys(batch, group, ~UINT64CONST(0));
 		if (group->nmembers == 0)
@@ -1075,6 +1119,29 @@ report_not_found(Batch *batch)
 	pfree(exists);
 }
 
+/*
+ * The members that ON CONFLICT DO NOTHING skipped: alive, not applied.
+ * (Its statements ran in subtransactions that committed, so the rows
+ * that came back are written.)
+ */
+static void
+report_skipped(Batch *batch, ItemGroup *group)
+{
+	int		   *skipped = palloc(sizeof(int) * Max(group->nmembers, 1));
+	int			n = 0;
+	int			i;
+
+	for (i = 0; i < group->nmembers; i++)
+	{
+		BatchItem  *item = &batch->items[group->members[i]];
+
+		if (item_alive(item) && !item->applied)
+			skipped[n++] = group->members[i];
+	}
+	precheck_skipped_conflicts(batch, skipped, n);
+	pfree(skipped);
+}
+
 /* Phase 2: form rows, group them, write each group, count what applied. */
 static void
 write_items(Batch *batch)
@@ -1088,6 +1155,9 @@ write_items(Batch *batch)
 	groups = make_groups(batch, &ngroups);
 	for (g = 0; g < ngroups; g++)
 		apply_group(batch, &groups[g]);
+	for (g = 0; g < ngroups; g++)
+		if (groups[g].skips_conflicts)
+			report_skipped(batch, &groups[g]);
 
 	for (i = 0; i < batch->nitems; i++)
 		if (batch->items[i].applied)

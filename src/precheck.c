@@ -707,6 +707,39 @@ precheck_existing_keys(Batch *batch, int *members, int nmembers, uint64 mask)
 }
 
 /*
+ * Creates that INSERT ... ON CONFLICT DO NOTHING skipped (batch.c, on a
+ * Citus table whose unique indexes are all in target->uniques): each one
+ * conflicts with a row of the table on one of them.  With one unique
+ * index that is the one; with several, the table is asked which.  A key
+ * that another session deleted meanwhile is still a conflict (generic).
+ */
+void
+precheck_skipped_conflicts(Batch *batch, int *members, int nmembers)
+{
+	Target	   *target = batch->target;
+	int			i;
+
+	if (nmembers == 0)
+		return;
+	if (target->nuniques == 1 && target->uniques[0].readable)
+	{
+		for (i = 0; i < nmembers; i++)
+			mark_conflict(batch, &batch->items[members[i]], &target->uniques[0]);
+		return;
+	}
+	precheck_existing_keys(batch, members, nmembers, ~UINT64CONST(0));
+	for (i = 0; i < nmembers; i++)
+	{
+		BatchItem  *item = &batch->items[members[i]];
+
+		if (item_alive(item))
+			item->error = item_error_make(ITEM_CONFLICT, ERRCODE_UNIQUE_VIOLATION, NULL,
+										  "duplicate key value violates a unique constraint of relation \"%s\"",
+										  target->relname);
+	}
+}
+
+/*
  * Update and delete: of the members, mark those whose primary key names a
  * row the caller can see (row-level security applies: this is the
  * caller's query) in found[] (indexed like members).  Tells a row that a

@@ -193,6 +193,7 @@ describe_indexes(Target *target, Relation rel)
 	List	   *indexes = RelationGetIndexList(rel);
 	Oid			pkoid = RelationGetPrimaryKeyIndex(rel);
 	ListCell   *lc;
+	int			nconflicting = 0;
 
 	target->uniques = palloc0(sizeof(TargetUnique) * Max(list_length(indexes), 1));
 
@@ -203,6 +204,9 @@ describe_indexes(Target *target, Relation rel)
 		Form_pg_index form = index->rd_index;
 		int		   *cols;
 		bool		plain = index_columns(target, index, &cols);
+
+		if (form->indisunique || form->indisexclusion)
+			nconflicting++;
 
 		if (indexoid == pkoid && plain)
 		{
@@ -237,6 +241,7 @@ describe_indexes(Target *target, Relation rel)
 		index_close(index, AccessShareLock);
 	}
 	list_free(indexes);
+	target->conflicts_known = (nconflicting == target->nuniques);
 }
 
 /*

@@ -67,6 +67,7 @@ cat >"$conf" <<CONF
 shared_preload_libraries = 'citus,batch_ops'
 citus.max_cached_conns_per_worker = $CONNS
 citus.shard_count = 32
+max_prepared_transactions = 200
 fsync = off
 synchronous_commit = off
 full_page_writes = off

@@ -37,6 +37,7 @@ log_min_messages = warning
 fsync = off
 citus.max_cached_conns_per_worker = 8
 citus.shard_count = 8
+max_prepared_transactions = 100
 citus.node_connection_timeout = 5000
 CONF
 }

@@ -68,6 +68,7 @@ shared_preload_libraries = 'citus,batch_ops'
 citus.max_cached_conns_per_worker = $CONNS
 citus.shard_count = 32
 max_prepared_transactions = 200
+batch_ops.max_create_items = 2000
 fsync = off
 synchronous_commit = off
 full_page_writes = off

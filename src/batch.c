@@ -38,6 +38,14 @@
  *	  order and, when asked for, the rows as stored, as JSON values
  *	  (row_json.c).  The SQL functions turn it into JSON (response.c).
  *
+ * On a Citus table (citus_table.c) the rows live on other nodes and
+ * Citus plans the statements: they are planned for the actual rows
+ * (execute_rows), a create's RETURNING rows are matched to the items by
+ * value (row_match.c) since they come back by shard, a create skips keys
+ * that exist with ON CONFLICT DO NOTHING where it can and reports those
+ * items as conflicts (create_skips_conflicts), and workers' errors get
+ * the logical table's names back (unshard_error).
+ *
  * Atomic mode does the same inside one more subtransaction, which is
  * rolled back if any item failed.  The items that passed phase 1 are
  * written even when others failed it, so that the answer lists every

@@ -33,11 +33,7 @@ CREATE TABLE S.codes (code text PRIMARY KEY, ref_id int NOT NULL REFERENCES S.re
 CREATE TABLE S.kinds (id int PRIMARY KEY, name text UNIQUE, n int CHECK (n > 0));
 INSERT INTO S.ref SELECT i, 'r' || i FROM generate_series(1, 5) i;
 SQL
-for my $s ('c', 'l')
-{
-	(my $d = $ddl) =~ s/\bS\./$s./g;
-	$coord->safe_psql('postgres', "CREATE SCHEMA $s; $d");
-}
+bo_citus_twins($coord, $ddl);
 $coord->safe_psql('postgres', q{
 	SET client_min_messages = warning;
 	SELECT create_reference_table('c.ref');
@@ -64,13 +60,6 @@ sub both
 	$n++;
 	is($got, $want, "$name: same answer as on a local table");
 	return $got;
-}
-sub same_contents
-{
-	my ($table, $order) = @_;
-	is(q_("SELECT jsonb_agg(t ORDER BY $order) FROM c.$table t"),
-		q_("SELECT jsonb_agg(t ORDER BY $order) FROM l.$table t"),
-		"$table: same rows as the local table");
 }
 
 # ---- batch_create, clean, data[] in item order (rows come back by shard)
@@ -126,7 +115,7 @@ both(q{SELECT batch_ops.batch_update('S.orders', '[{"id": 990, "qty": 1}, {"id":
 	'atomic update rolled back');
 both(q{SELECT batch_ops.batch_delete('S.orders', '[980, 12345, 981, 980, {"id": 982}, null]')},
 	'delete, not found, twice');
-same_contents('orders', 'id');
+bo_citus_same_rows($coord, 'orders', 'id');
 
 # ---- composite key, distributed on one of its columns
 my $stock = q_(q{SELECT jsonb_agg(jsonb_build_object('tenant', i % 4, 'sku', 'k' || i, 'qty', i) ORDER BY i DESC)
@@ -140,7 +129,7 @@ both(q{SELECT batch_ops.batch_update('S.stock', '[{"tenant": 1, "sku": "k5", "la
 	'composite key: update');
 both(q{SELECT batch_ops.batch_delete('S.stock', '[{"tenant": 1, "sku": "k9"}, {"tenant": 1, "sku": "zz"}, {"id": {"tenant": 0, "sku": "k8"}}]')},
 	'composite key: delete');
-same_contents('stock', 'tenant, sku');
+bo_citus_same_rows($coord, 'stock', 'tenant, sku');
 
 # ---- Citus local table (foreign key to a reference table)
 both(q{SELECT batch_ops.batch_create('S.codes', '[{"code": "a", "ref_id": 1, "val": 1.5}, {"code": "b", "ref_id": 9},
@@ -151,7 +140,7 @@ both(q{SELECT batch_ops.batch_create('S.codes', '[{"code": "a", "ref_id": 1}, {"
 both(q{SELECT batch_ops.batch_update('S.codes', '[{"code": "e", "ref_id": 8}, {"code": "f", "val": 2}]')},
 	'Citus local table: update');
 both(q{SELECT batch_ops.batch_delete('S.codes', '["e", "zz"]')}, 'Citus local table: delete');
-same_contents('codes', 'code');
+bo_citus_same_rows($coord, 'codes', 'code');
 
 # ---- reference table with a second unique constraint
 both(q{SELECT batch_ops.batch_create('S.kinds', '[{"id": 1, "name": "a", "n": 1}, {"id": 2, "name": "b", "n": 0},
@@ -162,11 +151,11 @@ both(q{SELECT batch_ops.batch_create('S.kinds', '[{"id": 1, "name": "z", "n": 1}
 both(q{SELECT batch_ops.batch_update('S.kinds', '[{"id": 4, "name": "a"}, {"id": 6, "n": 9}]')},
 	'reference table: update with a unique violation');
 both(q{SELECT batch_ops.batch_delete('S.kinds', '[6, 7]')}, 'reference table: delete');
-same_contents('kinds', 'id');
+bo_citus_same_rows($coord, 'kinds', 'id');
 
 # ---- the foreign key from the other side: deleting a referenced row
 both(q{SELECT batch_ops.batch_delete('S.ref', '[1, 5]')}, 'reference table: delete of a referenced row');
-same_contents('ref', 'id');
+bo_citus_same_rows($coord, 'ref', 'id');
 
 # ---- rate limits count items on Citus tables too
 $coord->safe_psql('postgres', q{CREATE ROLE limited LOGIN;

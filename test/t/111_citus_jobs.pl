@@ -26,11 +26,7 @@ CREATE TABLE S.stock (tenant int, sku text, qty int NOT NULL, PRIMARY KEY (tenan
 CREATE TABLE S.codes (code text PRIMARY KEY, ref_id int REFERENCES S.ref (id));
 INSERT INTO S.ref SELECT generate_series(1, 5);
 SQL
-for my $s ('c', 'l')
-{
-	(my $d = $ddl) =~ s/\bS\./$s./g;
-	$coord->safe_psql('postgres', "CREATE SCHEMA $s; $d");
-}
+bo_citus_twins($coord, $ddl);
 $coord->safe_psql('postgres', q{
 	SET client_min_messages = warning;
 	SELECT create_reference_table('c.ref');
@@ -59,13 +55,6 @@ sub job_both
 	is($out{c}, $out{l}, "$name: same job result and errors as on a local table");
 	return ($out{c_status}, $out{c});
 }
-sub same_contents
-{
-	my ($table, $order) = @_;
-	is(q_("SELECT md5(coalesce(jsonb_agg(t ORDER BY $order)::text, '')) || ' ' || count(*) FROM c.$table t"),
-		q_("SELECT md5(coalesce(jsonb_agg(t ORDER BY $order)::text, '')) || ' ' || count(*) FROM l.$table t"),
-		"$table: same rows as the local table");
-}
 
 # ---- submit_batch: create, update, delete, with errors
 my ($st, $out) = job_both(q{SELECT batch_ops.submit_batch('create', 'S.orders',
@@ -76,13 +65,13 @@ my ($st, $out) = job_both(q{SELECT batch_ops.submit_batch('create', 'S.orders',
 	   FROM generate_series(1, 3000) i), '{"chunk_size": 500}')}, 'submit_batch create');
 is($st, 'completed', 'the create job completed');
 like($out, qr/orders_ref_id_fkey/, 'its foreign key errors name the logical constraint');
-same_contents('orders', 'id');
+bo_citus_same_rows($coord, 'orders', 'id');
 job_both(q{SELECT batch_ops.submit_batch('update', 'S.orders',
 	(SELECT jsonb_agg(jsonb_build_object('id', i * 3, 'qty', CASE WHEN i % 50 = 0 THEN -1 ELSE i END) ORDER BY i)
 	   FROM generate_series(1, 1100) i))}, 'submit_batch update');
 job_both(q{SELECT batch_ops.submit_batch('delete', 'S.orders', (SELECT jsonb_agg(i * 5) FROM generate_series(1, 700) i))},
 	'submit_batch delete');
-same_contents('orders', 'id');
+bo_citus_same_rows($coord, 'orders', 'id');
 job_both(q{SELECT batch_ops.submit_batch('create', 'S.stock',
 	(SELECT jsonb_agg(jsonb_build_object('tenant', i % 2, 'sku', 'k' || (i % 300), 'qty', i) ORDER BY i)
 	   FROM generate_series(1, 1000) i), '{"atomic": true}')}, 'atomic submit_batch with duplicates');
@@ -99,7 +88,7 @@ is($st, 'completed', 'the clean import completed');
 is(q_('SELECT count(*) FROM c.orders'), $n, 'count(*) of the distributed table is every row');
 is( q_(q{SELECT sum(result::bigint) FROM run_command_on_shards('c.orders', 'SELECT count(*) FROM %s')}),
 	$n, 'the rows are in the shards');
-same_contents('orders', 'id');
+bo_citus_same_rows($coord, 'orders', 'id');
 
 # ---- imports with bad rows: dups of rows on workers, FK, NOT NULL, CHECK, bad data, malformed
 my @rec = ('id,sku,qty,ref_id');
@@ -122,7 +111,7 @@ bo_write_file("$dir/dirty.csv", join("\n", @rec) . "\n");
 is($st, 'completed', 'the import with bad rows completed');
 like($out, qr/"error": "conflict"/, 'duplicates of rows on the workers are reported');
 unlike($out, qr/_10\d{4}/, 'no shard name in the errors');
-same_contents('orders', 'id');
+bo_citus_same_rows($coord, 'orders', 'id');
 
 # atomic import with one bad row: nothing
 bo_write_file("$dir/atomic.csv", "id,sku\n900001,a\n900002,b\n900001,c\n");
@@ -133,9 +122,9 @@ is(q_('SELECT count(*) FROM c.orders WHERE id > 900000'), '0', 'the atomic impor
 # a composite key distributed on one of its columns, and a Citus local table
 bo_write_file("$dir/stock.csv", join("\n", map { ($_ % 9) . ",k$_," . ($_ % 41 == 0 ? '' : $_) } 1 .. 2000) . "\n1,k1,5\n");
 job_both(qq{SELECT batch_ops.submit_import('S.stock', '$dir/stock.csv', '{"chunk_size": 600}')}, 'import, composite key');
-same_contents('stock', 'tenant, sku');
+bo_citus_same_rows($coord, 'stock', 'tenant, sku');
 bo_write_file("$dir/codes.csv", join("\n", map { "c$_," . ($_ % 167 == 0 ? 77 : 1 + $_ % 5) } 1 .. 500) . "\nc1,1\n");
 job_both(qq{SELECT batch_ops.submit_import('S.codes', '$dir/codes.csv')}, 'import into a Citus local table');
-same_contents('codes', 'code');
+bo_citus_same_rows($coord, 'codes', 'code');
 
 done_testing();

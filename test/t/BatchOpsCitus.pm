@@ -21,7 +21,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-our @EXPORT = qw(bo_citus_cluster bo_citus_conf);
+our @EXPORT = qw(bo_citus_cluster bo_citus_conf bo_citus_twins bo_citus_same_rows);
 
 # The configuration every node gets (after BatchOpsTest's defaults).
 sub bo_citus_conf
@@ -70,6 +70,32 @@ sub bo_citus_cluster
 	  for @workers;
 	$coord->safe_psql('postgres', 'CREATE EXTENSION batch_ops');
 	return ($coord, @workers);
+}
+
+# bo_citus_twins(COORD, DDL) — run DDL (tables written S.name) in two new
+# schemas: c, whose tables the test then hands to Citus, and l, their local
+# twins with the same names (so the same messages).
+sub bo_citus_twins
+{
+	my ($coord, $ddl) = @_;
+	for my $s ('c', 'l')
+	{
+		(my $d = $ddl) =~ s/\bS\./$s./g;
+		$coord->safe_psql('postgres', "CREATE SCHEMA $s; $d");
+	}
+	return;
+}
+
+# bo_citus_same_rows(COORD, TABLE, ORDER) — test that c.TABLE holds the
+# rows of l.TABLE (a digest of them in ORDER, and their count).
+sub bo_citus_same_rows
+{
+	my ($coord, $table, $order) = @_;
+	my $digest = "SELECT md5(coalesce(jsonb_agg(t ORDER BY $order)::text, '')) || ' ' || count(*) FROM";
+	is($coord->safe_psql('postgres', "$digest c.$table t"),
+		$coord->safe_psql('postgres', "$digest l.$table t"),
+		"$table: same rows as the local table");
+	return;
 }
 
 1;

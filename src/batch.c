@@ -736,7 +736,7 @@ create_statement(Batch *batch, Bitmapset *shape)
 	 */
 	appendStringInfoString(&sql, " ON CONFLICT DO NOTHING");
 	append_returning(&sql, batch, shape);
-	return psprintf("WITH ins AS (%s) SELECT * FROM ins", sql.data);
+	return psprintf("WITH ins AS (%s) TABLE ins", sql.data);
 }
 
 /* UPDATE of the shape's non-key columns, rows matched by key. */

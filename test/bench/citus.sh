@@ -152,7 +152,7 @@ c_base_m=$(printf '%s\n' "${c_base[@]}" | median)
 
 # ---- 2. import job vs COPY FROM
 csv=$scratch/citus_import.csv
-psql_ -c "COPY (SELECT i, 'sku-' || i, i % 100, (i % 1000) / 10.0, 'note ' || i
+psql_ -c "COPY (SELECT i AS id, 'sku-' || i AS sku, i % 100 AS qty, (i % 1000) / 10.0 AS price, 'note ' || i AS note
                FROM generate_series(1, $NROWS) i) TO '$csv' WITH (FORMAT csv, HEADER)"
 i_job=() i_copy=()
 for ((r = 0; r < REPEAT; r++)); do

@@ -175,8 +175,8 @@ i_copy_m=$(printf '%s\n' "${i_copy[@]}" | median)
 d_dist=() d_loc=()
 psql_ -c "TRUNCATE bo_citus.dist; TRUNCATE bo_citus.loc;
           INSERT INTO bo_citus.dist SELECT x.* FROM bo_citus.dups d, jsonb_to_recordset(d.items) AS x(id bigint, sku text, qty int, price numeric, note text);
-          INSERT INTO bo_citus.loc SELECT x.* FROM bo_citus.dups d, jsonb_to_recordset(d.items) AS x(id bigint, sku text, qty int, price numeric, note text);
-          VACUUM ANALYZE bo_citus.loc" >/dev/null
+          INSERT INTO bo_citus.loc SELECT x.* FROM bo_citus.dups d, jsonb_to_recordset(d.items) AS x(id bigint, sku text, qty int, price numeric, note text)" \
+	-c "VACUUM ANALYZE bo_citus.loc" >/dev/null
 for t in dist loc; do
 	n=$(psql_ -c "SELECT jsonb_array_length(batch_ops.batch_create('bo_citus.$t', items)->'errors') FROM bo_citus.dups")
 	[[ $n == 2000 ]] || die "duplicates on $t: $n errors, not 2000"

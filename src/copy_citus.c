@@ -25,7 +25,10 @@
  * encoding conversion and its line counter), converts each field with its
  * column type's input function as NextCopyFrom() does -- the same
  * functions, the same errors, raised while COPY's line counter is on the
- * record -- and sends the rows in one statement.  Columns not in the file
+ * record -- checks NOT NULL and CHECK constraints with ExecConstraints()
+ * on the coordinator's shell (which has the table's constraints), as
+ * CopyFrom() does before it inserts a row, so those errors too are the
+ * record's, with COPY's message -- and sends the rows in one statement.  Columns not in the file
  * take their defaults from the INSERT, once (NextCopyFrom() would evaluate
  * them too, a sequence twice).  An error from the INSERT (a constraint
  * checked on a worker) is not tied to a record: copy_path.c then hands the
@@ -41,6 +44,7 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -104,7 +108,8 @@ copy_citus_begin(Relation rel, List *attnames)
  * out).  The field count errors are NextCopyFrom()'s own.
  */
 static Datum
-record_row(CopyCitus *cc, char **fields, int nfields, Datum *values, bool *nulls)
+record_row(CopyCitus *cc, char **fields, int nfields, Datum *values, bool *nulls,
+		   ResultRelInfo *rri, TupleTableSlot *slot, EState *estate)
 {
 	HeapTuple	tuple;
 	Datum		row;
@@ -131,6 +136,12 @@ record_row(CopyCitus *cc, char **fields, int nfields, Datum *values, bool *nulls
 		cc->in_field = false;
 	}
 	tuple = heap_form_tuple(cc->desc, values, nulls);
+	if (rri->ri_RelationDesc->rd_att->constr)
+	{
+		ExecStoreHeapTuple(tuple, slot, false);
+		ExecConstraints(rri, slot, estate);
+		ExecClearTuple(slot);
+	}
 	row = heap_copy_tuple_as_datum(tuple, cc->desc);
 	heap_freetuple(tuple);
 	return row;
@@ -142,8 +153,12 @@ record_row(CopyCitus *cc, char **fields, int nfields, Datum *values, bool *nulls
  * where it came from).
  */
 void
-copy_citus_run(CopyCitus *cc, CopyFromState cstate)
+copy_citus_run(CopyCitus *cc, CopyFromState cstate, Relation rel,
+			   List *range_table)
 {
+	EState	   *estate = CreateExecutorState();
+	ResultRelInfo *rri = makeNode(ResultRelInfo);
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(cc->desc, &TTSOpsHeapTuple);
 	Datum	   *values = palloc(sizeof(Datum) * Max(cc->desc->natts, 1));
 	bool	   *nulls = palloc(sizeof(bool) * Max(cc->desc->natts, 1));
 	int			size = 1024;
@@ -155,6 +170,9 @@ copy_citus_run(CopyCitus *cc, CopyFromState cstate)
 
 	cc->in_field = false;
 	cc->sent = false;
+	/* the constraint checks as CopyFrom() sets them up */
+	ExecInitRangeTable(estate, range_table);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
 	while (NextCopyFromRawFields(cstate, &fields, &nfields))
 	{
 		CHECK_FOR_INTERRUPTS();
@@ -163,8 +181,11 @@ copy_citus_run(CopyCitus *cc, CopyFromState cstate)
 			size *= 2;
 			rows = repalloc(rows, sizeof(Datum) * size);
 		}
-		rows[n++] = record_row(cc, fields, nfields, values, nulls);
+		rows[n++] = record_row(cc, fields, nfields, values, nulls, rri, slot, estate);
+		ResetPerTupleExprContext(estate);
 	}
+	ExecDropSingleTupleTableSlot(slot);
+	FreeExecutorState(estate);
 	cc->sent = true;
 	if (n == 0)
 		return;

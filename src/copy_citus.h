@@ -27,6 +27,7 @@ typedef struct CopyCitus
 } CopyCitus;
 
 extern CopyCitus *copy_citus_begin(Relation rel, List *attnames);
-extern void copy_citus_run(CopyCitus *cc, CopyFromState cstate);
+extern void copy_citus_run(CopyCitus *cc, CopyFromState cstate, Relation rel,
+						   List *range_table);
 
 #endif							/* BATCH_OPS_COPY_CITUS_H */

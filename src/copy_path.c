@@ -860,7 +860,7 @@ copy_attempt(CopyPath *cp, RecordRun *run, int first, int last, uint64 *lineno,
 		cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, copy_feed,
 							   cp->attnames, cp->options);
 		if (cp->citus)
-			copy_citus_run(cp->citus, cstate);
+			copy_citus_run(cp->citus, cstate, rel, pstate->p_rtable);
 		else
 			(void) CopyFrom(cstate);
 		EndCopyFrom(cstate);

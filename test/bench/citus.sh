@@ -190,7 +190,7 @@ time_dups() {
 	psql_ <<-SQL
 	SELECT count(*) FROM bo_citus.$1 \gset
 	SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
-	SELECT batch_ops.batch_create('bo_citus.$1', items) IS NULL FROM bo_citus.dups \gset
+	SELECT batch_ops.batch_create('bo_citus.$1', items) IS NULL AS r FROM bo_citus.dups \gset
 	SELECT extract(epoch FROM clock_timestamp()) - :t0;
 	SQL
 }

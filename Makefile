@@ -48,7 +48,10 @@ OBJS = \
 	src/resource.o \
 	src/action_batch.o \
 	src/kind_action_batch.o \
-	src/drop_guard.o
+	src/drop_guard.o \
+	src/citus_table.o \
+	src/row_match.o \
+	src/copy_citus.o
 
 # Outbound drivers (issue #10 item 4)
 OBJS += \

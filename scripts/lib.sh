@@ -73,6 +73,11 @@ BO_DEPS=(
 	libssh2-1-dev
 	python3-asyncssh
 	openssh-server
+	# Citus, built from source for its tests (scripts/citus.sh, issue #13):
+	# Debian's PG15 headers assume zstd and lz4, libpq-be.h needs gssapi
+	libzstd-dev
+	liblz4-dev
+	libkrb5-dev
 )
 
 bo_log() {

@@ -15,7 +15,8 @@
 #   1. regress    make installcheck, pg_regress part   (sql/, expected/)
 #   2. isolation  make installcheck, isolation part    (test/isolation)
 #   3. pgtap      make pgtap, pgTAP under pg_regress   (test/pgtap)
-#   4. tap        make prove_installcheck, TAP tests   (test/t/*.pl)
+#   4. tap        make prove_installcheck, TAP tests   (test/t/*.pl), the
+#                 Citus ones (11x_citus_*) on Citus built by scripts/citus.sh
 #
 # The make targets run as postgres (initdb refuses root, and the expected
 # outputs name the bootstrap superuser "postgres"): started by anyone else,
@@ -156,6 +157,23 @@ elif ! bo_build_install TEST_MODULES=1; then
 	record build fail $(($(date +%s) - t0))
 	summary
 	exit 1
+fi
+
+# ---------------------------------------------------------------- Citus
+# The Citus TAP tests (test/t/11x_citus_*.pl) need citus.so in this
+# server: built once per machine from the vendored source and cached
+# (scripts/citus.sh, 3-4 minutes the first time).  A failed build is a
+# failure, not a skip: those tests would fail anyway.
+if wanted tap || wanted prove_installcheck; then
+	hr "citus (scripts/citus.sh)"
+	t0="$(date +%s)"
+	# shellcheck source=scripts/citus.sh
+	source "$ROOT/scripts/citus.sh"
+	if bo_ensure_citus; then
+		record citus pass $(($(date +%s) - t0))
+	else
+		record citus fail $(($(date +%s) - t0))
+	fi
 fi
 
 # ---------------------------------------------------------------- 0. symbols

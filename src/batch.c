@@ -38,6 +38,14 @@
  *	  order and, when asked for, the rows as stored, as JSON values
  *	  (row_json.c).  The SQL functions turn it into JSON (response.c).
  *
+ * On a Citus table (citus_table.c) the rows live on other nodes and
+ * Citus plans the statements: they are planned for the actual rows
+ * (execute_rows), a create's RETURNING rows are matched to the items by
+ * value (row_match.c) since they come back by shard, a create skips keys
+ * that exist with ON CONFLICT DO NOTHING where it can and reports those
+ * items as conflicts (create_skips_conflicts), and workers' errors get
+ * the logical table's names back (unshard_error).
+ *
  * Atomic mode does the same inside one more subtransaction, which is
  * rolled back if any item failed.  The items that passed phase 1 are
  * written even when others failed it, so that the answer lists every
@@ -75,8 +83,10 @@
 #include "utils/memutils.h"
 
 #include "batch_internal.h"
+#include "citus_table.h"
 #include "plan_cache.h"
 #include "precheck.h"
+#include "row_match.h"
 
 /* Items that write with the same statement. */
 typedef struct ItemGroup
@@ -86,6 +96,7 @@ typedef struct ItemGroup
 	int			nmembers;
 	int		   *members;		/* item indexes, in item order */
 	char	   *sql;
+	bool		skips_conflicts;	/* ON CONFLICT DO NOTHING (Citus) */
 } ItemGroup;
 
 /*
@@ -602,14 +613,66 @@ make_groups(Batch *batch, int *ngroups)
  */
 
 /*
+ * Does a create on a Citus table write with ON CONFLICT DO NOTHING?  A
+ * key that already exists on a worker then costs nothing: the row is
+ * skipped, not a failed distributed statement (which Citus answers by
+ * dropping connections and rolling back savepoints on every node it
+ * touched) followed by a distributed look for existing keys and a second
+ * try.  The items whose rows did not come back are the conflicts
+ * (precheck_skipped_conflicts).  Only when every unique and exclusion
+ * index is one the engine knows (an exclusion constraint would be
+ * skipped too, and must be reported as itself), no BEFORE ROW trigger
+ * may skip rows, and RETURNING may read every column given, by which the
+ * rows are matched to their items.
+ */
+static bool
+create_skips_conflicts(Batch *batch, Bitmapset *shape)
+{
+	Target	   *target = batch->target;
+	int			c = -1;
+
+	if (batch->op != BATCH_CREATE || !target->citus || target->row_before_trigger ||
+		!target->conflicts_known || target->nuniques == 0)
+		return false;
+	while ((c = bms_next_member(shape, c)) >= 0)
+		if (!target->cols[c].may_read)
+			return false;
+	return true;
+}
+
+/*
+ * The columns by which the rows a create returns are matched to its
+ * items (row_match.c): on a Citus table, where RETURNING lists rows by
+ * shard, the readable columns the items gave; none elsewhere, where row
+ * k is item k.  Only the rows' order or the skipped rows need it.
+ */
+static int
+create_match_columns(Batch *batch, Bitmapset *shape, int *cols)
+{
+	if (!batch->target->citus ||
+		(batch->row_json == NULL && !create_skips_conflicts(batch, shape)))
+		return 0;
+	return row_match_columns(batch, shape, cols);
+}
+
+/*
  * RETURNING: a first column (the item's position for update and delete),
- * then the row's readable columns when the answer carries rows.
+ * the match columns of a create on a Citus table, then the row's readable
+ * columns when the answer carries rows.
  */
 static void
-append_returning(StringInfo buf, Batch *batch)
+append_returning(StringInfo buf, Batch *batch, Bitmapset *shape)
 {
 	if (batch->op == BATCH_CREATE)
+	{
+		int		   *cols = palloc(sizeof(int) * Max(batch->target->ncols, 1));
+		int			n = create_match_columns(batch, shape, cols);
+		int			k;
+
 		appendStringInfoString(buf, " RETURNING 1");
+		for (k = 0; k < n; k++)
+			appendStringInfo(buf, ", t.%s", batch->target->cols[cols[k]].quoted);
+	}
 	else
 		appendStringInfo(buf, " RETURNING r.%s", batch->target->ord_alias);
 	if (batch->row_json)
@@ -660,8 +723,20 @@ create_statement(Batch *batch, Bitmapset *shape)
 		 */
 		appendStringInfo(&sql, " FROM %s", plan_rows_source(target));
 	}
-	append_returning(&sql, batch);
-	return sql.data;
+	if (!create_skips_conflicts(batch, shape))
+	{
+		append_returning(&sql, batch, shape);
+		return sql.data;
+	}
+
+	/*
+	 * Citus counts the rows ON CONFLICT skipped among those processed, so
+	 * SPI would find fewer rows than the count and refuse them: a SELECT
+	 * over the INSERT's RETURNING counts what comes back.
+	 */
+	appendStringInfoString(&sql, " ON CONFLICT DO NOTHING");
+	append_returning(&sql, batch, shape);
+	return psprintf("WITH ins AS (%s) TABLE ins", sql.data);
 }
 
 /* UPDATE of the shape's non-key columns, rows matched by key. */
@@ -685,7 +760,7 @@ update_statement(Batch *batch, Bitmapset *shape)
 	}
 	appendStringInfo(&sql, " FROM %s WHERE ", plan_rows_source(target));
 	append_key_match(&sql, target);
-	append_returning(&sql, batch);
+	append_returning(&sql, batch, shape);
 	return sql.data;
 }
 
@@ -700,7 +775,7 @@ delete_statement(Batch *batch)
 	appendStringInfo(&sql, "DELETE FROM %s AS t USING %s WHERE ",
 					 target->qualname, plan_rows_source(target));
 	append_key_match(&sql, target);
-	append_returning(&sql, batch);
+	append_returning(&sql, batch, NULL);
 	return sql.data;
 }
 
@@ -725,7 +800,8 @@ group_statement(Batch *batch, ItemGroup *group)
  * ---------------------------------------------------------------------
  */
 static void
-keep_result(Batch *batch, BatchItem *item, HeapTuple tuple, TupleDesc desc)
+keep_result(Batch *batch, BatchItem *item, HeapTuple tuple, TupleDesc desc,
+			int first_attno)
 {
 	MemoryContext old;
 
@@ -733,25 +809,74 @@ keep_result(Batch *batch, BatchItem *item, HeapTuple tuple, TupleDesc desc)
 	if (batch->row_json == NULL)
 		return;
 	old = MemoryContextSwitchTo(batch->cxt);
-	row_json_from_tuple(batch->row_json, tuple, desc, 2, &item->result);
+	row_json_from_tuple(batch->row_json, tuple, desc, first_attno, &item->result);
 	item->has_result = true;
 	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Run a statement over the rows.  Citus cannot plan a statement with an
+ * unbound parameter, so on its tables the plan is made for the actual
+ * rows (plan_cache.c); elsewhere the kept generic plan serves.
+ */
+static void
+execute_rows(Batch *batch, const char *sql, int *members, int n)
+{
+	Oid			argtype = batch->target->rowarraytype;
+	Datum		rows = batch_row_array(batch, members, n);
+
+	if (batch->target->citus)
+		plan_execute_custom(sql, argtype, rows);
+	else
+		plan_execute(sql, argtype, rows);
+}
+
+/*
+ * The rows a create returned, matched to the members: by the values
+ * they gave (row_match.c) where the match columns are returned, else row
+ * k is member k.
+ */
+static void
+keep_created(Batch *batch, ItemGroup *group, int *members, int n)
+{
+	int		   *cols = palloc(sizeof(int) * Max(batch->target->ncols, 1));
+	int			ncols = create_match_columns(batch, group->shape, cols);
+	RowMatch   *match = NULL;
+	uint64		row;
+
+	if (batch->target->citus && (batch->row_json || group->skips_conflicts))
+		match = row_match_begin(batch, cols, ncols, members, n);
+	for (row = 0; row < SPI_processed; row++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[row];
+		int			item = match ? row_match_take(match, tuple, SPI_tuptable->tupdesc, 2)
+			: members[row];
+
+		if (item < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("INSERT into relation \"%s\" returned a row that matches no item",
+							batch->target->relname),
+					 errdetail("A trigger or a rule changed the values given, so rows cannot be matched to items.")));
+		keep_result(batch, &batch->items[item], tuple, SPI_tuptable->tupdesc,
+					2 + ncols);
+	}
+	SPI_freetuptable(SPI_tuptable);
 }
 
 /* Run the group's statement over some members; may throw. */
 static void
 execute_members(Batch *batch, ItemGroup *group, int *members, int n)
 {
-	Oid			argtype = batch->target->rowarraytype;
 	uint64		row;
 
 	if (batch->op == BATCH_CREATE)
 	{
 		/*
 		 * RETURNING lists inserted rows in the order they were inserted,
-		 * which is the array's (create_statement), so row k is member k.
-		 * A BEFORE ROW trigger may skip rows, so then insert one at a
-		 * time.
+		 * which is the array's (create_statement), so row k is member k
+		 * (on a Citus table, matched by value: keep_created).  A BEFORE
+		 * ROW trigger may skip rows, so then insert one at a time.
 		 */
 		bool		one_by_one = batch->target->row_before_trigger;
 		int			step = one_by_one ? 1 : n;
@@ -759,7 +884,7 @@ execute_members(Batch *batch, ItemGroup *group, int *members, int n)
 
 		for (i = 0; i < n; i += step)
 		{
-			plan_execute(group->sql, argtype, batch_row_array(batch, members + i, step));
+			execute_rows(batch, group->sql, members + i, step);
 
 			/*
 			 * Rows can still go missing without a trigger: a DO INSTEAD
@@ -767,21 +892,18 @@ execute_members(Batch *batch, ItemGroup *group, int *members, int n)
 			 * partition whose FDW skips some.  Rows and items could then
 			 * not be matched: the statement's error, not an item's.
 			 */
-			if (SPI_processed != (uint64) step && !one_by_one)
+			if (SPI_processed != (uint64) step && !one_by_one && !group->skips_conflicts)
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("INSERT into relation \"%s\" returned " UINT64_FORMAT " rows for %d items",
 								batch->target->relname, SPI_processed, step),
 						 errdetail("A rule or a foreign table changed the number of rows inserted, so rows cannot be matched to items.")));
-			for (row = 0; row < SPI_processed; row++)
-				keep_result(batch, &batch->items[members[i + row]],
-							SPI_tuptable->vals[row], SPI_tuptable->tupdesc);
-			SPI_freetuptable(SPI_tuptable);
+			keep_created(batch, group, members + i, step);
 		}
 		return;
 	}
 
-	plan_execute(group->sql, argtype, batch_row_array(batch, members, n));
+	execute_rows(batch, group->sql, members, n);
 	for (row = 0; row < SPI_processed; row++)
 	{
 		bool		isnull;
@@ -789,7 +911,7 @@ execute_members(Batch *batch, ItemGroup *group, int *members, int n)
 													  SPI_tuptable->tupdesc, 1, &isnull));
 
 		keep_result(batch, &batch->items[members[ord - 1]], SPI_tuptable->vals[row],
-					SPI_tuptable->tupdesc);
+					SPI_tuptable->tupdesc, 2);
 	}
 	SPI_freetuptable(SPI_tuptable);
 }
@@ -805,6 +927,25 @@ forget_results(Batch *batch, int *members, int n)
 		batch->items[members[i]].applied = false;
 		batch->items[members[i]].has_result = false;
 	}
+}
+
+/*
+ * A worker's error names the shard and its constraints: give it the
+ * logical table's names (citus_table.c).
+ */
+static void
+unshard_error(Batch *batch, ItemError *err)
+{
+	Target	   *target = batch->target;
+
+	if (target->citus_names == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(batch->cxt);
+
+		target->citus_names = citus_table_names(target->relid, &target->ncitus_names);
+		MemoryContextSwitchTo(old);
+	}
+	citus_error_unshard(err, target->citus_names, target->ncitus_names);
 }
 
 /* Try the members in one subtransaction; the error if it failed. */
@@ -827,6 +968,8 @@ try_members(Batch *batch, ItemGroup *group, int *members, int n)
 	{
 		err = subxact_abort(&sx);
 		forget_results(batch, members, n);
+		if (batch->target->citus)
+			unshard_error(batch, err);
 	}
 	PG_END_TRY();
 
@@ -907,7 +1050,9 @@ apply_group(Batch *batch, ItemGroup *group)
 	ItemError  *err;
 
 	group->sql = group_statement(batch, group);
-	if (batch->op == BATCH_CREATE && existing_keys_relid == batch->target->relid)
+	group->skips_conflicts = create_skips_conflicts(batch, group->shape);
+	if (batch->op == BATCH_CREATE && existing_keys_relid == batch->target->relid &&
+		!group->skips_conflicts)
 		check_existing_keys(batch, group, existing_keys_mask);
 	if (group->nmembers == 0)
 		return;
@@ -916,7 +1061,7 @@ apply_group(Batch *batch, ItemGroup *group)
 	if (err == NULL)
 		return;
 
-	if (batch->op == BATCH_CREATE)
+	if (batch->op == BATCH_CREATE && !group->skips_conflicts)
 	{
 		check_existing_keys(batch, group, ~UINT64CONST(0));
 		if (group->nmembers == 0)
@@ -982,6 +1127,29 @@ report_not_found(Batch *batch)
 	pfree(exists);
 }
 
+/*
+ * The members that ON CONFLICT DO NOTHING skipped: alive, not applied.
+ * (Its statements ran in subtransactions that committed, so the rows
+ * that came back are written.)
+ */
+static void
+report_skipped(Batch *batch, ItemGroup *group)
+{
+	int		   *skipped = palloc(sizeof(int) * Max(group->nmembers, 1));
+	int			n = 0;
+	int			i;
+
+	for (i = 0; i < group->nmembers; i++)
+	{
+		BatchItem  *item = &batch->items[group->members[i]];
+
+		if (item_alive(item) && !item->applied)
+			skipped[n++] = group->members[i];
+	}
+	precheck_skipped_conflicts(batch, skipped, n);
+	pfree(skipped);
+}
+
 /* Phase 2: form rows, group them, write each group, count what applied. */
 static void
 write_items(Batch *batch)
@@ -995,6 +1163,9 @@ write_items(Batch *batch)
 	groups = make_groups(batch, &ngroups);
 	for (g = 0; g < ngroups; g++)
 		apply_group(batch, &groups[g]);
+	for (g = 0; g < ngroups; g++)
+		if (groups[g].skips_conflicts)
+			report_skipped(batch, &groups[g]);
 
 	for (i = 0; i < batch->nitems; i++)
 		if (batch->items[i].applied)

@@ -82,6 +82,10 @@
  * transaction after a bounded number of subtransactions, so the
  * backend's subtransaction cache (64) is not overflowed.
  *
+ * On a Citus table the same runs and attempts write through copy_citus.c
+ * (COPY's parser, then one INSERT that Citus routes to the shards) instead
+ * of CopyFrom(), which would fill the coordinator's empty shell table.
+ *
  * Whether COPY may write the rows as the engine would (no row-level
  * security for the role, no generated column given, INSERT on every
  * column) is decided when the path is chosen and checked again before
@@ -125,8 +129,10 @@
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
 
-#include "item_error.h"
+#include "citus_table.h"
+#include "copy_citus.h"
 #include "copy_path.h"
+#include "item_error.h"
 
 #define ATTEMPT_MIN_RECORDS		64
 
@@ -200,6 +206,8 @@ struct CopyPath
 	CopyFallback fallback;
 	void	   *fallback_arg;
 	Precheck	pre;			/* the suspects of the current run */
+	CopyCitus  *citus;			/* a Citus table: rows go through
+								 * copy_citus.c, not CopyFrom() */
 };
 
 /*
@@ -658,7 +666,9 @@ precheck_run(CopyPath *cp, RecordRun *run, int from)
  * Would COPY write the import's rows as the engine's INSERT would?  Not
  * with row-level security (COPY FROM refuses it), a skipped or unknown
  * field, a generated or GENERATED ALWAYS column (COPY writes them, INSERT
- * refuses), or a column the role may not INSERT.
+ * refuses), or a column the role may not INSERT; nor on a Citus table
+ * with a BEFORE ROW trigger, which may skip rows that copy_citus.c's
+ * INSERT must count.
  */
 static bool
 copy_allowed(Relation rel, Oid role, char **cols, int ncols)
@@ -666,6 +676,9 @@ copy_allowed(Relation rel, Oid role, char **cols, int ncols)
 	bool		table_insert;
 	int			i;
 
+	if (citus_table_managed(RelationGetRelid(rel)) && rel->trigdesc &&
+		rel->trigdesc->trig_insert_before_row)
+		return false;
 	if (check_enable_rls(RelationGetRelid(rel), role, true) == RLS_ENABLED)
 		return false;
 	table_insert = pg_class_aclcheck(RelationGetRelid(rel), role, ACL_INSERT) == ACLCHECK_OK;
@@ -751,6 +764,8 @@ copy_path_begin(Job *job, ImportOptions *o, char **cols, int ncols,
 	cp->fallback = fallback;
 	cp->fallback_arg = arg;
 	precheck_init(&cp->pre, rel, o, cols, ncols, cp->file_encoding);
+	if (citus_table_managed(job->relid))
+		cp->citus = copy_citus_begin(rel, cp->attnames);
 	table_close(rel, AccessShareLock);
 	return cp;
 }
@@ -844,7 +859,10 @@ copy_attempt(CopyPath *cp, RecordRun *run, int first, int last, uint64 *lineno,
 		PushActiveSnapshot(GetTransactionSnapshot());
 		cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, copy_feed,
 							   cp->attnames, cp->options);
-		(void) CopyFrom(cstate);
+		if (cp->citus)
+			copy_citus_run(cp->citus, cstate, rel, pstate->p_rtable);
+		else
+			(void) CopyFrom(cstate);
 		EndCopyFrom(cstate);
 		PopActiveSnapshot();
 		table_close(rel, NoLock);
@@ -858,6 +876,13 @@ copy_attempt(CopyPath *cp, RecordRun *run, int first, int last, uint64 *lineno,
 		/* COPY's state lives in the attempt context: still readable */
 		if (cstate != NULL)
 			copy_state_position(cstate, &copy_line, in_field);
+		if (cp->citus)
+		{
+			/* an error of the INSERT, on a worker, is not a line's */
+			*in_field = cp->citus->in_field;
+			if (cp->citus->sent)
+				copy_line = 0;
+		}
 		/* the header is line 1 */
 		if (copy_line > 1)
 			*lineno = copy_line - 1;

@@ -36,7 +36,9 @@
  * plan that knows the array length may choose to scan the whole table.
  *
  * (The existing-key query of precheck.c on partitioned tables is the
- * exception: see plan_execute_custom.)
+ * exception: see plan_execute_custom.  So are all statements on Citus
+ * tables, which Citus cannot plan with an unbound parameter: batch.c,
+ * precheck.c and copy_citus.c run them with plan_execute_custom.)
  *
  * The cache is a small round-robin array searched with strcmp(): a
  * session rarely works on more than a few tables and shapes at once, and

@@ -17,8 +17,9 @@
  *	  immediate, not partial and on plain columns (a hash table keyed with
  *	  the type's default hash and equality);
  *	- keys that already exist in the table, by probing each unique index
- *	  directly (a query for partitioned tables), run only when it is likely
- *	  to find something (see crud.c).
+ *	  directly (a query for partitioned tables, and a distributed query
+ *	  for Citus tables, whose rows are on the workers), run only when it
+ *	  is likely to find something (see crud.c).
  *
  * What cannot be checked here (foreign keys, row-level security, partial
  * or expression indexes, triggers, rows that other sessions commit
@@ -453,6 +454,26 @@ precheck_unique_in_batch(Batch *batch)
  * ---------------------------------------------------------------------
  */
 /*
+ * The same question for a Citus table, as a join that Citus pushes down
+ * to the shards (a correlated EXISTS over unnest() it cannot plan): the
+ * bound array goes along to each shard, and the positions of the keys
+ * found there come back.
+ */
+static char *
+existing_key_query_citus(Batch *batch, int ncols, const int *cols,
+						 const Oid *eqops)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "SELECT r.%s FROM %s t JOIN %s ON ",
+					 batch->target->ord_alias, batch->target->qualname,
+					 plan_rows_source(batch->target));
+	plan_append_key_match(&buf, batch->target, ncols, cols, eqops);
+	return buf.data;
+}
+
+/*
  * The positions of the rows whose key the table holds, comparing with the
  * given equality operators (NULL: the key types' default ones).
  */
@@ -461,6 +482,8 @@ existing_key_query(Batch *batch, int ncols, const int *cols, const Oid *eqops)
 {
 	StringInfoData buf;
 
+	if (batch->target->citus)
+		return existing_key_query_citus(batch, ncols, cols, eqops);
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "SELECT r.%s FROM %s WHERE EXISTS (SELECT FROM %s t WHERE ",
 					 batch->target->ord_alias, plan_rows_source(batch->target),
@@ -602,6 +625,7 @@ existing_keys_by_query(Batch *batch, TargetUnique *unique, int *members,
 	int			n = 0;
 	int			i;
 	uint64		row;
+	MemoryContext old;
 
 	/* no equality to compare with: the statement decides */
 	for (i = 0; i < unique->ncols; i++)
@@ -618,6 +642,8 @@ existing_keys_by_query(Batch *batch, TargetUnique *unique, int *members,
 										   unique->eqops),
 						batch->target->rowarraytype,
 						batch_row_array(batch, subset, n));
+	/* SPI leaves its procedure context current, gone at SPI_finish() */
+	old = MemoryContextSwitchTo(batch->cxt);
 	for (row = 0; row < SPI_processed; row++)
 	{
 		bool		isnull;
@@ -632,6 +658,7 @@ existing_keys_by_query(Batch *batch, TargetUnique *unique, int *members,
 			found++;
 		}
 	}
+	MemoryContextSwitchTo(old);
 	SPI_freetuptable(SPI_tuptable);
 	return found;
 }
@@ -647,6 +674,7 @@ existing_keys_by_query(Batch *batch, TargetUnique *unique, int *members,
 uint64
 precheck_existing_keys(Batch *batch, int *members, int nmembers, uint64 mask)
 {
+	MemoryContext caller = CurrentMemoryContext;
 	int		   *subset;
 	uint64		found = 0;
 	int			u;
@@ -665,7 +693,7 @@ precheck_existing_keys(Batch *batch, int *members, int nmembers, uint64 mask)
 
 		if (!unique->readable || (bit != 0 && (mask & bit) == 0))
 			continue;
-		if (!batch->target->partitioned)
+		if (!batch->target->partitioned && !batch->target->citus)
 			n = existing_keys_by_probe(batch, unique, members, nmembers, &probed);
 		if (!probed)
 			n = existing_keys_by_query(batch, unique, members, nmembers, subset);
@@ -673,7 +701,42 @@ precheck_existing_keys(Batch *batch, int *members, int nmembers, uint64 mask)
 			found |= bit;
 	}
 	pfree(subset);
+	/* SPI calls leave SPI's procedure context current */
+	MemoryContextSwitchTo(caller);
 	return found;
+}
+
+/*
+ * Creates that INSERT ... ON CONFLICT DO NOTHING skipped (batch.c, on a
+ * Citus table whose unique indexes are all in target->uniques): each one
+ * conflicts with a row of the table on one of them.  With one unique
+ * index that is the one; with several, the table is asked which.  A key
+ * that another session deleted meanwhile is still a conflict (generic).
+ */
+void
+precheck_skipped_conflicts(Batch *batch, int *members, int nmembers)
+{
+	Target	   *target = batch->target;
+	int			i;
+
+	if (nmembers == 0)
+		return;
+	if (target->nuniques == 1 && target->uniques[0].readable)
+	{
+		for (i = 0; i < nmembers; i++)
+			mark_conflict(batch, &batch->items[members[i]], &target->uniques[0]);
+		return;
+	}
+	precheck_existing_keys(batch, members, nmembers, ~UINT64CONST(0));
+	for (i = 0; i < nmembers; i++)
+	{
+		BatchItem  *item = &batch->items[members[i]];
+
+		if (item_alive(item))
+			item->error = item_error_make(ITEM_CONFLICT, ERRCODE_UNIQUE_VIOLATION, NULL,
+										  "duplicate key value violates a unique constraint of relation \"%s\"",
+										  target->relname);
+	}
 }
 
 /*
@@ -686,6 +749,7 @@ void
 precheck_keys_visible(Batch *batch, int *members, int nmembers, bool *found)
 {
 	Target	   *target = batch->target;
+	MemoryContext caller = CurrentMemoryContext;
 	uint64		row;
 
 	memset(found, 0, sizeof(bool) * nmembers);
@@ -704,4 +768,5 @@ precheck_keys_visible(Batch *batch, int *members, int nmembers, bool *found)
 		found[ord - 1] = true;
 	}
 	SPI_freetuptable(SPI_tuptable);
+	MemoryContextSwitchTo(caller);
 }

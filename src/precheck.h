@@ -16,6 +16,8 @@ extern void precheck_duplicates(Batch *batch, int ncols, const int *cols,
 extern void precheck_unique_in_batch(Batch *batch);
 extern void precheck_keys_visible(Batch *batch, int *members, int nmembers,
 								  bool *found);
+extern void precheck_skipped_conflicts(Batch *batch, int *members,
+									   int nmembers);
 extern uint64 precheck_existing_keys(Batch *batch, int *members, int nmembers,
 									 uint64 mask);
 

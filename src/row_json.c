@@ -13,6 +13,13 @@
  * composites...), so their JSON form is still PostgreSQL's own; and rows
  * are built here as JsonbValue trees that the answer encodes once.
  *
+ * Citus refuses a function that is not IMMUTABLE in the RETURNING of a
+ * distributed UPDATE or DELETE, and to_jsonb() is STABLE (its output
+ * depends on DateStyle and TimeZone): on a Citus table the statement
+ * returns the plain column and to_jsonb() is called here, through an
+ * FmgrInfo that carries the argument's type as the SQL call would.  Same
+ * function, same session settings, same JSON.
+ *
  * Only the columns the caller may SELECT are returned.  jsonb keeps
  * object keys sorted (shorter first, then bytewise), so the columns are
  * put in that order once, and objects are built already sorted.
@@ -23,7 +30,9 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "nodes/makefuncs.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/fmgrprotos.h"
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
@@ -44,6 +53,8 @@ typedef struct RowJsonColumn
 	TargetColumn *col;
 	RowJsonKind kind;
 	Oid			base_type;
+	FmgrInfo   *to_jsonb;		/* RJ_VIA_JSONB converted here, not in
+								 * the statement (Citus tables) */
 } RowJsonColumn;
 
 struct RowJson
@@ -92,6 +103,21 @@ compare_key_order(const void *a, const void *b)
 	return memcmp(x, y, lx);
 }
 
+/* A call of to_jsonb(anyelement) on a value of the type. */
+static FmgrInfo *
+to_jsonb_call(Oid typid)
+{
+	FmgrInfo   *flinfo = palloc0(sizeof(FmgrInfo));
+	Node	   *arg = (Node *) makeNullConst(typid, -1, InvalidOid);
+
+	fmgr_info(F_TO_JSONB, flinfo);
+	fmgr_info_set_expr((Node *) makeFuncExpr(F_TO_JSONB, JSONBOID, list_make1(arg),
+											 InvalidOid, InvalidOid,
+											 COERCE_EXPLICIT_CALL),
+					   flinfo);
+	return flinfo;
+}
+
 /* Decide once per batch how each readable column becomes JSON. */
 RowJson *
 row_json_prepare(Target *target)
@@ -110,6 +136,8 @@ row_json_prepare(Target *target)
 		rc->col = &target->cols[c];
 		rc->base_type = getBaseType(rc->col->typid);
 		rc->kind = kind_of(rc->base_type);
+		if (rc->kind == RJ_VIA_JSONB && target->citus)
+			rc->to_jsonb = to_jsonb_call(rc->col->typid);
 	}
 	qsort(rj->cols, rj->ncols, sizeof(RowJsonColumn), compare_key_order);
 	return rj;
@@ -125,7 +153,7 @@ row_json_append_select_list(RowJson *rj, StringInfo buf)
 	{
 		RowJsonColumn *rc = &rj->cols[i];
 
-		if (rc->kind == RJ_VIA_JSONB)
+		if (rc->kind == RJ_VIA_JSONB && rc->to_jsonb == NULL)
 			appendStringInfo(buf, ", pg_catalog.to_jsonb(t.%s)", rc->col->quoted);
 		else
 			appendStringInfo(buf, ", t.%s", rc->col->quoted);
@@ -204,6 +232,8 @@ column_value(RowJsonColumn *rc, Datum d, JsonbValue *out)
 				break;
 			}
 		case RJ_VIA_JSONB:
+			if (rc->to_jsonb)
+				d = FunctionCall1(rc->to_jsonb, d);
 			jsonb_to_value(DatumGetJsonbPCopy(d), out);
 			break;
 	}

@@ -11,8 +11,9 @@
  * privileges, the primary key, the unique indexes and CHECK constraints
  * that can be evaluated on an item's own values (with each unique index's
  * own equality operators), whether a BEFORE ROW trigger can change or skip
- * rows, and a name for the item position column of the engine's
- * statements that no column of the table has.  The relation is closed
+ * rows, whether Citus keeps its rows on other nodes (citus_table.c), and
+ * a name for the item position column of the engine's statements that no
+ * column of the table has.  The relation is closed
  * again before returning; only the lock is kept.
  *
  *-------------------------------------------------------------------------
@@ -38,6 +39,7 @@
 #include "utils/rel.h"
 #include "utils/relcache.h"
 
+#include "citus_table.h"
 #include "target.h"
 
 /* The SQL function of an operation, for messages. */
@@ -191,6 +193,7 @@ describe_indexes(Target *target, Relation rel)
 	List	   *indexes = RelationGetIndexList(rel);
 	Oid			pkoid = RelationGetPrimaryKeyIndex(rel);
 	ListCell   *lc;
+	int			nconflicting = 0;
 
 	target->uniques = palloc0(sizeof(TargetUnique) * Max(list_length(indexes), 1));
 
@@ -201,6 +204,9 @@ describe_indexes(Target *target, Relation rel)
 		Form_pg_index form = index->rd_index;
 		int		   *cols;
 		bool		plain = index_columns(target, index, &cols);
+
+		if (form->indisunique || form->indisexclusion)
+			nconflicting++;
 
 		if (indexoid == pkoid && plain)
 		{
@@ -235,6 +241,7 @@ describe_indexes(Target *target, Relation rel)
 		index_close(index, AccessShareLock);
 	}
 	list_free(indexes);
+	target->conflicts_known = (nconflicting == target->nuniques);
 }
 
 /*
@@ -364,6 +371,7 @@ target_open(Oid relid, BatchOp op)
 			 target->relname);
 	target->tupdesc = CreateTupleDescCopy(RelationGetDescr(rel));
 	target->partitioned = rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE;
+	target->citus = citus_table_managed(relid);
 
 	describe_columns(target, rel, op);
 	describe_indexes(target, rel);

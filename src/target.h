@@ -80,6 +80,12 @@ typedef struct Target
 	bool		row_before_trigger; /* some BEFORE ROW trigger for the op */
 	bool		id_alias;		/* "id" may name the key (no column "id") */
 	bool		partitioned;	/* its indexes have no storage of their own */
+	bool		citus;			/* Citus-managed: its rows are in shards */
+	bool		conflicts_known;	/* every unique and exclusion index is
+									 * one of uniques */
+	char	  **citus_names;	/* names a shard's error may carry, made on
+								 * the first such error (citus_table.c) */
+	int			ncitus_names;
 } Target;
 
 extern Target *target_open(Oid relid, BatchOp op);

@@ -309,3 +309,10 @@ fi
 if [[ ${BENCH_ACTION_BATCHES:-1} == 1 ]]; then
 	BATCH_OPS_BENCH_EXISTING=1 "$here/action_batches.sh"
 fi
+
+# ---------------------------------------------------------------- Citus
+# batch_ops on a 3-node Citus cluster of its own (test/bench/citus.sh): the
+# ratios of issue #13.  BENCH_CITUS=0 leaves it out.
+if [[ ${BENCH_CITUS:-1} == 1 ]]; then
+	"$here/citus.sh"
+fi

@@ -1146,6 +1146,23 @@ import_job(JobContext *ctx)
 	return job;
 }
 
+/*
+ * Is the job's table Citus-managed?  run() is called outside a
+ * transaction; the catalog is read in one of its own.
+ */
+static bool
+import_target_citus(Job *job)
+{
+	MemoryContext old = CurrentMemoryContext;
+	bool		citus;
+
+	StartTransactionCommand();
+	citus = citus_table_managed(job->relid);
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(old);
+	return citus;
+}
+
 /* The kind's run(): from the checkpoint (or the start) to the end of the file. */
 static void
 import_run(JobContext *ctx)
@@ -1158,7 +1175,7 @@ import_run(JobContext *ctx)
 	st->job = job;
 	st->job_cxt = CurrentMemoryContext;
 	import_options_parse(job->options, &st->opts);
-	if (!st->opts.chunk_size_given && citus_table_managed(job->relid))
+	if (!st->opts.chunk_size_given && import_target_citus(job))
 		st->opts.chunk_size = CHUNK_SIZE_CITUS;
 	job_check_source_access(job->source, job->role);
 

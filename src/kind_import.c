@@ -97,6 +97,13 @@
 #define RUN_RECORDS			16384
 #define RUN_BYTES			(4 * 1024 * 1024)
 /*
+ * On a Citus table a run is one distributed INSERT ... SELECT
+ * (copy_citus.c), whose fixed cost (a COPY to each shard, 0.1-0.3 s for
+ * 32 shards here) is far above a local COPY's start: a run is a whole
+ * default chunk, up to CHUNK_MAX_BYTES.
+ */
+#define RUN_RECORDS_CITUS	100000
+/*
  * records per chunk unless the job says: 10,000 -- on a Citus table
  * 100,000, because each chunk's commit is a two-phase commit on every
  * connection to the workers (0.15-0.25 s a chunk here, for a 32-shard
@@ -604,6 +611,8 @@ typedef struct ImportState
 	char	  **cols;
 	int			ncols;
 	bool		copy_checked;	/* copy was decided */
+	int			run_records;	/* records and bytes per run: RUN_* */
+	int			run_bytes;
 	CopyPath   *copy;			/* the COPY fast path, or NULL */
 	RecordRun	run;			/* records waiting for it */
 } ImportState;
@@ -895,7 +904,7 @@ choose_path(ImportState *st)
 	MemoryContext old = MemoryContextSwitchTo(st->job_cxt);
 
 	st->copy = copy_path_begin(st->job, &st->opts, st->cols, st->ncols,
-							   RUN_RECORDS, engine_fallback, st);
+							   st->run_records, engine_fallback, st);
 	if (st->copy)
 		record_run_init(&st->run);
 	st->copy_checked = true;
@@ -1053,7 +1062,7 @@ import_chunks(Job *job, ImportState *st)
 				{
 					nread++;
 					chunk.bytes += r->rec_bytes;
-					if (st->run.nrec >= RUN_RECORDS || st->run.data.len >= RUN_BYTES)
+					if (st->run.nrec >= st->run_records || st->run.data.len >= st->run_bytes)
 						apply_run(st, res);
 					continue;
 				}
@@ -1175,8 +1184,15 @@ import_run(JobContext *ctx)
 	st->job = job;
 	st->job_cxt = CurrentMemoryContext;
 	import_options_parse(job->options, &st->opts);
-	if (!st->opts.chunk_size_given && import_target_citus(job))
-		st->opts.chunk_size = CHUNK_SIZE_CITUS;
+	st->run_records = RUN_RECORDS;
+	st->run_bytes = RUN_BYTES;
+	if (import_target_citus(job))
+	{
+		if (!st->opts.chunk_size_given)
+			st->opts.chunk_size = CHUNK_SIZE_CITUS;
+		st->run_records = RUN_RECORDS_CITUS;
+		st->run_bytes = CHUNK_MAX_BYTES;
+	}
 	job_check_source_access(job->source, job->role);
 
 	/* atomic jobs start over; partial ones resume at the checkpoint */

@@ -106,14 +106,13 @@
 /*
  * records per chunk unless the job says: 10,000 -- on a Citus table
  * 100,000, because each chunk's commit is a two-phase commit on every
- * connection to the workers (0.15-0.25 s a chunk here, for a 32-shard
- * table, by the difference below), and
- * a chunk of 100,000 rows is still far under CHUNK_MAX_BYTES for rows of a
- * few hundred bytes.  A bigger chunk means a coarser checkpoint: a job
- * stopped midway resumes at most 100,000 records back.
- * Measured on the 3-node loopback cluster of test/bench/citus.sh (100,000
- * rows, 32 shards): 1.5-1.65 x Citus's COPY FROM with 10,000, 1.2-1.4 x
- * with 100,000; see README.md "Citus".
+ * connection to the workers, and 100,000 rows of a few hundred bytes are
+ * still far under CHUNK_MAX_BYTES.  A bigger chunk means a coarser
+ * checkpoint: a job stopped midway resumes at most 100,000 records back.
+ * Measured with test/bench/citus.sh (100,000 rows, 32 shards), against
+ * Citus's COPY FROM: 1.58-1.97 x with 10,000-row chunks of 16,384-record
+ * runs, 1.54 x with 100,000-row chunks of such runs, 1.18-1.27 x with one
+ * run per 100,000-row chunk; see README.md "Citus".
  */
 #define CHUNK_SIZE_DEFAULT		10000
 #define CHUNK_SIZE_CITUS		100000

@@ -40,6 +40,7 @@ typedef struct ImportOptions
 	Jsonb	   *columns;		/* array or object, or NULL */
 	bool		atomic;
 	int			chunk_size;
+	bool		chunk_size_given;	/* else the default for the table */
 	int64		max_errors;		/* -1 = no limit */
 	int			max_record_bytes;	/* longer records are row errors */
 } ImportOptions;

@@ -266,4 +266,5 @@ const JobKind batch_job_kind = {
 	.check_submit = batch_check_submit,
 	.run = batch_run_job,
 	.init = batch_kind_init,
+	.can_resume = true,
 };

@@ -1188,4 +1188,5 @@ const JobKind import_job_kind = {
 	.check_submit = import_check_submit,
 	.run = import_run,
 	.init = source_init,
+	.can_resume = true,
 };

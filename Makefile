@@ -137,6 +137,7 @@ REGRESS = \
 	jobs \
 	job_options \
 	sources \
+	jobs_resume \
 	action_batches
 # issue #10 (helper cred)
 REGRESS += credentials

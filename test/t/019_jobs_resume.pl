@@ -15,6 +15,10 @@
 #     would turn a chunk written twice into conflicts: failed would count
 #     them), job_errors() lists each bad line once, errors_total agrees;
 #     the second fetch asked for the rest of the file only.
+#
+# The same for a submit_batch('create') job (a trigger slows each row so
+# that the lock comes mid-way): its items are kept when it fails, and the
+# resumed job applies each item once and reports each bad one once.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -25,6 +29,20 @@ use BatchOpsTest;
 my $node = bo_node('jobs_resume');
 my $srv = bo_mock_server('jobs_resume');
 sub q_ { my ($sql, $user) = @_; return bo_q($node, 'postgres', $sql, $user); }
+
+# Hold a lock on TABLE, longer than the job's lock_timeout, until the job
+# has ended; returns its status.
+sub fail_on_lock
+{
+	my ($table, $id) = @_;
+	my $bg = $node->background_psql('postgres');
+	$bg->query_safe('BEGIN');
+	$bg->query_safe("LOCK TABLE $table IN ACCESS EXCLUSIVE MODE");
+	my $status = bo_wait_job($node, $id, 'postgres', 60);
+	$bg->query_safe('COMMIT');
+	$bg->quit;
+	return $status;
+}
 
 my $rows = 2000;
 # ids 7, 107, ... break the CHECK: 20 bad rows
@@ -43,13 +61,7 @@ ok( bo_wait_sql($node, 'postgres',
 		"SELECT (batch_ops.job($job)->'results'->>'created')::int >= 100", 60),
 	'the import has committed a few chunks');
 
-# a lock the job's next chunk waits for, longer than its lock_timeout
-my $bg = $node->background_psql('postgres');
-$bg->query_safe('BEGIN');
-$bg->query_safe('LOCK TABLE t IN ACCESS EXCLUSIVE MODE');
-is(bo_wait_job($node, $job, 'postgres', 60), 'failed', 'the job failed on the lock');
-$bg->query_safe('COMMIT');
-$bg->quit;
+is(fail_on_lock('t', $job), 'failed', 'the job failed on the lock its next chunk waited for');
 
 like(q_("SELECT batch_ops.job($job)->>'error'"), qr/lock timeout/, 'its error is the lock timeout');
 my ($created, $failed, $errors) =
@@ -86,5 +98,42 @@ is( q_("SELECT string_agg(line::text, ',' ORDER BY line) FROM batch_ops.job_erro
 	join(',', map { $_ * 100 + 7 + 1 } 0 .. $bad - 1), 'on the lines of the bad rows');
 my @requests = grep { /case=resume/ } bo_mock_requests($srv);
 like($requests[-1], qr/range=bytes=[1-9]\d*-/, 'the resumed fetch asked for the rest of the file');
+
+# ------------------------------------------------------------ a batch job
+my $items = 1000;
+$node->safe_psql('postgres', q{
+	CREATE TABLE b (id int PRIMARY KEY, name text NOT NULL);
+	CREATE FUNCTION slow_row() RETURNS trigger LANGUAGE plpgsql AS
+	  $$ BEGIN PERFORM pg_sleep(0.004); RETURN NEW; END $$;
+	CREATE TRIGGER slow BEFORE INSERT ON b FOR EACH ROW EXECUTE FUNCTION slow_row();
+	GRANT SELECT, INSERT ON b TO importer;
+});
+# items 1..1000; every 50th (50, 100, ...) has no name: 20 bad items
+my $bjob = q_(qq{SELECT batch_ops.submit_batch('create', 'b',
+	(SELECT jsonb_agg(CASE WHEN i % 50 = 0 THEN jsonb_build_object('id', i)
+	                  ELSE jsonb_build_object('id', i, 'name', 'n' || i) END ORDER BY i)
+	   FROM generate_series(1, $items) i), '{"chunk_size": 25}')}, 'importer');
+ok( bo_wait_sql($node, 'postgres',
+		"SELECT (batch_ops.job($bjob)->'results'->>'created')::int >= 100", 60),
+	'batch: the job has committed a few chunks');
+is(fail_on_lock('b', $bjob), 'failed', 'batch: the job failed on the lock');
+my ($bcreated, $bfailed) =
+  split /\|/, q_("SELECT concat_ws('|', r->'created', r->'failed')"
+	  . " FROM (SELECT batch_ops.job($bjob)->'results' r) s");
+cmp_ok($bcreated + $bfailed, '<', $items, "batch: the job did not finish ($bcreated created)");
+is(q_('SELECT count(*) FROM b'), $bcreated, 'batch: the committed chunks are kept');
+is(q_("SELECT count(*) FROM batch_ops.job_item WHERE job_id = $bjob"), $items,
+	'batch: the failed job keeps its items');
+is(q_("SELECT batch_ops.resume_job($bjob)->>'status'", 'importer'), 'queued', 'batch: resumed');
+is(bo_wait_job($node, $bjob, 'postgres', 120), 'completed', 'batch: the resumed job completes');
+is( q_("SELECT concat_ws('|', r->'created', r->'failed', r->'errors_total')"
+		. " FROM (SELECT batch_ops.job($bjob)->'results' r) s"),
+	join('|', $items - 20, 20, 20), 'batch: created and failed add up to the items, no conflict');
+is(q_('SELECT count(*) || \'|\' || count(DISTINCT id) FROM b'),
+	($items - 20) . '|' . ($items - 20), 'batch: every good item once');
+is( q_("SELECT string_agg(index::text, ',' ORDER BY index) FROM batch_ops.job_errors($bjob)"),
+	join(',', map { $_ * 50 - 1 } 1 .. 20), 'batch: each bad item reported once, by index');
+is(q_("SELECT count(*) FROM batch_ops.job_item WHERE job_id = $bjob"), '0',
+	'batch: the completed job has no items left');
 
 done_testing();

@@ -3,7 +3,8 @@
  * job_store.h
  *	  Every statement on the job tables (batch_ops.job_queue, job_error,
  *	  job_item): insert, claim, chunk commit, finish, purge, notify, and
- *	  the lookups behind job(), job_errors() and the jobs view.
+ *	  the lookups behind job(), job_errors(), cancel_job(), resume_job()
+ *	  and the jobs view.
  *
  * The store knows no kind: a row's kind, checkpoint and summary are
  * opaque to it.  Each function runs its statements as the tables' owner

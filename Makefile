@@ -15,7 +15,7 @@
 # started as root or not; see README.md "Running the tests".
 
 EXTENSION  = batch_ops
-EXTVERSION = 0.3.0
+EXTVERSION = 0.4.0
 
 MODULE_big = batch_ops
 OBJS = \
@@ -106,7 +106,7 @@ SHLIB_LINK += -lcrypto
 # version; the scripts of earlier versions and the upgrade scripts between
 # them are kept as they were released.
 DATA_built = sql/$(EXTENSION)--$(EXTVERSION).sql
-DATA = sql/$(EXTENSION)--0.1.0.sql sql/$(EXTENSION)--0.2.0.sql $(wildcard sql/$(EXTENSION)--*--*.sql)
+DATA = sql/$(EXTENSION)--0.1.0.sql sql/$(EXTENSION)--0.2.0.sql sql/$(EXTENSION)--0.3.0.sql $(wildcard sql/$(EXTENSION)--*--*.sql)
 
 PG_CPPFLAGS = $(PG_CPPFLAGS_TEST_KINDS) $(PG_CPPFLAGS_SSH) -DBATCH_OPS_VERSION='"$(EXTVERSION)"' -I$(srcdir)/src -Wall -Wextra -Werror \
 	-Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
@@ -137,6 +137,7 @@ REGRESS = \
 	jobs \
 	job_options \
 	sources \
+	jobs_resume \
 	action_batches
 # issue #10 (helper cred)
 REGRESS += credentials

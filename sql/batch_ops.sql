@@ -258,6 +258,14 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION batch_ops.cancel_job(bigint) IS
 'cancel a queued or running job (at commit); false if it had already finished';
 
+CREATE FUNCTION batch_ops.resume_job(job_id bigint)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'batch_ops_resume_job'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION batch_ops.resume_job(bigint) IS
+'put a failed job back in the queue from its last checkpoint; return job(job_id)';
+
 CREATE FUNCTION batch_ops.job_errors(job_id bigint)
 RETURNS TABLE (line bigint, index integer, error text, message text, raw text)
 AS 'MODULE_PATHNAME', 'batch_ops_job_errors'

@@ -67,3 +67,32 @@ job_kinds_purge(void)
 			n += job_kinds[i]->purge();
 	return n;
 }
+
+/*
+ * resume_job()'s check on a failed job: its kind resumes failed jobs and
+ * the job is not atomic (a failed atomic job applied nothing, while its
+ * checkpoint may be at the end of its input: starting over is a new
+ * submit).
+ */
+void
+job_kind_check_resume(const char *name, bool atomic)
+{
+	const JobKind *kind = job_kind_lookup(name);
+
+	if (kind == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("a job of kind \"%s\" cannot be resumed", name),
+				 errdetail("This build of batch_ops has no such kind of job.")));
+	if (!kind->can_resume)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("a job of kind \"%s\" cannot be resumed", name),
+				 kind->resume_hint ? errhint("%s", kind->resume_hint) : 0));
+	if (atomic)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("an atomic job cannot be resumed"),
+				 errdetail("A failed atomic job applied nothing."),
+				 errhint("Submit it again.")));
+}

@@ -44,6 +44,16 @@ typedef struct JobKind
 	int			(*max_workers) (void);
 	/* optional: delete the kind's own expired rows (batch_ops.purge()) */
 	int64		(*purge) (void);
+
+	/*
+	 * resume_job() may put a failed job of the kind back in the queue: its
+	 * run() resumes at the checkpoint, as after a crash, and its items are
+	 * kept when it fails (job_runtime.c).  Atomic jobs never resume (their
+	 * checkpoint may say "done" while nothing was applied).  If false,
+	 * resume_hint says what to do instead.
+	 */
+	bool		can_resume;
+	const char *resume_hint;
 } JobKind;
 
 /* The kind named so, or NULL if this build has none. */
@@ -51,6 +61,9 @@ extern const JobKind *job_kind_lookup(const char *name);
 
 /* The claim's verdict for a capped kind's job: "queued" means skip it. */
 #define JOB_CLAIM_SKIP "queued"
+
+/* ERROR unless resume_job() may requeue a failed job of the kind. */
+extern void job_kind_check_resume(const char *name, bool atomic);
 
 /* _PG_init: every kind's init. */
 extern void job_kinds_init(void);

@@ -44,6 +44,7 @@
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
+#include "job_kind.h"
 #include "job_runtime.h"
 
 #define MAX_SUMMARY_EXTRAS	8
@@ -307,12 +308,25 @@ job_atomic_end(JobContext *ctx, Subxact *all)
 	return 0;
 }
 
+/*
+ * A failed job keeps its items if resume_job() may requeue it: its kind
+ * resumes (job_kind.h) and it is not atomic.
+ */
+static bool
+job_keeps_items(JobContext *ctx, const char *status)
+{
+	const JobKind *kind = job_kind_lookup(ctx->info.kind);
+
+	return strcmp(status, "failed") == 0 && kind && kind->can_resume &&
+		!ctx->info.atomic;
+}
+
 /* Finish a job that failed or was cancelled, in a transaction of its own. */
 void
 job_context_fail(JobContext *ctx, const char *status, const char *error)
 {
 	job_bookkeeping_begin();
-	job_store_finish(ctx->info.id, status, error);
+	job_store_finish(ctx->info.id, status, error, job_keeps_items(ctx, status));
 	job_xact_commit();
 	ctx->finished = true;
 }

@@ -580,9 +580,13 @@ static SpiStmt finish_stmt = {
 	SPI_OK_UPDATE, 3, {INT8OID, TEXTOID, TEXTOID}
 };
 
-/* Finish a job that failed or was cancelled: its checkpoint and counters stay. */
+/*
+ * Finish a job that failed or was cancelled: its checkpoint and counters
+ * stay, and its items too if keep_items (a failed job that resume_job()
+ * may requeue; purge() deletes them with the job).
+ */
 void
-job_store_finish(int64 job_id, const char *status, const char *error)
+job_store_finish(int64 job_id, const char *status, const char *error, bool keep_items)
 {
 	RoleSwitch	sw;
 	Datum		values[3];
@@ -596,7 +600,8 @@ job_store_finish(int64 job_id, const char *status, const char *error)
 		nulls[2] = 'n';
 	job_tables_begin(&sw);
 	spi_exec(&finish_stmt, values, nulls);
-	spi_exec(&delete_items_stmt, values, NULL);
+	if (!keep_items)
+		spi_exec(&delete_items_stmt, values, NULL);
 	job_store_notify(job_id, status);
 	job_tables_end(&sw);
 }
@@ -711,6 +716,10 @@ static SpiStmt job_json_stmt = {
 	"            'raw', e.raw)) ORDER BY e.pos)"
 	"          FROM (SELECT * FROM batch_ops.job_error e WHERE e.job_id" SQL_EQ "j.id"
 	"                ORDER BY e.pos LIMIT 100) e), '[]'::pg_catalog.jsonb)) END)"
+	/* "resumed": only for a job that resume_job() has requeued */
+	" OPERATOR(pg_catalog.||) CASE WHEN j.summary OPERATOR(pg_catalog.?) 'resumed'"
+	"   THEN pg_catalog.jsonb_build_object('resumed', j.summary OPERATOR(pg_catalog.->) 'resumed')"
+	"   ELSE '{}'::pg_catalog.jsonb END"
 	" FROM batch_ops.job_queue j WHERE" OWN_JOB,
 	SPI_OK_SELECT, OWN_JOB_ARGS
 };
@@ -778,6 +787,71 @@ job_store_cancel(int64 job_id)
 	if (strcmp(status, "queued") == 0)
 		job_store_notify(job_id, "cancelled");
 	return status;
+}
+
+static SpiStmt resume_lock_stmt = {
+	"SELECT j.status, j.kind, j.atomic FROM batch_ops.job_queue j WHERE" OWN_JOB
+	" FOR UPDATE",
+	SPI_OK_SELECT, OWN_JOB_ARGS
+};
+
+/*
+ * resume_job()'s first step: lock the caller's job (not found: as for
+ * job()) and return its status, kind and atomic flag, in the caller's
+ * context.  The row lock holds until the caller's transaction ends, so
+ * the checks the caller makes stay true until job_store_requeue().
+ */
+char *
+job_store_resume_lock(int64 job_id, char **kind, bool *atomic)
+{
+	RoleSwitch	sw;
+	char	   *status;
+	bool		isnull;
+	MemoryContext caller = CurrentMemoryContext;
+
+	job_store_require_current();
+
+	if (lookup_begin(&sw, &resume_lock_stmt, job_id) == 0)
+		job_not_found(job_id);
+	status = MemoryContextStrdup(caller, SPI_getvalue(SPI_tuptable->vals[0],
+													   SPI_tuptable->tupdesc, 1));
+	*kind = MemoryContextStrdup(caller, SPI_getvalue(SPI_tuptable->vals[0],
+													  SPI_tuptable->tupdesc, 2));
+	*atomic = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 3, &isnull));
+	lookup_end(&sw);
+	return status;
+}
+
+/*
+ * The failed job goes back to the queue as a crash leaves it: checkpoint,
+ * counters, rows done and errors kept; its error, end and attempts
+ * cleared; "resumed" counted in its summary.  started_at stays (the first
+ * start).
+ */
+static SpiStmt requeue_stmt = {
+	"UPDATE batch_ops.job_queue SET status = 'queued', error = NULL,"
+	" finished_at = NULL, worker_pid = NULL, attempts = 0,"
+	" cancel_requested = false,"
+	" summary = summary OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('resumed',"
+	"   coalesce((summary OPERATOR(pg_catalog.->>) 'resumed')::pg_catalog.int8, 0)"
+	SQL_PLUS "1)"
+	" WHERE id" SQL_EQ "$1 AND status" SQL_EQ "'failed'",
+	SPI_OK_UPDATE, 1, {INT8OID}
+};
+
+/* Put a failed job locked by job_store_resume_lock() back in the queue. */
+void
+job_store_requeue(int64 job_id)
+{
+	RoleSwitch	sw;
+	Datum		values[1];
+
+	values[0] = Int64GetDatum(job_id);
+	job_tables_begin(&sw);
+	if (spi_exec(&requeue_stmt, values, NULL) != 1)
+		elog(ERROR, "job " INT64_FORMAT " is no longer failed", job_id);
+	job_tables_end(&sw);
 }
 
 /* Copy every row of an open cursor into the function's result set. */

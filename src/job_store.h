@@ -3,7 +3,8 @@
  * job_store.h
  *	  Every statement on the job tables (batch_ops.job_queue, job_error,
  *	  job_item): insert, claim, chunk commit, finish, purge, notify, and
- *	  the lookups behind job(), job_errors() and the jobs view.
+ *	  the lookups behind job(), job_errors(), cancel_job(), resume_job()
+ *	  and the jobs view.
  *
  * The store knows no kind: a row's kind, checkpoint and summary are
  * opaque to it.  Each function runs its statements as the tables' owner
@@ -83,13 +84,16 @@ extern void job_store_unlock(int64 job_id);
 extern bool job_store_commit(int64 job_id, ChunkResult *res, Jsonb *checkpoint,
 							 Jsonb *summary, int64 rows_done, int progress,
 							 const char *status, const char *error);
-extern void job_store_finish(int64 job_id, const char *status, const char *error);
+extern void job_store_finish(int64 job_id, const char *status, const char *error,
+							 bool keep_items);
 extern int64 job_store_purge(void);
 extern void job_store_notify(int64 job_id, const char *status);
 
 /* The SQL API's lookups: the caller's own jobs (every job for a superuser). */
 extern Jsonb *job_store_job_json(int64 job_id, bool *finished);
 extern char *job_store_cancel(int64 job_id);
+extern char *job_store_resume_lock(int64 job_id, char **kind, bool *atomic);
+extern void job_store_requeue(int64 job_id);
 extern void job_store_errors(FunctionCallInfo fcinfo, int64 job_id);
 extern void job_store_list(FunctionCallInfo fcinfo);
 

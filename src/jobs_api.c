@@ -2,7 +2,8 @@
  *
  * jobs_api.c
  *	  The SQL API of jobs: submit_import, submit_batch, job, wait_job,
- *	  cancel_job, job_errors, job_list (the view batch_ops.jobs), purge.
+ *	  cancel_job, resume_job, job_errors, job_list (the view
+ *	  batch_ops.jobs), purge.
  *
  * The functions are SECURITY INVOKER like every other batch_ops
  * function.  A submit names its kind; the kind's check_submit checks the
@@ -51,6 +52,7 @@ PG_FUNCTION_INFO_V1(batch_ops_purge);
 PG_FUNCTION_INFO_V1(batch_ops_job);
 PG_FUNCTION_INFO_V1(batch_ops_wait_job);
 PG_FUNCTION_INFO_V1(batch_ops_cancel_job);
+PG_FUNCTION_INFO_V1(batch_ops_resume_job);
 PG_FUNCTION_INFO_V1(batch_ops_job_errors);
 PG_FUNCTION_INFO_V1(batch_ops_job_list);
 
@@ -275,6 +277,38 @@ batch_ops_cancel_job(PG_FUNCTION_ARGS)
 	if (result)
 		jobs_cancel_at_commit(job_id);
 	PG_RETURN_BOOL(result);
+}
+
+/*
+ * resume_job(job_id): a failed job goes back to the queue from its last
+ * checkpoint, as a crash leaves it, and runs again as its submitter; the
+ * launcher is woken at commit, as for a submit.  A cancelled job stays
+ * cancelled: the cancel was the user's decision.
+ */
+Datum
+batch_ops_resume_job(PG_FUNCTION_ARGS)
+{
+	int64		job_id;
+	char	   *status;
+	char	   *kind;
+	bool		atomic;
+
+	arg_not_null(fcinfo, 0, "job_id");
+	job_id = PG_GETARG_INT64(0);
+	jobs_require_preload();
+
+	status = job_store_resume_lock(job_id, &kind, &atomic);
+	if (strcmp(status, "failed") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("job " INT64_FORMAT " has not failed", job_id),
+				 errdetail("Its status is \"%s\".", status),
+				 strcmp(status, "cancelled") == 0 ?
+				 errhint("A cancelled job cannot be resumed; submit it again.") : 0));
+	job_kind_check_resume(kind, atomic);
+	job_store_requeue(job_id);
+	jobs_wake_at_commit(job_id);
+	PG_RETURN_JSONB_P(job_store_job_json(job_id, NULL));
 }
 
 /* job_errors(job_id): every error of one of the caller's jobs. */

@@ -31,6 +31,7 @@ extern PGDLLEXPORT Datum batch_ops_purge(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum batch_ops_job(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum batch_ops_wait_job(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum batch_ops_cancel_job(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum batch_ops_resume_job(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum batch_ops_job_errors(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum batch_ops_job_list(PG_FUNCTION_ARGS);
 

@@ -185,4 +185,7 @@ const JobKind action_batch_job_kind = {
 	.run = action_run_job,
 	.init = action_kind_init,
 	.purge = action_batch_purge,
+	/* the batch's own state (action_batch.c) ended with the job */
+	.can_resume = false,
+	.resume_hint = "Create the action batch again with batch_ops.create_action_batch().",
 };

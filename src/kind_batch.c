@@ -209,6 +209,12 @@ batch_run_job(JobContext *ctx)
 		if (next < total)
 		{
 			items = job_store_fetch_items(job->id, next, opts.chunk_size, &n);
+			/* a job that failed under 0.3.0 lost its items (resume_job) */
+			if (n == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("the items of the job from index " INT64_FORMAT " are gone", next),
+						 errdetail("A job that failed before batch_ops 0.4.0 kept no items.")));
 			/* see a REVOKE or a new policy committed meanwhile (atomic jobs) */
 			AcceptInvalidationMessages();
 			CHECK_FOR_INTERRUPTS();
@@ -266,4 +272,5 @@ const JobKind batch_job_kind = {
 	.check_submit = batch_check_submit,
 	.run = batch_run_job,
 	.init = batch_kind_init,
+	.can_resume = true,
 };

@@ -1241,4 +1241,5 @@ const JobKind import_job_kind = {
 	.check_submit = import_check_submit,
 	.run = import_run,
 	.init = source_init,
+	.can_resume = true,
 };

@@ -743,6 +743,9 @@ const JobKind outbound_job_kind = {
 	.run = outbound_run_job,
 	.init = outbound_kind_init,
 	.max_workers = outbound_max_workers,
+	/* inline secrets are erased when the job ends (outbound.h) */
+	.can_resume = false,
+	.resume_hint = "An outbound job's inline secrets are erased when it ends: submit the spec again.",
 };
 
 /* ---------------------------------------------------------------------

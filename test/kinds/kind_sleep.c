@@ -157,6 +157,7 @@ const JobKind sleep_job_kind = {
 	.has_target = false,
 	.check_submit = sleep_check_submit,
 	.run = sleep_run,
+	.can_resume = true,
 };
 
 /* submit_sleep(options jsonb) RETURNS bigint, bound by the test. */

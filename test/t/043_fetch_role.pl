@@ -33,7 +33,7 @@ for my $attr ('LOGIN', 'CREATEROLE', 'CREATEDB', 'BYPASSRLS', 'REPLICATION', 'SU
 }
 sq('second', 'CREATE EXTENSION batch_ops');
 is(sq('second', q{SELECT extversion FROM pg_extension WHERE extname = 'batch_ops'}),
-	'0.3.0', 'once NOLOGIN without other attributes, the role is adopted');
+	'0.4.0', 'once NOLOGIN without other attributes, the role is adopted');
 
 $node->stop;
 done_testing();

@@ -1,7 +1,7 @@
 # ALTER EXTENSION batch_ops UPDATE from every earlier version.
 #
 # In one cluster, database "fresh" installs the current version, and for
-# each earlier version (0.1.0 and 0.2.0 today) a database of its own
+# each earlier version (0.1.0, 0.2.0 and 0.3.0 today) a database of its own
 # installs that version and gets the jobs its library would have left
 # behind: no older library is at hand, so the test writes the job rows as
 # that library wrote them (old_jobs_state says which): finished jobs with errors, an
@@ -41,14 +41,14 @@ sub sq { my ($db, $sql) = @_; return $node->safe_psql($db, $sql); }
 # ---------------------------------------------------------------- installed files
 my $default = sq('postgres',
 	"SELECT default_version FROM pg_available_extensions WHERE name = 'batch_ops'");
-is($default, '0.3.0', 'the default version is 0.3.0');
+is($default, '0.4.0', 'the default version is 0.4.0');
 my $extdir = $node->config_data('--sharedir') . '/extension';
 ok(-f "$extdir/batch_ops--$default.sql",
 	"the built install script batch_ops--$default.sql is installed");
 # the scripts kept in the tree (DATA): released versions and upgrades
 my @scripts = grep { $_ ne "batch_ops--$default.sql" }
   map { s{^sql/}{}r } glob('sql/batch_ops--*.sql');
-for my $up ('0.1.0--0.2.0', '0.2.0--0.3.0')
+for my $up ('0.1.0--0.2.0', '0.2.0--0.3.0', '0.3.0--0.4.0')
 {
 	ok(grep({ $_ eq "batch_ops--$up.sql" } @scripts), "the tree has the $up upgrade script");
 }
@@ -140,7 +140,7 @@ cmp_ok(scalar(@$fresh_schema), '>', 20,
 # them, as superuser, under the earlier version's objects.  One function
 # per earlier version (its job tables' layout); it returns the checks to
 # run after the update.
-my %old_state = map { my $v = $_; ($v => sub { old_jobs_state($_[0], $v) }) } ('0.1.0', '0.2.0');
+my %old_state = map { my $v = $_; ($v => sub { old_jobs_state($_[0], $v) }) } ('0.1.0', '0.2.0', '0.3.0');
 
 # The 0.1.0 library (d118959: src/jobs.c, src/worker.c, src/batch_job.c,
 # src/csv_import.c) kept a job's counters in created/updated/deleted/
@@ -152,7 +152,8 @@ my %old_state = map { my $v = $_; ($v => sub { old_jobs_state($_[0], $v) }) } ('
 # a batch's job_item rows stay until it finishes.  The 0.2.0 library
 # (8b65d58^) kept the same state in checkpoint (imports: offset, line,
 # columns; batches: index) and summary (the counters, bytes_total or
-# items_total); its job_error and job_item rows are 0.1.0's.  Jobs 1-5,
+# items_total); its job_error and job_item rows are 0.1.0's.  The 0.3.0
+# library (1023458) left its jobs as 0.2.0's did: same job tables.  Jobs 1-5,
 # the same in both layouts:
 #   1 a batch that completed with two item errors
 #   2 an import that completed with a row error
@@ -517,6 +518,7 @@ SELECT version FROM pg_available_extension_versions
  WHERE name = 'batch_ops' AND version <> '$default' ORDER BY version});
 ok(grep({ $_ eq '0.1.0' } @earlier), 'the versions to update from include 0.1.0');
 ok(grep({ $_ eq '0.2.0' } @earlier), 'the versions to update from include 0.2.0');
+ok(grep({ $_ eq '0.3.0' } @earlier), 'the versions to update from include 0.3.0');
 upgrade_from($_) for @earlier;
 
 # The cluster role is the one of a fresh install (the updates leave it).

@@ -68,16 +68,17 @@ INSERT INTO bo_tap_api VALUES
   'setof record', 'SETOF record', true, false),
  (11, 'purge', '{}', '', 'bigint', 'bigint', false, false),
  (12, 'rate_limit_status', '{}', '', 'setof record',
-  'TABLE(role name, tokens double precision, rate integer, burst integer)', true, false);
+  'TABLE(role name, tokens double precision, rate integer, burst integer)', true, false),
+ (13, 'resume_job', '{bigint}', 'job_id bigint', 'jsonb', 'jsonb', true, true);
 
 -- The function's OID, or NULL when there is no such function.
 CREATE FUNCTION pg_temp.bo_fn(name, name[]) RETURNS regprocedure
 LANGUAGE sql STABLE AS
 $$ SELECT to_regprocedure(format('batch_ops.%I(%s)', $1, array_to_string($2, ','))) $$;
 
--- functions: 12 x 10 checks, 9 not STRICT, 2 over all of them; the view 6;
+-- functions: 13 x 10 checks, 10 not STRICT, 2 over all of them; the view 6;
 -- tables 8; PUBLIC and the tables 8; batch_ops_fetch 3; settings 11 x 2 + 2
-SELECT plan(12 * 10 + 9 + 2 + 6 + 8 + 8 + 3 + 11 * 2 + 2);
+SELECT plan(13 * 10 + 10 + 2 + 6 + 8 + 8 + 3 + 11 * 2 + 2);
 
 -- ------------------------------------------------------------ functions
 SELECT has_function('batch_ops', name, args,
@@ -120,7 +121,7 @@ SELECT function_privs_are('batch_ops', name, args, 'public',
 -- "... must not be null"), which a STRICT function would turn into NULL
 SELECT isnt_strict('batch_ops', name, args,
                    format('batch_ops.%s is not STRICT', name))
-  FROM (SELECT * FROM bo_tap_api WHERE not_strict ORDER BY n) a;       -- 9 tests
+  FROM (SELECT * FROM bo_tap_api WHERE not_strict ORDER BY n) a;       -- 10 tests
 -- every function of the schema is SECURITY INVOKER, including any not
 -- listed above (DESIGN: "All functions are SECURITY INVOKER")
 SELECT is(ARRAY(SELECT oid::regprocedure::text FROM pg_proc

@@ -125,7 +125,7 @@ COMMIT;
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 
-SELECT plan(75);
+SELECT plan(78);
 
 -- Run stmt as regress_bo_tap_jp_<r>; its first column, as text.
 CREATE FUNCTION regress_bo_tap_jobs.as_role(r text, stmt text) RETURNS text
@@ -227,7 +227,15 @@ SELECT is(replace(regress_bo_tap_jobs.try_as('alice', format('SELECT batch_ops.%
                   :'bob_job', 'N'),
           replace(regress_bo_tap_jobs.try_as('alice', format('SELECT batch_ops.%s(-1)', f)), '-1', 'N'),
           format('%s() on bob''s job fails exactly as on a job that does not exist', f))
-  FROM unnest(ARRAY['job', 'job_errors', 'wait_job', 'cancel_job']) AS u(f);
+  FROM unnest(ARRAY['job', 'job_errors', 'wait_job', 'cancel_job', 'resume_job']) AS u(f);
+
+-- A failed job (carol's import from a file, which she may no longer read):
+-- alice cannot resume it, and it stays failed.
+SELECT throws_ok(regress_bo_tap_jobs.sql_as('alice', format('SELECT batch_ops.resume_job(%s)', :carol_file_job)),
+                 '42704', format('job %s does not exist', :carol_file_job),
+                 'alice cannot resume carol''s failed job: resume_job() says it does not exist');
+SELECT is((SELECT ARRAY[status, attempts::text] FROM batch_ops.job_queue WHERE id = :carol_file_job),
+          ARRAY['failed', '1'], 'carol''s job is still failed, after one attempt');
 
 -- A queued job (bob's, submitted in this transaction, so it never starts):
 -- alice's cancel_job() fails and changes nothing.

@@ -22,7 +22,14 @@
  * constraint field either.  citus_error_unshard() maps every quoted name
  * "X_<digits>" whose X is a name of the logical table (its own, one of
  * its constraints or indexes, a table its foreign keys reference, a
- * foreign key that references it and that key's table) back to X, and reads the constraint from the message ("... constraint \"X\"").
+ * foreign key that references it and that key's table) back to X, and
+ * reads the constraint from the message ("... constraint \"X\"").
+ *
+ * A job that fails because a worker node went away must say which:
+ * Citus puts the node in the error's context ("while executing command
+ * on host:port") when the message is the remote's own or libpq's ("server
+ * closed the connection unexpectedly"); citus_error_with_node() moves it
+ * into the message that job_worker.c stores.
  *
  * Locking: AccessShareLock on pg_dist_partition and pg_constraint while
  * they are read, released at once, as the syscache would.
@@ -234,4 +241,27 @@ citus_error_unshard(ItemError *err, char **names, int nnames)
 		err->constraint = quoted_after(err->message, "constraint \"");
 	if (err->column == NULL && err->sqlerrcode == ERRCODE_NOT_NULL_VIOLATION)
 		err->column = quoted_after(err->message, "value in column \"");
+}
+
+/*
+ * An error's message, followed by the worker node it came from when only
+ * the error's context names it (Citus's "while executing command on
+ * host:port"); the message alone otherwise.
+ */
+char *
+citus_error_with_node(const char *message, const char *context)
+{
+	const char *prefix = "while executing command on ";
+	const char *node = context ? strstr(context, prefix) : NULL;
+	const char *end;
+	char	   *where;
+
+	if (message == NULL || node == NULL)
+		return (char *) message;
+	node += strlen(prefix);
+	end = strchr(node, '\n');
+	where = end ? pnstrdup(node, end - node) : pstrdup(node);
+	if (strstr(message, where) != NULL)
+		return (char *) message;
+	return psprintf("%s (on node %s)", message, where);
 }

@@ -16,5 +16,6 @@ extern bool citus_table_managed(Oid relid);
 extern char **citus_table_names(Oid relid, int *nnames);
 extern void citus_error_unshard(struct ItemError *err, char **names,
 								int nnames);
+extern char *citus_error_with_node(const char *message, const char *context);
 
 #endif							/* BATCH_OPS_CITUS_TABLE_H */

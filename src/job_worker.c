@@ -49,6 +49,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
+#include "citus_table.h"
 #include "idempotency.h"
 #include "job_kind.h"
 #include "job_runtime.h"
@@ -282,6 +283,8 @@ run_job(JobRow *row)
 		SpinLockRelease(&jobs_shared->mutex);
 		/* pg_cancel_backend() on the worker cancels its job too */
 		cancelled = cancelled || edata->sqlerrcode == ERRCODE_QUERY_CANCELED;
+		/* a worker node that went away is named (citus_table.c) */
+		edata->message = citus_error_with_node(edata->message, edata->context);
 		/* an error after the final commit leaves the job as it ended */
 		if (!job_context_finished(ctx))
 		{

@@ -95,6 +95,11 @@ copy_citus_begin(Relation rel, List *attnames)
 		appendStringInfo(&sel, "%sr.%s", i ? ", " : "", quote_identifier(name));
 		i++;
 	}
+	/*
+	 * No name is resolved through the search_path: the table is
+	 * schema-qualified, "(%s)" is its column list (not a call), and the
+	 * only function, unnest, is pg_catalog's.
+	 */
 	cc->sql = psprintf("INSERT INTO %s (%s) SELECT %s FROM pg_catalog.unnest($1) AS r RETURNING 1",
 					   quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 												  RelationGetRelationName(rel)),

@@ -43,8 +43,10 @@
  * (execute_rows), a create's RETURNING rows are matched to the items by
  * value (row_match.c) since they come back by shard, a create skips keys
  * that exist with ON CONFLICT DO NOTHING where it can and reports those
- * items as conflicts (create_skips_conflicts), and workers' errors get
- * the logical table's names back (unshard_error).
+ * items as conflicts (create_skips_conflicts) -- unless its first and
+ * last keys are there already, when a read settles every item without a
+ * write (group_likely_all_existing) -- and workers' errors get the
+ * logical table's names back (unshard_error).
  *
  * Atomic mode does the same inside one more subtransaction, which is
  * rolled back if any item failed.  The items that passed phase 1 are
@@ -729,14 +731,10 @@ create_statement(Batch *batch, Bitmapset *shape)
 		return sql.data;
 	}
 
-	/*
-	 * Citus counts the rows ON CONFLICT skipped among those processed, so
-	 * SPI would find fewer rows than the count and refuse them: a SELECT
-	 * over the INSERT's RETURNING counts what comes back.
-	 */
+	/* run with plan_execute_custom_fetch(): see there why */
 	appendStringInfoString(&sql, " ON CONFLICT DO NOTHING");
 	append_returning(&sql, batch, shape);
-	return psprintf("WITH ins AS (%s) TABLE ins", sql.data);
+	return sql.data;
 }
 
 /* UPDATE of the shape's non-key columns, rows matched by key. */
@@ -815,20 +813,23 @@ keep_result(Batch *batch, BatchItem *item, HeapTuple tuple, TupleDesc desc,
 }
 
 /*
- * Run a statement over the rows.  Citus cannot plan a statement with an
- * unbound parameter, so on its tables the plan is made for the actual
- * rows (plan_cache.c); elsewhere the kept generic plan serves.
+ * Run the group's statement over some of its rows.  Citus cannot plan a
+ * statement with an unbound parameter, so on its tables the plan is made
+ * for the actual rows (plan_cache.c); elsewhere the kept generic plan
+ * serves.
  */
 static void
-execute_rows(Batch *batch, const char *sql, int *members, int n)
+execute_rows(Batch *batch, ItemGroup *group, int *members, int n)
 {
 	Oid			argtype = batch->target->rowarraytype;
 	Datum		rows = batch_row_array(batch, members, n);
 
-	if (batch->target->citus)
-		plan_execute_custom(sql, argtype, rows);
+	if (group->skips_conflicts)
+		plan_execute_custom_fetch(group->sql, argtype, rows);
+	else if (batch->target->citus)
+		plan_execute_custom(group->sql, argtype, rows);
 	else
-		plan_execute(sql, argtype, rows);
+		plan_execute(group->sql, argtype, rows);
 }
 
 /*
@@ -884,7 +885,7 @@ execute_members(Batch *batch, ItemGroup *group, int *members, int n)
 
 		for (i = 0; i < n; i += step)
 		{
-			execute_rows(batch, group->sql, members + i, step);
+			execute_rows(batch, group, members + i, step);
 
 			/*
 			 * Rows can still go missing without a trigger: a DO INSTEAD
@@ -903,7 +904,7 @@ execute_members(Batch *batch, ItemGroup *group, int *members, int n)
 		return;
 	}
 
-	execute_rows(batch, group->sql, members, n);
+	execute_rows(batch, group, members, n);
 	for (row = 0; row < SPI_processed; row++)
 	{
 		bool		isnull;
@@ -1041,6 +1042,42 @@ check_existing_keys(Batch *batch, ItemGroup *group, uint64 mask)
 }
 
 /*
+ * Are the keys of a Citus create's group likely to be all there already
+ * (a retried import, a batch sent twice)?  Then a look for existing keys
+ * (one read of every shard) settles the items before anything is written,
+ * where the write would cost as much plus a two-phase commit on every
+ * worker, only to skip every row.  Guessed from the group's first and
+ * last items, one single-shard query each; a group with some existing
+ * keys among new ones is written at once, and ON CONFLICT DO NOTHING
+ * skips those (report_skipped).
+ */
+static bool
+group_likely_all_existing(Batch *batch, ItemGroup *group)
+{
+	int			last = group->members[group->nmembers - 1];
+
+	return precheck_key_exists(batch, &batch->items[group->members[0]]) &&
+		(group->nmembers == 1 ||
+		 precheck_key_exists(batch, &batch->items[last]));
+}
+
+/*
+ * Should a create look for existing keys before it writes?  After a
+ * create on the same table found some (the hint above) -- except on a
+ * Citus table, whose writes skip existing keys anyway: there only when
+ * the group's keys are likely to be all there.
+ */
+static bool
+check_keys_first(Batch *batch, ItemGroup *group)
+{
+	if (batch->op != BATCH_CREATE || group->nmembers == 0)
+		return false;
+	if (group->skips_conflicts)
+		return group_likely_all_existing(batch, group);
+	return existing_keys_relid == batch->target->relid;
+}
+
+/*
  * Write one group: one statement; on failure, for creates, a look for
  * existing keys and a second try; then bisection.
  */
@@ -1051,9 +1088,9 @@ apply_group(Batch *batch, ItemGroup *group)
 
 	group->sql = group_statement(batch, group);
 	group->skips_conflicts = create_skips_conflicts(batch, group->shape);
-	if (batch->op == BATCH_CREATE && existing_keys_relid == batch->target->relid &&
-		!group->skips_conflicts)
-		check_existing_keys(batch, group, existing_keys_mask);
+	if (check_keys_first(batch, group))
+		check_existing_keys(batch, group, group->skips_conflicts ?
+							~UINT64CONST(0) : existing_keys_mask);
 	if (group->nmembers == 0)
 		return;
 

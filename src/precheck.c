@@ -18,8 +18,11 @@
  *	  the type's default hash and equality);
  *	- keys that already exist in the table, by probing each unique index
  *	  directly (a query for partitioned tables, and a distributed query
- *	  for Citus tables, whose rows are on the workers), run only when it
- *	  is likely to find something (see crud.c).
+ *	  for Citus tables, whose rows are on the workers: it ships only the
+ *	  key columns, one array each, to every shard), run only when it is
+ *	  likely to find something (see batch.c: after a failed statement, or
+ *	  when the last create on the table found some, or on a Citus table
+ *	  when precheck_key_exists() finds the first and last keys there).
  *
  * What cannot be checked here (foreign keys, row-level security, partial
  * or expression indexes, triggers, rows that other sessions commit
@@ -456,19 +459,20 @@ precheck_unique_in_batch(Batch *batch)
 /*
  * The same question for a Citus table, as a join that Citus pushes down
  * to the shards (a correlated EXISTS over unnest() it cannot plan): the
- * bound array goes along to each shard, and the positions of the keys
- * found there come back.
+ * bound arrays go along to each shard, and the positions of the keys
+ * found there come back.  rows_source is plan_rows_source() or
+ * plan_keys_source().
  */
 static char *
-existing_key_query_citus(Batch *batch, int ncols, const int *cols,
-						 const Oid *eqops)
+existing_key_query_citus(Batch *batch, const char *rows_source, int ncols,
+						 const int *cols, const Oid *eqops)
 {
 	StringInfoData buf;
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "SELECT r.%s FROM %s t JOIN %s ON ",
 					 batch->target->ord_alias, batch->target->qualname,
-					 plan_rows_source(batch->target));
+					 rows_source);
 	plan_append_key_match(&buf, batch->target, ncols, cols, eqops);
 	return buf.data;
 }
@@ -483,7 +487,8 @@ existing_key_query(Batch *batch, int ncols, const int *cols, const Oid *eqops)
 	StringInfoData buf;
 
 	if (batch->target->citus)
-		return existing_key_query_citus(batch, ncols, cols, eqops);
+		return existing_key_query_citus(batch, plan_rows_source(batch->target),
+										ncols, cols, eqops);
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "SELECT r.%s FROM %s WHERE EXISTS (SELECT FROM %s t WHERE ",
 					 batch->target->ord_alias, plan_rows_source(batch->target),
@@ -491,6 +496,77 @@ existing_key_query(Batch *batch, int ncols, const int *cols, const Oid *eqops)
 	plan_append_key_match(&buf, batch->target, ncols, cols, eqops);
 	appendStringInfoChar(&buf, ')');
 	return buf.data;
+}
+
+/*
+ * The key columns of some members as one array per column, of the
+ * column's type, for plan_keys_source(); false when a column's type has
+ * no array type.
+ */
+static bool
+key_arrays(Batch *batch, int ncols, const int *cols, int *members,
+		   int nmembers, Oid *types, Datum *arrays)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(nmembers, 1));
+	bool	   *nulls = palloc(sizeof(bool) * Max(nmembers, 1));
+	int			dims[1] = {nmembers};
+	int			lbs[1] = {1};
+	int			k;
+	int			i;
+
+	for (k = 0; k < ncols; k++)
+	{
+		TargetColumn *col = &batch->target->cols[cols[k]];
+		int16		typlen;
+		bool		typbyval;
+		char		typalign;
+
+		types[k] = get_array_type(col->typid);
+		if (!OidIsValid(types[k]))
+			return false;
+		get_typlenbyvalalign(col->typid, &typlen, &typbyval, &typalign);
+		for (i = 0; i < nmembers; i++)
+		{
+			BatchItem  *item = &batch->items[members[i]];
+
+			elems[i] = item->values[cols[k]];
+			nulls[i] = item->isnull[cols[k]];
+		}
+		arrays[k] = PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs,
+													   col->typid, typlen,
+													   typbyval, typalign));
+	}
+	return true;
+}
+
+/*
+ * Run the query for the positions (from 1) of the members whose key the
+ * table holds; the rows are left in SPI_tuptable.  On a Citus table every
+ * shard gets the whole argument, so only the key columns are sent, as
+ * arrays: whole rows would cost each shard the parsing of every column
+ * of every item (about twice the time for a narrow table, see
+ * test/bench/citus.sh).
+ */
+static void
+run_existing_key_query(Batch *batch, int ncols, const int *cols,
+					   const Oid *eqops, int *members, int nmembers)
+{
+	Target	   *target = batch->target;
+	Oid			types[INDEX_MAX_KEYS];
+	Datum		arrays[INDEX_MAX_KEYS];
+
+	if (target->citus && ncols <= INDEX_MAX_KEYS &&
+		key_arrays(batch, ncols, cols, members, nmembers, types, arrays))
+	{
+		plan_execute_args(existing_key_query_citus(batch,
+												   plan_keys_source(target, ncols, cols),
+												   ncols, cols, eqops),
+						  ncols, types, arrays);
+		return;
+	}
+	plan_execute_custom(existing_key_query(batch, ncols, cols, eqops),
+						target->rowarraytype,
+						batch_row_array(batch, members, nmembers));
 }
 
 /*
@@ -638,10 +714,8 @@ existing_keys_by_query(Batch *batch, TargetUnique *unique, int *members,
 	if (n == 0)
 		return 0;
 
-	plan_execute_custom(existing_key_query(batch, unique->ncols, unique->cols,
-										   unique->eqops),
-						batch->target->rowarraytype,
-						batch_row_array(batch, subset, n));
+	run_existing_key_query(batch, unique->ncols, unique->cols, unique->eqops,
+						   subset, n);
 	/* SPI leaves its procedure context current, gone at SPI_finish() */
 	old = MemoryContextSwitchTo(batch->cxt);
 	for (row = 0; row < SPI_processed; row++)
@@ -707,6 +781,57 @@ precheck_existing_keys(Batch *batch, int *members, int nmembers, uint64 mask)
 }
 
 /*
+ * Does the table hold the item's key, on the first unique index that the
+ * caller may read and that has an equality for every key column?  One
+ * query on one key, which Citus sends to the one shard that may hold it
+ * (under a millisecond): batch.c asks it of a Citus create's first and
+ * last items to tell a batch of rows that are all there already, which a
+ * look for existing keys then settles without writing.  A row that an
+ * open transaction is inserting is not seen: this is a guess, not a check.
+ */
+bool
+precheck_key_exists(Batch *batch, BatchItem *item)
+{
+	Target	   *target = batch->target;
+	MemoryContext caller = CurrentMemoryContext;
+	int			u;
+
+	for (u = 0; u < target->nuniques; u++)
+	{
+		TargetUnique *unique = &target->uniques[u];
+		Oid			types[INDEX_MAX_KEYS];
+		Datum		args[INDEX_MAX_KEYS];
+		StringInfoData sql;
+		bool		found;
+		int			k;
+
+		if (!unique->readable || !key_usable(item, unique->ncols, unique->cols, true))
+			continue;
+		for (k = 0; k < unique->ncols; k++)
+		{
+			if (!OidIsValid(unique->eqops[k]))
+				break;
+			types[k] = target->cols[unique->cols[k]].typid;
+			args[k] = item->values[unique->cols[k]];
+		}
+		if (k < unique->ncols)
+			continue;
+
+		initStringInfo(&sql);
+		appendStringInfo(&sql, "SELECT FROM %s t WHERE ", target->qualname);
+		plan_append_key_params(&sql, target, unique->ncols, unique->cols,
+							   unique->eqops);
+		appendStringInfoString(&sql, " LIMIT 1");
+		plan_execute_args(sql.data, unique->ncols, types, args);
+		found = SPI_processed > 0;
+		SPI_freetuptable(SPI_tuptable);
+		MemoryContextSwitchTo(caller);
+		return found;
+	}
+	return false;
+}
+
+/*
  * Creates that INSERT ... ON CONFLICT DO NOTHING skipped (batch.c, on a
  * Citus table whose unique indexes are all in target->uniques): each one
  * conflicts with a row of the table on one of them.  With one unique
@@ -755,9 +880,7 @@ precheck_keys_visible(Batch *batch, int *members, int nmembers, bool *found)
 	memset(found, 0, sizeof(bool) * nmembers);
 	if (nmembers == 0)
 		return;
-	plan_execute_custom(existing_key_query(batch, target->npk, target->pk, NULL),
-						target->rowarraytype,
-						batch_row_array(batch, members, nmembers));
+	run_existing_key_query(batch, target->npk, target->pk, NULL, members, nmembers);
 	for (row = 0; row < SPI_processed; row++)
 	{
 		bool		isnull;

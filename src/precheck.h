@@ -18,6 +18,7 @@ extern void precheck_keys_visible(Batch *batch, int *members, int nmembers,
 								  bool *found);
 extern void precheck_skipped_conflicts(Batch *batch, int *members,
 									   int nmembers);
+extern bool precheck_key_exists(Batch *batch, BatchItem *item);
 extern uint64 precheck_existing_keys(Batch *batch, int *members, int nmembers,
 									 uint64 mask);
 

@@ -106,6 +106,31 @@ both(q{DELETE FROM S.orders WHERE id = 30; SELECT batch_ops.batch_create('S.orde
 	'replay of the idempotency key');
 both(q{SELECT count(*) FROM S.orders WHERE id = 30}, 'the replay wrote nothing');
 
+# ---- items whose keys are all there already (a batch sent twice): the
+# engine guesses it from the first and last keys and settles them with a
+# look for existing keys, writing nothing; with the last key new it
+# writes, and ON CONFLICT DO NOTHING skips the rest
+my $again = q_(q{SELECT jsonb_agg(jsonb_build_object('id', 1000 - i, 'sku', 'again' || i) ORDER BY i)
+	FROM generate_series(1, 60) i});
+$r = both("SELECT batch_ops.batch_create('S.orders', '$again')", 'create: every key there already');
+is(scalar(() = $r =~ /"error": "conflict"/g), 60, 'sixty conflicts');
+my $remote = sub {
+	my ($sql) = @_;
+	my ($stdout, $stderr);
+	$coord->psql('postgres', "SET citus.log_remote_commands = on; SET client_min_messages = log; $sql",
+		stdout => \$stdout, stderr => \$stderr, on_error_die => 1);
+	return $stderr;
+};
+my $log = $remote->("SELECT batch_ops.batch_create('c.orders', '$again')");
+unlike($log, qr/issuing INSERT/, 'every key there: no INSERT reaches a worker');
+like($log, qr/issuing SELECT FROM c\.orders_\d+ t WHERE \(id OPERATOR\(pg_catalog\.=\) '999'::bigint\) LIMIT 1/,
+	'the first key is asked of its shard alone');
+(my $mixed = $again) =~ s/\]$/, {"id": 5000, "sku": "new"}]/;
+$r = both("SELECT batch_ops.batch_create('S.orders', '$mixed')", 'create: every key there but the last');
+like($r, qr/^\{"data": \[null, .*\{"id": 5000, /, 'the new key is written');
+$log = $remote->(q{SELECT batch_ops.batch_create('c.orders', '[{"id": 999, "sku": "d"}, {"id": 998, "sku": "d"}]', false, NULL)});
+unlike($log, qr/issuing INSERT/, 'two keys there: no INSERT either');
+
 # ---- batch_update and batch_delete
 both(q{SELECT batch_ops.batch_update('S.orders', '[{"id": 999, "qty": 5}, {"id": 12345, "qty": 1},
 	{"id": 998, "ref_id": 77}, {"id": 997, "qty": -3}, {"id": 996, "qty": "x"}, {"id": 995},
@@ -121,6 +146,8 @@ bo_citus_same_rows($coord, 'orders', 'id');
 my $stock = q_(q{SELECT jsonb_agg(jsonb_build_object('tenant', i % 4, 'sku', 'k' || i, 'qty', i) ORDER BY i DESC)
 	FROM generate_series(1, 60) i});
 both("SELECT batch_ops.batch_create('S.stock', '$stock')", 'composite key: create');
+both(q{SELECT batch_ops.batch_create('S.stock', '[{"tenant": 1, "sku": "k1", "qty": 5}, {"tenant": 2, "sku": "k2", "qty": 5}, {"tenant": 3, "sku": "k3", "qty": 5}]')},
+	'composite key: every key there already');
 both(q{SELECT batch_ops.batch_create('S.stock', '[{"tenant": 1, "sku": "k1", "qty": 1}, {"tenant": 1, "sku": "new", "qty": 1000},
 	{"tenant": 2, "sku": "new", "qty": 3}, {"tenant": 2, "sku": "new", "qty": 4}, {"tenant": 3, "qty": 1}]')},
 	'composite key: create errors');
@@ -148,6 +175,8 @@ both(q{SELECT batch_ops.batch_create('S.kinds', '[{"id": 1, "name": "a", "n": 1}
 	'reference table: create');
 both(q{SELECT batch_ops.batch_create('S.kinds', '[{"id": 1, "name": "z", "n": 1}, {"id": 5, "name": "d", "n": 1}, {"id": 6, "name": "f", "n": 1}]')},
 	'reference table: a conflict on each unique constraint');
+both(q{SELECT batch_ops.batch_create('S.kinds', '[{"id": 1, "name": "a2", "n": 1}, {"id": 9, "name": "a", "n": 1}, {"id": 4, "name": "d", "n": 1}]')},
+	'reference table: every key there already, on one or the other constraint');
 both(q{SELECT batch_ops.batch_update('S.kinds', '[{"id": 4, "name": "a"}, {"id": 6, "n": 9}]')},
 	'reference table: update with a unique violation');
 both(q{SELECT batch_ops.batch_delete('S.kinds', '[6, 7]')}, 'reference table: delete');

@@ -165,13 +165,14 @@ append_equal(StringInfo buf, TargetColumn *col, Oid eqop, const char *right)
 }
 
 /*
- * "t.a OPERATOR(...) r.a AND ..." over the given columns, with the given
- * equality operators (a unique index's own), or with each column type's
- * default equality when eqops is NULL.
+ * "t.a OPERATOR(...) <a's value> AND ..." over the given columns, with
+ * the given equality operators (a unique index's own), or with each
+ * column type's default equality when eqops is NULL.  The values are the
+ * columns of r, or the parameters $1, $2, ... in key order.
  */
-void
-plan_append_key_match(StringInfo buf, Target *target, int ncols,
-					  const int *cols, const Oid *eqops)
+static void
+append_key_equalities(StringInfo buf, Target *target, int ncols,
+					  const int *cols, const Oid *eqops, bool params)
 {
 	int			k;
 
@@ -182,30 +183,27 @@ plan_append_key_match(StringInfo buf, Target *target, int ncols,
 		if (k > 0)
 			appendStringInfoString(buf, " AND ");
 		append_equal(buf, col, eqops ? eqops[k] : column_equality(target, col),
-					 psprintf("r.%s", col->quoted));
+					 params ? psprintf("$%d", k + 1) : psprintf("r.%s", col->quoted));
 	}
 }
 
+/* "t.a OPERATOR(...) r.a AND ...": rows of the table and of r by key */
+void
+plan_append_key_match(StringInfo buf, Target *target, int ncols,
+					  const int *cols, const Oid *eqops)
+{
+	append_key_equalities(buf, target, ncols, cols, eqops, false);
+}
+
 /*
- * "t.a OPERATOR(...) $1 AND t.b OPERATOR(...) $2 ...": the key given as
- * parameters of the columns' types, one per key column, with the given
- * equality operators (or the types' default ones when eqops is NULL).
+ * "t.a OPERATOR(...) $1 AND t.b OPERATOR(...) $2 ...": one key given as
+ * parameters of the key columns' types.
  */
 void
 plan_append_key_params(StringInfo buf, Target *target, int ncols,
 					   const int *cols, const Oid *eqops)
 {
-	int			k;
-
-	for (k = 0; k < ncols; k++)
-	{
-		TargetColumn *col = &target->cols[cols[k]];
-
-		if (k > 0)
-			appendStringInfoString(buf, " AND ");
-		append_equal(buf, col, eqops ? eqops[k] : column_equality(target, col),
-					 psprintf("$%d", k + 1));
-	}
+	append_key_equalities(buf, target, ncols, cols, eqops, true);
 }
 
 /*

@@ -45,7 +45,9 @@
  * that exist with ON CONFLICT DO NOTHING where it can and reports those
  * items as conflicts (create_skips_conflicts) -- unless its first and
  * last keys are there already, when a read settles every item without a
- * write (group_likely_all_existing) -- and workers' errors get the
+ * write (group_likely_all_existing) -- a statement that failed on a
+ * foreign key is split around the items whose values name no row instead
+ * of bisected (split_around_fk_suspects), and workers' errors get the
  * logical table's names back (unshard_error).
  *
  * Atomic mode does the same inside one more subtransaction, which is
@@ -1027,6 +1029,43 @@ bisect(Batch *batch, ItemGroup *group, int *members, int n)
 }
 
 /*
+ * A statement on a Citus table failed on a foreign key.  Bisection would
+ * find the failing items with a failed distributed statement per try
+ * (Citus then rolls back a savepoint on every node: 0.1 to 1.5 s each on
+ * the test cluster), so the items whose values name no row are looked
+ * for first (precheck_fk_suspects), and the members are written in item
+ * order: each run of unsuspected members together (bisected if it fails
+ * after all), each suspect by itself, its error the statement's own.
+ * False when there is no suspect: then bisection.
+ */
+static bool
+split_around_fk_suspects(Batch *batch, ItemGroup *group)
+{
+	int			n = group->nmembers;
+	bool	   *suspect = palloc(sizeof(bool) * Max(n, 1));
+	int			start = 0;
+	int			i;
+
+	if (precheck_fk_suspects(batch, group->members, n, suspect) == 0)
+		return false;
+	for (i = 0; i <= n; i++)
+	{
+		ItemError  *err;
+
+		if (i < n && !suspect[i])
+			continue;
+		bisect(batch, group, group->members + start, i - start);
+		start = i + 1;
+		if (i == n)
+			break;
+		err = try_members(batch, group, group->members + i, 1);
+		if (err != NULL)
+			batch->items[group->members[i]].error = err;
+	}
+	return true;
+}
+
+/*
  * Mark the members whose keys already exist, and remember on which
  * indexes for the next create (the hint above).
  */
@@ -1107,6 +1146,10 @@ apply_group(Batch *batch, ItemGroup *group)
 		if (err == NULL)
 			return;
 	}
+	if (batch->target->citus && batch->op != BATCH_DELETE &&
+		err->sqlerrcode == ERRCODE_FOREIGN_KEY_VIOLATION &&
+		split_around_fk_suspects(batch, group))
+		return;
 	split_failed(batch, group, group->members, group->nmembers, err);
 }
 

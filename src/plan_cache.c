@@ -142,26 +142,37 @@ column_equality(Target *target, TargetColumn *col)
 	return type->eq_opr;
 }
 
-/* "t.col OPERATOR(schema.=) <right>" with the given equality operator */
-static void
-append_equal(StringInfo buf, TargetColumn *col, Oid eqop, const char *right)
+/*
+ * "<left> OPERATOR(schema.op) <right>" with the given operator, each
+ * operand (of type lefttype, righttype) cast to the operator's input type
+ * where it differs.
+ */
+void
+plan_append_operator(StringInfo buf, const char *left, Oid lefttype, Oid opno,
+					 const char *right, Oid righttype)
 {
-	HeapTuple	tup = SearchSysCache1(OPEROID, ObjectIdGetDatum(eqop));
+	HeapTuple	tup = SearchSysCache1(OPEROID, ObjectIdGetDatum(opno));
 	Form_pg_operator form;
-	char	   *ref;
 
 	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for operator %u", eqop);
+		elog(ERROR, "cache lookup failed for operator %u", opno);
 	form = (Form_pg_operator) GETSTRUCT(tup);
 
-	ref = psprintf("t.%s", col->quoted);
-	append_operand(buf, ref, col->typid, form->oprleft);
+	append_operand(buf, left, lefttype, form->oprleft);
 	/* an operator name is not an identifier: it cannot be quoted, nor needs to be */
 	appendStringInfo(buf, " OPERATOR(%s.%s) ",
 					 quote_identifier(get_namespace_name(form->oprnamespace)),
 					 NameStr(form->oprname));
-	append_operand(buf, right, col->typid, form->oprright);
+	append_operand(buf, right, righttype, form->oprright);
 	ReleaseSysCache(tup);
+}
+
+/* "t.col OPERATOR(schema.=) <right>" with the given equality operator */
+static void
+append_equal(StringInfo buf, TargetColumn *col, Oid eqop, const char *right)
+{
+	plan_append_operator(buf, psprintf("t.%s", col->quoted), col->typid, eqop,
+						 right, col->typid);
 }
 
 /*

@@ -13,6 +13,8 @@
 #include "lib/stringinfo.h"
 
 extern char *plan_rows_source(Target *target);
+extern void plan_append_operator(StringInfo buf, const char *left, Oid lefttype,
+								 Oid opno, const char *right, Oid righttype);
 extern void plan_append_key_match(StringInfo buf, Target *target, int ncols,
 								  const int *cols, const Oid *eqops);
 extern int	plan_execute(const char *sql, Oid argtype, Datum arg);

@@ -24,6 +24,10 @@
  *	  when the last create on the table found some, or on a Citus table
  *	  when precheck_key_exists() finds the first and last keys there).
  *
+ * After a statement on a Citus table failed on a foreign key, the items
+ * whose values name no row of the referenced table are looked for too
+ * (precheck_fk_suspects): a guess that orders the tries, not an error.
+ *
  * What cannot be checked here (foreign keys, row-level security, partial
  * or expression indexes, triggers, rows that other sessions commit
  * meanwhile) is still caught by the statement, which is the safety net.
@@ -40,14 +44,18 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "catalog/pg_am.h"
+#include "catalog/pg_class.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/relcache.h"
+#include "utils/rls.h"
 #include "utils/snapmgr.h"
 #include "utils/typcache.h"
 
@@ -865,22 +873,14 @@ precheck_skipped_conflicts(Batch *batch, int *members, int nmembers)
 }
 
 /*
- * Update and delete: of the members, mark those whose primary key names a
- * row the caller can see (row-level security applies: this is the
- * caller's query) in found[] (indexed like members).  Tells a row that a
- * BEFORE ROW trigger skipped from a key with no row.  Read-only.
+ * found[ord - 1] = true for each row of the query just run, whose first
+ * column is a position from 1 (Target.ord_alias); frees the rows.
  */
-void
-precheck_keys_visible(Batch *batch, int *members, int nmembers, bool *found)
+static void
+mark_found_positions(bool *found)
 {
-	Target	   *target = batch->target;
-	MemoryContext caller = CurrentMemoryContext;
 	uint64		row;
 
-	memset(found, 0, sizeof(bool) * nmembers);
-	if (nmembers == 0)
-		return;
-	run_existing_key_query(batch, target->npk, target->pk, NULL, members, nmembers);
 	for (row = 0; row < SPI_processed; row++)
 	{
 		bool		isnull;
@@ -891,5 +891,171 @@ precheck_keys_visible(Batch *batch, int *members, int nmembers, bool *found)
 		found[ord - 1] = true;
 	}
 	SPI_freetuptable(SPI_tuptable);
+}
+
+/*
+ * Update and delete: of the members, mark those whose primary key names a
+ * row the caller can see (row-level security applies: this is the
+ * caller's query) in found[] (indexed like members).  Tells a row that a
+ * BEFORE ROW trigger skipped from a key with no row.  Read-only.
+ */
+void
+precheck_keys_visible(Batch *batch, int *members, int nmembers, bool *found)
+{
+	Target	   *target = batch->target;
+	MemoryContext caller = CurrentMemoryContext;
+
+	memset(found, 0, sizeof(bool) * nmembers);
+	if (nmembers == 0)
+		return;
+	run_existing_key_query(batch, target->npk, target->pk, NULL, members, nmembers);
+	mark_found_positions(found);
 	MemoryContextSwitchTo(caller);
+}
+
+/* ---------------------------------------------------------------------
+ * Foreign keys that name no row
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Can the caller's own query tell which values of the foreign key name a
+ * row?  Only if every referencing column is a column of the batch, the
+ * caller may read the referenced columns, and no row-level security hides
+ * referenced rows (the foreign key's own check sees them all).
+ */
+static bool
+fk_readable(Target *target, ForeignKeyCacheInfo *fk, int *cols)
+{
+	bool		read_table;
+	int			k;
+
+	if (check_enable_rls(fk->confrelid, InvalidOid, true) == RLS_ENABLED)
+		return false;
+	read_table = pg_class_aclcheck(fk->confrelid, GetUserId(), ACL_SELECT) == ACLCHECK_OK;
+	for (k = 0; k < fk->nkeys; k++)
+	{
+		cols[k] = target->col_of_attnum[fk->conkey[k] - 1];
+		if (cols[k] < 0)
+			return false;
+		/* a column's own ACL grants only what the table's does not */
+		if (!read_table &&
+			pg_attribute_aclcheck(fk->confrelid, fk->confkey[k], GetUserId(),
+								  ACL_SELECT) != ACLCHECK_OK)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * "SELECT r.ord FROM <referenced table> p JOIN <the values> r ON
+ * p.a OPERATOR(...) r.x AND ...": the positions of the values that name a
+ * row, compared with the key's own PK = FK operators.
+ */
+static char *
+fk_found_query(Target *target, ForeignKeyCacheInfo *fk, int *cols)
+{
+	StringInfoData buf;
+	int			k;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "SELECT r.%s FROM %s p JOIN %s ON ", target->ord_alias,
+					 quote_qualified_identifier(get_namespace_name(get_rel_namespace(fk->confrelid)),
+												get_rel_name(fk->confrelid)),
+					 plan_keys_source(target, fk->nkeys, cols));
+	for (k = 0; k < fk->nkeys; k++)
+	{
+		TargetColumn *col = &target->cols[cols[k]];
+
+		if (k > 0)
+			appendStringInfoString(&buf, " AND ");
+		plan_append_operator(&buf,
+							 psprintf("p.%s", quote_identifier(get_attname(fk->confrelid,
+																		  fk->confkey[k],
+																		  false))),
+							 get_atttype(fk->confrelid, fk->confkey[k]),
+							 fk->conpfeqop[k],
+							 psprintf("r.%s", col->quoted), col->typid);
+	}
+	return buf.data;
+}
+
+/*
+ * Mark in suspect[] (indexed like members) the members whose values for
+ * one foreign key name no row of the referenced table.
+ */
+static void
+fk_mark_suspects(Batch *batch, ForeignKeyCacheInfo *fk, int *cols,
+				 int *members, int nmembers, bool *suspect)
+{
+	int		   *subset = palloc(sizeof(int) * Max(nmembers, 1));
+	int		   *pos = palloc(sizeof(int) * Max(nmembers, 1));
+	bool	   *found;
+	Oid			types[INDEX_MAX_KEYS];
+	Datum		arrays[INDEX_MAX_KEYS];
+	int			n = 0;
+	int			i;
+	int			k;
+
+	/* values given in full and not null: those the key checks */
+	for (i = 0; i < nmembers; i++)
+	{
+		BatchItem  *item = &batch->items[members[i]];
+
+		for (k = 0; k < fk->nkeys; k++)
+			if (!bms_is_member(cols[k], item->present) || item->isnull[cols[k]])
+				break;
+		if (k == fk->nkeys)
+		{
+			pos[n] = i;
+			subset[n++] = members[i];
+		}
+	}
+	if (n == 0 || !key_arrays(batch, fk->nkeys, cols, subset, n, types, arrays))
+		return;
+
+	plan_execute_args(fk_found_query(batch->target, fk, cols), fk->nkeys, types, arrays);
+	found = palloc0(sizeof(bool) * n);
+	mark_found_positions(found);
+	for (i = 0; i < n; i++)
+		if (!found[i])
+			suspect[pos[i]] = true;
+}
+
+/*
+ * After a statement failed on a foreign key: mark in suspect[] (indexed
+ * like members) the members whose values for a foreign key of the table
+ * name no row the caller's query finds, and return how many.  A guess
+ * that only orders the next tries (batch.c): a suspect is still written
+ * by itself, and its error is the statement's own, with the statement's
+ * message; a member not suspected still fails if the statement says so.
+ * Used on Citus tables, where each failed distributed statement costs a
+ * rollback on every node and bisection would cost many.  Read-only.
+ */
+int
+precheck_fk_suspects(Batch *batch, int *members, int nmembers, bool *suspect)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	Relation	rel = table_open(batch->target->relid, NoLock);
+	List	   *fkeys = copyObject(RelationGetFKeyList(rel));
+	int			cols[INDEX_MAX_KEYS];
+	int			nsuspects = 0;
+	ListCell   *lc;
+	int			i;
+
+	/* the lock target_open() took stays */
+	table_close(rel, NoLock);
+	memset(suspect, 0, sizeof(bool) * nmembers);
+	foreach(lc, fkeys)
+	{
+		ForeignKeyCacheInfo *fk = lfirst_node(ForeignKeyCacheInfo, lc);
+
+		if (fk_readable(batch->target, fk, cols))
+			fk_mark_suspects(batch, fk, cols, members, nmembers, suspect);
+	}
+	MemoryContextSwitchTo(caller);
+	for (i = 0; i < nmembers; i++)
+		if (suspect[i])
+			nsuspects++;
+	return nsuspects;
 }

@@ -19,6 +19,8 @@ extern void precheck_keys_visible(Batch *batch, int *members, int nmembers,
 extern void precheck_skipped_conflicts(Batch *batch, int *members,
 									   int nmembers);
 extern bool precheck_key_exists(Batch *batch, BatchItem *item);
+extern int	precheck_fk_suspects(Batch *batch, int *members, int nmembers,
+								 bool *suspect);
 extern uint64 precheck_existing_keys(Batch *batch, int *members, int nmembers,
 									 uint64 mask);
 

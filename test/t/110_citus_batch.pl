@@ -117,7 +117,7 @@ is(scalar(() = $r =~ /"error": "conflict"/g), 60, 'sixty conflicts');
 my $remote = sub {
 	my ($sql) = @_;
 	my ($stdout, $stderr);
-	$coord->psql('postgres', "SET citus.log_remote_commands = on; SET client_min_messages = log; $sql",
+	$coord->psql('postgres', "SET citus.log_remote_commands = on; SET citus.log_local_commands = on; SET client_min_messages = log; $sql",
 		stdout => \$stdout, stderr => \$stderr, on_error_die => 1);
 	return $stderr;
 };
@@ -130,6 +130,22 @@ $r = both("SELECT batch_ops.batch_create('S.orders', '$mixed')", 'create: every 
 like($r, qr/^\{"data": \[null, .*\{"id": 5000, /, 'the new key is written');
 $log = $remote->(q{SELECT batch_ops.batch_create('c.orders', '[{"id": 999, "sku": "d"}, {"id": 998, "sku": "d"}]', false, NULL)});
 unlike($log, qr/issuing INSERT/, 'two keys there: no INSERT either');
+
+# foreign-key violations among many items: the items whose values name no
+# row are looked for in the referenced table and written alone, not found
+# by bisecting distributed statements; the errors are the statements' own
+my $fkitems = q_(q{SELECT jsonb_agg(jsonb_build_object('id', 2000 + i, 'sku', 'fk' || i,
+	'ref_id', CASE WHEN i IN (10, 70) THEN 40 + i ELSE 1 + i % 5 END) ORDER BY i)
+	FROM generate_series(1, 100) i});
+$r = both("SELECT batch_ops.batch_create('S.orders', '$fkitems')", 'create: two foreign-key violations among 100 items');
+is(scalar(() = $r =~ /"error": "[a-z_]+", "index": (9|69),/g), 2, 'items 9 and 69 failed');
+my $fkupdate = q{SELECT batch_ops.batch_update('S.orders', '[{"id": 2001, "ref_id": 99}, {"id": 2002, "qty": 1}, {"id": 2003, "ref_id": 2}]')};
+(my $fkupdate_l = $fkupdate) =~ s/S\./l./;
+(my $fkupdate_c = $fkupdate) =~ s/S\./c./;
+my $fklog = $remote->($fkupdate_c);
+q_($fkupdate_l);
+like($fklog, qr/(issuing|executing the command locally:) SELECT r\.\S+ FROM \(?c\.ref_\d+ p JOIN /,
+	'the referenced table is asked which values name no row');
 
 # ---- batch_update and batch_delete
 both(q{SELECT batch_ops.batch_update('S.orders', '[{"id": 999, "qty": 5}, {"id": 12345, "qty": 1},

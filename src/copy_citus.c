@@ -75,6 +75,7 @@ copy_citus_begin(Relation rel, List *attnames)
 	cc->rowtype = rel->rd_rel->reltype;
 	cc->rowarraytype = get_array_type(cc->rowtype);
 	initStringInfo(&cols);
+	appendStringInfoChar(&cols, '(');
 	initStringInfo(&sel);
 	foreach(lc, attnames)
 	{
@@ -95,12 +96,13 @@ copy_citus_begin(Relation rel, List *attnames)
 		appendStringInfo(&sel, "%sr.%s", i ? ", " : "", quote_identifier(name));
 		i++;
 	}
+	appendStringInfoChar(&cols, ')');
 	/*
 	 * No name is resolved through the search_path: the table is
-	 * schema-qualified, "(%s)" is its column list (not a call), and the
+	 * schema-qualified, cols is its parenthesized column list, and the
 	 * only function, unnest, is pg_catalog's.
 	 */
-	cc->sql = psprintf("INSERT INTO %s (%s) SELECT %s FROM pg_catalog.unnest($1) AS r RETURNING 1",
+	cc->sql = psprintf("INSERT INTO %s %s SELECT %s FROM pg_catalog.unnest($1) AS r RETURNING 1",
 					   quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 												  RelationGetRelationName(rel)),
 					   cols.data, sel.data);
